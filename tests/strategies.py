@@ -1,0 +1,62 @@
+"""Hypothesis strategies for random supported architectures (MLPs and CNNs)."""
+from __future__ import annotations
+
+import torch
+from hypothesis import strategies as st
+from torch import nn
+
+import neuralgraph as ng
+
+ACTIVATION_MODULES = [nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, lambda: nn.LeakyReLU(0.1), lambda: ng.Sine(3.0)]
+
+
+@st.composite
+def mlps(draw, max_layers: int = 5, max_width: int = 16) -> nn.Sequential:
+    """A random MLP: 1-5 Linear layers, widths 1-16, random activations and bias flags."""
+    n_layers = draw(st.integers(1, max_layers))
+    widths = draw(st.lists(st.integers(1, max_width), min_size=n_layers + 1, max_size=n_layers + 1))
+    seed = draw(st.integers(0, 2**31 - 1))
+    torch.manual_seed(seed)
+    modules: list[nn.Module] = []
+    for i in range(n_layers):
+        modules.append(nn.Linear(widths[i], widths[i + 1], bias=draw(st.booleans()) or i == 0))
+        if i < n_layers - 1:
+            modules.append(draw(st.sampled_from(ACTIVATION_MODULES))())
+    return nn.Sequential(*modules)
+
+
+@st.composite
+def cnns(draw, max_convs: int = 3, max_width: int = 8) -> nn.Sequential:
+    """A random CNN: 1-3 Conv2d (or Conv1d) with random kernels/stride/padding, global pool, 1-2 Linear."""
+    dim = draw(st.sampled_from([1, 2]))
+    conv = nn.Conv1d if dim == 1 else nn.Conv2d
+    pool = nn.AdaptiveAvgPool1d if dim == 1 else nn.AdaptiveAvgPool2d
+    n_convs = draw(st.integers(1, max_convs))
+    channels = draw(st.lists(st.integers(1, max_width), min_size=n_convs + 1, max_size=n_convs + 1))
+    torch.manual_seed(draw(st.integers(0, 2**31 - 1)))
+    modules: list[nn.Module] = []
+    for i in range(n_convs):
+        k = draw(st.integers(1, 3)) if dim == 1 else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        modules.append(conv(channels[i], channels[i + 1], k, stride=draw(st.integers(1, 2)),
+                            padding=draw(st.integers(0, 1))))
+        modules.append(draw(st.sampled_from(ACTIVATION_MODULES))())
+    modules += [pool(1), nn.Flatten()]
+    n_lin = draw(st.integers(1, 2))
+    widths = [channels[-1]] + draw(st.lists(st.integers(1, max_width), min_size=n_lin, max_size=n_lin))
+    for i in range(n_lin):
+        modules.append(nn.Linear(widths[i], widths[i + 1]))
+        if i < n_lin - 1:
+            modules.append(nn.ReLU())
+    return nn.Sequential(*modules)
+
+
+def model_input(model: nn.Sequential, batch: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random input of the right shape for ``model`` (spatial size 9 for convs)."""
+    first = next(m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)))
+    if isinstance(first, nn.Linear):
+        shape = (batch, first.in_features)
+    elif isinstance(first, nn.Conv1d):
+        shape = (batch, first.in_channels, 9)
+    else:
+        shape = (batch, first.in_channels, 9, 9)
+    return torch.randn(shape, generator=generator)
