@@ -1,0 +1,43 @@
+"""networkx export and drawings."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+import neuralgraph as ng  # noqa: E402
+from neuralgraph.visualize import draw, to_networkx  # noqa: E402
+
+
+def test_to_networkx_carries_weights_and_biases():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    G = to_networkx(ng.to_graph(model))
+    assert G.number_of_nodes() == 9 and G.number_of_edges() == 3 * 4 + 4 * 2
+    # node 3 + i is neuron i of layer 1; node j is input j
+    assert G.edges[1, 3 + 2]["weight"] == model[0].weight[2, 1].item()
+    assert G.nodes[3 + 1]["bias"] == model[0].bias[1].item()
+    assert [G.nodes[n]["type"] for n in (0, 3, 8)] == [ng.NODE_INPUT, ng.NODE_HIDDEN, ng.NODE_OUTPUT]
+
+
+def test_conv_edges_keep_their_kernels():
+    model = nn.Sequential(nn.Conv2d(1, 2, (2, 3)), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 1))
+    G = to_networkx(ng.to_graph(model, taps=9))
+    kernel = G.edges[0, 1]["kernel"]
+    assert kernel == model[0].weight[0, 0].flatten().tolist()
+    assert G.edges[0, 1]["weight"] == torch.tensor(kernel).mean().item()
+
+
+def test_draw_saves_a_png(tmp_path):
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+    path = tmp_path / "cnn.png"
+    ax = draw(ng.to_graph(cnn), path=path, title="cnn")
+    assert ax.get_title() == "cnn"
+    image = plt.imread(path)
+    assert image.shape[0] > 100 and image.shape[1] > 100
+    assert image[..., :3].std() > 0.01  # something was drawn
+    plt.close("all")
