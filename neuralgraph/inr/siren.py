@@ -1,0 +1,419 @@
+"""Fit thousands of SIRENs (one per image) at once, on CPU.
+
+Protocol (DWSNets): a SIREN ``2 -> 32 -> 32 -> 1`` with ``sin(w0 * (W x + b))``
+activations (``w0 = 30``), SIREN initialisation with zero biases, coordinates on
+a grid in ``[-1, 1]^2`` and the network output plus ``0.5`` as the pixel value
+(pixels in ``[0, 1]``). The stored weights are exactly those of
+``mlp_architecture(widths, "sine", w0).build()``, so a fitted INR is a plain
+``nn.Sequential`` and a neural graph.
+
+Every INR has its own parameters and its own Adam state. One Adam over the
+stacked parameters with the loss ``sum_i mean_pixels(err_i^2)`` *is* per-INR
+Adam (Adam is elementwise and the INRs share no parameter), as long as nothing
+mixes the stack (no gradient clipping or normalisation over it).
+
+Two implementations:
+
+* ``method="fast"`` (default): a hand-written forward/backward. The first
+  layer is separable on a pixel grid, ``sin(a_i + b_j) = sin a_i cos b_j +
+  cos a_i sin b_j``, so it costs no transcendental per pixel; the other
+  layers use batched matmuls into pre-allocated buffers, sine and cosine are
+  computed once per step and reused by the backward pass, and the Adam update
+  is a handful of ``torch._foreach`` ops. Batches of INRs are fitted in
+  parallel threads (one intra-op thread each), which survives a busy machine
+  far better than intra-op parallelism on small ops.
+* ``method="autograd"``: the naive batched baseline (autograd +
+  ``torch.optim.Adam``), kept as a reference for tests and benchmarks.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..architecture import Architecture, mlp_architecture
+
+__all__ = [
+    "DEFAULT_WIDTHS", "DEFAULT_W0", "DEFAULT_STEPS", "DEFAULT_LR", "DEFAULT_OFFSET",
+    "FitResult", "fit_sirens", "siren_architecture", "siren_init", "siren_forward",
+    "image_grid", "render", "psnr", "derive_seed",
+]
+
+DEFAULT_WIDTHS: tuple[int, ...] = (2, 32, 32, 1)
+DEFAULT_W0: float = 30.0
+DEFAULT_STEPS: int = 500
+DEFAULT_LR: float = 1e-3
+DEFAULT_OFFSET: float = 0.5
+
+
+def siren_architecture(widths: Sequence[int] = DEFAULT_WIDTHS, w0: float = DEFAULT_W0) -> Architecture:
+    """The architecture a fitted INR is stored as (for ``stacked_to_batch`` and ``build``)."""
+    return mlp_architecture(list(widths), "sine", w0=w0)
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A well-mixed 63-bit seed from ``seed`` and integer keys (e.g. a chunk index).
+
+    Used so that chunk ``k`` of a long fit gets the same initialisation whether
+    or not the run was interrupted and resumed.
+    """
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(seed) >> 32 & 0xFFFFFFFF,
+                                    *(int(k) for k in keys)]).generate_state(2, np.uint32)
+    return int(state[0]) << 31 ^ int(state[1])
+
+
+def image_grid(height: int, width: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Pixel coordinates ``[H*W, 2]`` in ``[-1, 1]^2``, row-major (``(row, col)`` order).
+
+    Entry ``i * W + j`` is ``(linspace(-1,1,H)[i], linspace(-1,1,W)[j])``: the
+    first input of the INR moves down the rows, the second along a row.
+    """
+    u = torch.linspace(-1.0, 1.0, height, dtype=dtype)
+    v = torch.linspace(-1.0, 1.0, width, dtype=dtype)
+    return torch.stack(torch.meshgrid(u, v, indexing="ij"), dim=-1).reshape(-1, 2)
+
+
+def siren_init(
+    n: int,
+    widths: Sequence[int] = DEFAULT_WIDTHS,
+    w0: float = DEFAULT_W0,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[list[Tensor], list[Tensor]]:
+    """SIREN initialisation for ``n`` networks, zero biases.
+
+    First layer ``U(-1/in, 1/in)``, later layers ``U(-sqrt(6/in)/w0, sqrt(6/in)/w0)``
+    (Sitzmann et al., 2020), which keeps the pre-activations of ``sin(w0 *
+    .)`` well spread at every depth.
+    """
+    _check_widths(widths)
+    weights, biases = [], []
+    for m, (d_in, d_out) in enumerate(zip(widths[:-1], widths[1:])):
+        bound = 1.0 / d_in if m == 0 else math.sqrt(6.0 / d_in) / w0
+        w = torch.rand(n, d_out, d_in, generator=generator, dtype=dtype).mul_(2 * bound).sub_(bound)
+        weights.append(w)
+        biases.append(torch.zeros(n, d_out, dtype=dtype))
+    return weights, biases
+
+
+def siren_forward(weights: Sequence[Tensor], biases: Sequence[Tensor], coords: Tensor,
+                  w0: float = DEFAULT_W0) -> Tensor:
+    """Evaluate ``n`` stacked SIRENs at shared (``[P, d]``) or per-network (``[n, P, d]``) coordinates.
+
+    Returns ``[n, P, out]`` (without the output offset). Matches
+    ``siren_architecture(widths, w0).build()`` loaded with the same parameters.
+    """
+    h = coords
+    M = len(weights)
+    for m, (w, b) in enumerate(zip(weights, biases)):
+        h = torch.matmul(h, w.transpose(-1, -2)) + b.unsqueeze(-2)
+        if m < M - 1:
+            h = torch.sin(w0 * h)
+    return h
+
+
+def render(weights: Sequence[Tensor], biases: Sequence[Tensor], height: int, width: int,
+           w0: float = DEFAULT_W0, offset: float = DEFAULT_OFFSET) -> Tensor:
+    """Images the INRs encode: ``[n, H, W]`` (or ``[n, H, W, C]`` for ``C > 1`` outputs)."""
+    coords = image_grid(height, width, dtype=weights[0].dtype)
+    out = siren_forward(weights, biases, coords, w0) + offset
+    n, C = out.shape[0], out.shape[-1]
+    return out.reshape(n, height, width) if C == 1 else out.reshape(n, height, width, C)
+
+
+def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
+    """Peak signal-to-noise ratio per item (first dim), in dB, for data in ``[0, data_range]``."""
+    mse = (pred - target).pow(2).reshape(pred.shape[0], -1).mean(1)
+    return 10.0 * torch.log10(data_range ** 2 / mse)
+
+
+@dataclass
+class FitResult:
+    """Fitted INRs: stacked ``weights[m]`` ``[n, out, in]``, ``biases[m]`` ``[n, out]``, PSNR ``[n]``."""
+
+    weights: list[Tensor]
+    biases: list[Tensor]
+    psnr: Tensor
+    arch: Architecture
+    steps: int
+    #: PSNR ``[n]`` after ``k`` optimisation steps, for each ``k`` in ``record_steps``.
+    history: dict[int, Tensor] = field(default_factory=dict)
+
+    def render(self, height: int, width: int, offset: float = DEFAULT_OFFSET) -> Tensor:
+        w0 = self.arch.layers[0].post[0].args[0] if self.arch.layers[0].post else DEFAULT_W0
+        return render(self.weights, self.biases, height, width, w0, offset)
+
+
+def _check_widths(widths: Sequence[int]) -> None:
+    if len(widths) < 2 or any(int(w) < 1 for w in widths):
+        raise ValueError(f"widths must have >= 2 positive entries, got {list(widths)}")
+
+
+def _images_to_targets(images: Tensor, widths: Sequence[int]) -> Tensor:
+    """``[n, H, W]`` or ``[n, H, W, C]`` -> ``[n, H*W, C]`` float32, with checks."""
+    if images.dim() == 3:
+        images = images.unsqueeze(-1)
+    if images.dim() != 4:
+        raise ValueError(f"images must be [n, H, W] or [n, H, W, C], got shape {tuple(images.shape)}")
+    if not images.dtype.is_floating_point:
+        raise ValueError(f"images must be float in [0, 1], got dtype {images.dtype} "
+                         "(divide uint8 images by 255)")
+    n, H, W, C = images.shape
+    if widths[0] != 2:
+        raise ValueError(f"an image INR takes 2 input coordinates, widths[0] is {widths[0]}")
+    if widths[-1] != C:
+        raise ValueError(f"images have {C} channel(s) but widths[-1] is {widths[-1]}")
+    if not torch.isfinite(images).all():
+        raise ValueError("images contain NaN or inf")
+    return images.reshape(n, H * W, C).float()
+
+
+def fit_sirens(
+    images: Tensor,
+    widths: Sequence[int] = DEFAULT_WIDTHS,
+    w0: float = DEFAULT_W0,
+    steps: int = DEFAULT_STEPS,
+    lr: float = DEFAULT_LR,
+    batch_size: int = 64,
+    seed: int = 0,
+    offset: float = DEFAULT_OFFSET,
+    method: str = "fast",
+    workers: int | None = None,
+    progress: bool = True,
+    record_steps: Sequence[int] = (),
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> FitResult:
+    """Fit one SIREN per image (``[n, H, W]`` or ``[n, H, W, C]`` in ``[0, 1]``).
+
+    Deterministic given ``seed`` (initialisation of all ``n`` networks comes
+    from one generator seeded with it), independent of ``batch_size`` up to
+    float rounding of the batched kernels. ``workers`` threads (default: torch's
+    thread count) fit batches in parallel. ``record_steps`` asks for the PSNR
+    after those step counts (cheap: taken from the forward passes). The final
+    PSNR is that of the returned parameters.
+    """
+    widths = [int(w) for w in widths]
+    _check_widths(widths)
+    if method not in ("fast", "autograd"):
+        raise ValueError(f"method must be 'fast' or 'autograd', got {method!r}")
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    bad = [k for k in record_steps if not 0 <= int(k) <= steps]
+    if bad:
+        raise ValueError(f"record_steps {bad} outside [0, steps={steps}]")
+    targets = _images_to_targets(images, widths)
+    n, H, W = images.shape[0], images.shape[1], images.shape[2]
+    gen = torch.Generator().manual_seed(int(seed))
+    weights, biases = siren_init(n, widths, w0, gen)
+    arch = siren_architecture(widths, w0)
+    history = {int(k): torch.empty(n) for k in record_steps}
+    final_mse = torch.empty(n)
+    if n == 0:
+        return FitResult(weights, biases, torch.empty(0), arch, steps, history)
+
+    workers = max(1, int(workers if workers is not None else torch.get_num_threads()))
+    bs = min(batch_size, max(1, math.ceil(n / workers)))
+    starts = list(range(0, n, bs))
+    bar = _progress_bar(n * steps, progress)
+    lock = threading.Lock()
+
+    def tick(k: int) -> None:
+        if bar is not None:
+            with lock:
+                bar.update(k)
+
+    def job(s: int) -> None:
+        e = min(s + bs, n)
+        ws = [w[s:e] for w in weights]   # views: fitted in place
+        bb = [b[s:e] for b in biases]
+        hist = {k: v[s:e] for k, v in history.items()}
+        fn = _fit_batch_fast if method == "fast" else _fit_batch_autograd
+        fn(ws, bb, targets[s:e], H, W, w0, steps, lr, offset, betas, eps, hist, final_mse[s:e], tick)
+
+    try:
+        if workers == 1 or len(starts) == 1:
+            for s in starts:
+                job(s)
+        else:
+            prev = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(min(workers, len(starts))) as pool:
+                    for f in [pool.submit(job, s) for s in starts]:
+                        f.result()
+            finally:
+                torch.set_num_threads(prev)
+    finally:
+        if bar is not None:
+            bar.close()
+    to_psnr = lambda mse: 10.0 * torch.log10(1.0 / mse)
+    return FitResult(weights, biases, to_psnr(final_mse), arch, steps,
+                     {k: to_psnr(v) for k, v in history.items()})
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="INR-step", unit_scale=True, desc="fitting SIRENs", leave=False)
+
+
+# ----------------------------------------------------------------------------
+# the naive baseline: autograd + torch.optim.Adam over the stack
+# ----------------------------------------------------------------------------
+
+def _fit_batch_autograd(weights, biases, Y, H, W, w0, steps, lr, offset, betas, eps,
+                        history, final_mse, tick) -> None:
+    coords = image_grid(H, W)
+    params = [p.detach().clone().requires_grad_(True) for p in [*weights, *biases]]
+    M = len(weights)
+    opt = torch.optim.Adam(params, lr=lr, betas=betas, eps=eps)
+
+    def mse_of(ps):
+        out = siren_forward(ps[:M], ps[M:], coords, w0)
+        return (out + offset - Y).pow(2).mean(dim=(1, 2))
+
+    for step in range(steps):
+        mse = mse_of(params)
+        if step in history:
+            history[step].copy_(mse.detach())
+        opt.zero_grad(set_to_none=True)
+        mse.sum().backward()
+        opt.step()
+        tick(Y.shape[0])
+    with torch.no_grad():
+        mse = mse_of(params)
+        final_mse.copy_(mse)
+        if steps in history:
+            history[steps].copy_(mse)
+        for dst, src in zip([*weights, *biases], params):
+            dst.copy_(src)
+
+
+# ----------------------------------------------------------------------------
+# the fast path: hand-written forward/backward, pre-allocated buffers
+# ----------------------------------------------------------------------------
+
+@torch.no_grad()
+def _fit_batch_fast(weights, biases, Y, H, W, w0, steps, lr, offset, betas, eps,
+                    history, final_mse, tick) -> None:
+    B, P, C = Y.shape
+    M = len(weights)
+    hid = [w.shape[1] for w in weights[:-1]]          # hidden widths d_1..d_{M-1}
+    dtype = Y.dtype
+    params = [w.clone() for w in weights] + [b.clone() for b in biases]
+    Ws, bs = params[:M], params[M:]
+    grads = [torch.empty_like(p) for p in params]
+    gW, gb = grads[:M], grads[M:]
+    exp_avg = [torch.zeros_like(p) for p in params]
+    exp_avg_sq = [torch.zeros_like(p) for p in params]
+    beta1, beta2 = betas
+
+    u = torch.linspace(-1.0, 1.0, H, dtype=dtype)
+    v = torch.linspace(-1.0, 1.0, W, dtype=dtype)
+    # [3, P]: rows u_p, v_p, 1 -> one matmul gives dW_1 (both columns) and db_1
+    uv1 = torch.stack([u.repeat_interleave(W), v.repeat(H), torch.ones(P, dtype=dtype)])
+    Yo = Y - offset                                   # network output target
+    # buffers: A_m = sin(T_m), Cm = cos(T_m) (then dL/dT_m in place), per hidden layer
+    A = [torch.empty(B, P, h, dtype=dtype) for h in hid]
+    Cb = [torch.empty(B, P, h, dtype=dtype) for h in hid]
+    tmp = [torch.empty(B, P, h, dtype=dtype) for h in hid]
+    out = torch.empty(B, P, C, dtype=dtype)
+    h1 = hid[0] if hid else 0
+    if M > 1:
+        a1 = torch.empty(B, H, h1, dtype=dtype)
+        b1v = torch.empty(B, W, h1, dtype=dtype)
+        sa, ca = torch.empty_like(a1), torch.empty_like(a1)
+        sb, cb = torch.empty_like(b1v), torch.empty_like(b1v)
+        g1 = torch.empty(B, 3, h1, dtype=dtype)
+    Wsc = [torch.empty_like(w) for w in Ws]           # w0 * W_m (hidden layers)
+    bsc = [torch.empty_like(b) for b in bs]           # w0 * b_m
+    mse = torch.empty(B, dtype=dtype)
+    scale = 2.0 / (P * C)
+
+    def forward() -> None:
+        if M == 1:  # plain linear model
+            torch.matmul(uv1[:2].T, Ws[0].transpose(1, 2), out=out)
+            out.add_(bs[0].unsqueeze(1))
+        else:
+            for m in range(M - 1):
+                torch.mul(Ws[m], w0, out=Wsc[m])
+                torch.mul(bs[m], w0, out=bsc[m])
+            # layer 1, separable on the grid: T = alpha_i + beta_j
+            torch.mul(Wsc[0][:, None, :, 0], u[None, :, None], out=a1)
+            a1.add_(bsc[0][:, None, :])
+            torch.mul(Wsc[0][:, None, :, 1], v[None, :, None], out=b1v)
+            torch.sin(a1, out=sa); torch.cos(a1, out=ca)
+            torch.sin(b1v, out=sb); torch.cos(b1v, out=cb)
+            A4 = A[0].view(B, H, W, h1)
+            C4 = Cb[0].view(B, H, W, h1)
+            torch.mul(sa[:, :, None, :], cb[:, None, :, :], out=A4)
+            A4.addcmul_(ca[:, :, None, :], sb[:, None, :, :])
+            torch.mul(ca[:, :, None, :], cb[:, None, :, :], out=C4)
+            C4.addcmul_(sa[:, :, None, :], sb[:, None, :, :], value=-1.0)
+            for m in range(1, M - 1):
+                T = Cb[m]
+                torch.baddbmm(bsc[m][:, None, :], A[m - 1], Wsc[m].transpose(1, 2), out=T)
+                torch.sin(T, out=A[m])
+                torch.cos(T, out=T)
+            torch.baddbmm(bs[M - 1][:, None, :], A[M - 2], Ws[M - 1].transpose(1, 2), out=out)
+        out.sub_(Yo)                                  # out is now the error
+        torch.mean(out.square(), dim=(1, 2), out=mse)
+
+    def backward() -> None:
+        G = out.mul_(scale)                           # dL/d(out)
+        if M == 1:
+            torch.matmul(G.transpose(1, 2), uv1[:2].T, out=gW[0])
+            torch.sum(G, 1, out=gb[0])
+            return
+        torch.bmm(G.transpose(1, 2), A[M - 2], out=gW[M - 1])
+        torch.sum(G, 1, out=gb[M - 1])
+        # dL/dT_{M-1} = (G @ W_M) * cos(T_{M-1})
+        D = Cb[M - 2]
+        if C == 1:
+            D.mul_(Ws[M - 1]).mul_(G)
+        else:
+            torch.bmm(G, Ws[M - 1], out=tmp[M - 2])
+            D.mul_(tmp[M - 2])
+        for m in range(M - 2, 0, -1):                 # hidden layer m+1 (0-based m)
+            D = Cb[m]
+            torch.bmm(D.transpose(1, 2), A[m - 1], out=gW[m])
+            torch.sum(D, 1, out=gb[m])
+            torch.bmm(D, Wsc[m], out=tmp[m - 1])
+            Cb[m - 1].mul_(tmp[m - 1])
+        torch.matmul(uv1, Cb[0], out=g1)              # [B, 3, h1]
+        gW[0].copy_(g1[:, :2, :].transpose(1, 2))
+        gb[0].copy_(g1[:, 2, :])
+        torch._foreach_mul_(gW[:M - 1] + gb[:M - 1], w0)
+
+    for step in range(1, steps + 1):
+        forward()
+        if step - 1 in history:
+            history[step - 1].copy_(mse)
+        backward()
+        bc1 = 1.0 - beta1 ** step
+        bc2_sqrt = math.sqrt(1.0 - beta2 ** step)
+        torch._foreach_lerp_(exp_avg, grads, 1.0 - beta1)
+        torch._foreach_mul_(exp_avg_sq, beta2)
+        torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1.0 - beta2)
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denom, bc2_sqrt)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(params, exp_avg, denom, -lr / bc1)
+        tick(B)
+    forward()
+    final_mse.copy_(mse)
+    if steps in history:
+        history[steps].copy_(mse)
+    for dst, src in zip([*weights, *biases], params):
+        dst.copy_(src)
