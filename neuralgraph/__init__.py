@@ -2,6 +2,7 @@
 from .architecture import ACTIVATIONS, Architecture, LayerSpec, ModuleSpec, Sine, mlp_architecture
 from .graph import (
     EDGE_FORWARD,
+    IDENTITY_NORM,
     NODE_HIDDEN,
     NODE_INPUT,
     NODE_OUTPUT,
@@ -20,7 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS", "Architecture", "LayerSpec", "ModuleSpec", "Sine", "mlp_architecture",
-    "EDGE_FORWARD", "NODE_HIDDEN", "NODE_INPUT", "NODE_OUTPUT", "NeuralGraph",
+    "EDGE_FORWARD", "IDENTITY_NORM", "NODE_HIDDEN", "NODE_INPUT", "NODE_OUTPUT", "NeuralGraph",
     "batch_to_stacked", "graph_from_params", "pad_taps", "stacked_to_batch",
     "to_graph", "to_model", "to_models",
     "HiddenPermutation", "apply_permutation", "permute_hidden", "random_hidden_permutation",

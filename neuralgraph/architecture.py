@@ -37,6 +37,10 @@ ACTIVATIONS: dict[str, int] = {
 }
 
 
+#: Normalisation modules: their per-neuron (weight, bias, running_mean, running_var) become node features.
+NORM_KINDS = ("batchnorm1d", "batchnorm2d", "layernorm")
+
+
 class Sine(nn.Module):
     """``sin(w0 * x)``, the SIREN activation (Sitzmann et al., 2020)."""
 
@@ -61,6 +65,11 @@ class ModuleSpec:
     @property
     def activation_id(self) -> int | None:
         return ACTIVATIONS.get(self.kind) if self.kind != "identity" else None
+
+    @property
+    def is_norm(self) -> bool:
+        """Normalisation layers carry per-neuron parameters (stored in ``node_norm``)."""
+        return self.kind in NORM_KINDS
 
     def build(self) -> nn.Module:
         k, a = self.kind, self.args
@@ -88,6 +97,13 @@ class ModuleSpec:
             return nn.Dropout(a[0] if a else 0.5)
         if k == "identity":
             return nn.Identity()
+        if k in ("batchnorm1d", "batchnorm2d"):
+            n, eps, momentum, affine, track = a
+            cls = nn.BatchNorm1d if k == "batchnorm1d" else nn.BatchNorm2d
+            return cls(n, eps=eps, momentum=momentum, affine=affine, track_running_stats=track)
+        if k == "layernorm":
+            n, eps, affine, bias = a
+            return nn.LayerNorm(n, eps=eps, elementwise_affine=affine, bias=bias)
         raise ValueError(f"unknown module kind {k!r}")
 
     @staticmethod
@@ -123,11 +139,21 @@ class ModuleSpec:
             return ModuleSpec("dropout", (float(module.p),))
         if isinstance(module, nn.Identity):
             return ModuleSpec("identity")
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            kind = "batchnorm1d" if isinstance(module, nn.BatchNorm1d) else "batchnorm2d"
+            return ModuleSpec(kind, (module.num_features, module.eps, module.momentum, module.affine,
+                                     module.track_running_stats))
+        if isinstance(module, nn.LayerNorm):
+            if len(module.normalized_shape) != 1:
+                raise ValueError(f"{where}: LayerNorm over {tuple(module.normalized_shape)} is supported only "
+                                 "over the neurons of one layer (a 1-d normalized_shape)")
+            return ModuleSpec("layernorm", (module.normalized_shape[0], module.eps, module.elementwise_affine,
+                                            module.bias is not None))
         raise ValueError(
             f"{where}: unsupported module {type(module).__name__} ({module}); "
             "neural graphs support Linear, Conv1d, Conv2d, elementwise "
             f"activations ({', '.join(a for a in ACTIVATIONS if a != 'identity')}), "
-            "Flatten, global average pooling, Dropout and Identity"
+            "BatchNorm1d/2d, LayerNorm, Flatten, global average pooling, Dropout and Identity"
         )
 
 
@@ -161,6 +187,11 @@ class LayerSpec:
             if m.activation_id is not None:
                 return m.activation_id
         return 0
+
+    @property
+    def norm(self) -> ModuleSpec | None:
+        """The normalisation module after this layer, if any."""
+        return next((m for m in self.post if m.is_norm), None)
 
     @property
     def weight_shape(self) -> tuple[int, ...]:
@@ -208,6 +239,10 @@ class Architecture:
     def num_layers(self) -> int:
         """M, the number of parametric layers (graph layers are 0..M)."""
         return len(self.layers)
+
+    @property
+    def has_norm(self) -> bool:
+        return any(l.norm is not None for l in self.layers)
 
     @property
     def max_taps(self) -> int:
@@ -281,6 +316,17 @@ class Architecture:
                 seen_pool = False
             else:
                 m = ModuleSpec.from_module(module, where)
+                if m.is_norm:
+                    if not layers:
+                        raise ValueError(f"{where}: {m.kind} before the first Linear/Conv layer is not supported")
+                    if m.args[0] != layers[-1]["out_features"]:
+                        raise ValueError(f"{where}: {type(module).__name__} normalises {m.args[0]} features but the "
+                                         f"layer before it has {layers[-1]['out_features']} outputs")
+                    if any(p.is_norm for p in layers[-1]["post"]):
+                        raise ValueError(f"{where}: a second normalisation after one layer is not supported")
+                    if m.kind == "layernorm" and layers[-1]["kind"] != "linear":
+                        raise ValueError(f"{where}: LayerNorm after a convolution is not supported")
+                    _check_parameters(module, where)
                 if m.kind.startswith("global_avg_pool"):
                     seen_pool = True
                 if m.kind == "flatten" and layers and layers[-1]["kind"] != "linear" and not seen_pool:
@@ -364,7 +410,9 @@ def _leaves(model: nn.Sequential, prefix: str) -> Iterable[tuple[str, nn.Module]
 
 
 def _check_parameters(module: nn.Module, where: str) -> None:
-    for pname, p in module.named_parameters(recurse=False):
+    tensors = list(module.named_parameters(recurse=False))
+    tensors += [(n, b) for n, b in module.named_buffers(recurse=False) if b.dtype.is_floating_point]
+    for pname, p in tensors:
         if not p.dtype.is_floating_point:
             raise ValueError(f"{where}.{pname}: non-float parameter of dtype {p.dtype}")
         if not torch.isfinite(p).all():

@@ -16,6 +16,9 @@ Layout of a :class:`NeuralGraph` with layers ``0..M`` and widths ``d_0..d_M``:
 * ``edge_mask``   ``[E, K]``  which of the ``K`` taps are real;
 * ``edge_layer``  ``[E]``     ``m``, the layer of the target;
 * ``edge_type``   ``[E]``     0 for a forward weight (:data:`EDGE_FORWARD`);
+* ``node_norm``   ``[N, 4]``  only for models with BatchNorm/LayerNorm: the
+  neuron's (weight, bias, running_mean, running_var) of the normalisation after
+  its layer, (1, 0, 0, 1) where there is none (the paper's "norm = node features");
 * ``arch``        the :class:`~neuralgraph.architecture.Architecture` (a list
   of them in a batch).
 
@@ -35,8 +38,11 @@ from .architecture import Architecture
 __all__ = [
     "NODE_INPUT", "NODE_HIDDEN", "NODE_OUTPUT", "EDGE_FORWARD", "STRUCTURE_KEYS",
     "NeuralGraph", "to_graph", "to_model", "to_models",
-    "graph_from_params", "stacked_to_batch", "batch_to_stacked", "pad_taps",
+    "graph_from_params", "stacked_to_batch", "batch_to_stacked", "pad_taps", "IDENTITY_NORM",
 ]
+
+#: ``node_norm`` row of a neuron without normalisation: weight 1, bias 0, mean 0, var 1.
+IDENTITY_NORM = (1.0, 0.0, 0.0, 1.0)
 
 NODE_INPUT, NODE_HIDDEN, NODE_OUTPUT = 0, 1, 2
 EDGE_FORWARD = 0
@@ -139,12 +145,37 @@ def to_graph(
     if arch is not None and arch != found:
         raise ValueError("model does not match the given architecture")
     params = [m for m in _parametric(model)]
+    norms = _norm_params(model, found) if found.has_norm else None
     return graph_from_params(
         [m.weight.detach() for m in params],
         [None if m.bias is None else m.bias.detach() for m in params],
         found,
         taps=taps,
+        norms=norms,
     )
+
+
+def _norm_modules(model: nn.Module, arch: Architecture) -> list[nn.Module | None]:
+    """The normalisation module after each parametric layer (None where there is none)."""
+    found = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm))]
+    it = iter(found)
+    return [next(it) if layer.norm is not None else None for layer in arch.layers]
+
+
+def _norm_params(model: nn.Module, arch: Architecture) -> list[Tensor | None]:
+    rows = []
+    for layer, module in zip(arch.layers, _norm_modules(model, arch)):
+        if module is None:
+            rows.append(None)
+            continue
+        n = layer.out_features
+        ref = next(model.parameters())
+        cols = []
+        for name, default in zip(("weight", "bias", "running_mean", "running_var"), IDENTITY_NORM):
+            t = getattr(module, name, None)
+            cols.append(t.detach().to(ref.dtype) if t is not None else torch.full((n,), default, dtype=ref.dtype))
+        rows.append(torch.stack(cols, 1))
+    return rows
 
 
 def _parametric(model: nn.Module):
@@ -157,10 +188,15 @@ def graph_from_params(
     arch: Architecture,
     *,
     taps: int | None = None,
+    norms: Sequence[Tensor | None] | None = None,
 ) -> NeuralGraph:
-    """One graph from per-layer weights ``[out, in, *kernel]`` and biases ``[out]``."""
-    batch = stacked_to_batch([w.unsqueeze(0) for w in weights],
-                             [None if b is None else b.unsqueeze(0) for b in biases], arch, taps=taps)
+    """One graph from per-layer weights ``[out, in, *kernel]`` and biases ``[out]``.
+
+    ``norms[m]`` (``[out, 4]``) holds the normalisation parameters after layer m, if any.
+    """
+    add = lambda t: None if t is None else t.unsqueeze(0)
+    batch = stacked_to_batch([add(w) for w in weights], [add(b) for b in biases], arch, taps=taps,
+                             norms=None if norms is None else [add(n) for n in norms])
     g = NeuralGraph(**{k: batch[k] for k in batch.keys() if k not in ("batch", "ptr")})
     g.arch = arch
     return g
@@ -172,12 +208,14 @@ def stacked_to_batch(
     arch: Architecture,
     *,
     taps: int | None = None,
+    norms: Sequence[Tensor | None] | None = None,
 ) -> Batch:
     """B networks of one architecture -> a PyG ``Batch`` of B graphs, without a per-network loop.
 
     ``weights[m]`` is ``[B, out, in, *kernel]`` and ``biases[m]`` is ``[B, out]``
     (``None`` for a layer without bias). This is the fast path for INR datasets,
-    where tens of thousands of networks share one architecture.
+    where tens of thousands of networks share one architecture. For
+    architectures with normalisation, ``norms[m]`` is ``[B, out, 4]`` (see ``node_norm``).
     """
     if len(weights) != arch.num_layers or len(biases) != arch.num_layers:
         raise ValueError(f"expected {arch.num_layers} weight and bias tensors, "
@@ -207,16 +245,40 @@ def stacked_to_batch(
     edge_attr = torch.cat(cols, 1).reshape(-1, K)
     if not torch.isfinite(x).all() or not torch.isfinite(edge_attr).all():
         raise ValueError("parameters contain NaN or inf")
-    return _replicate(_structure(arch, device), _edge_mask(arch, K, device), x, edge_attr, arch, B)
+    node_norm = _stack_norms(norms, arch, B, dtype, device) if arch.has_norm else None
+    return _replicate(_structure(arch, device), _edge_mask(arch, K, device), x, edge_attr, arch, B, node_norm)
+
+
+def _stack_norms(norms, arch: Architecture, B: int, dtype, device) -> Tensor:
+    if norms is None or len(norms) != arch.num_layers:
+        raise ValueError(f"this architecture has normalisation layers: pass norms= with {arch.num_layers} entries")
+    identity = torch.tensor(IDENTITY_NORM, dtype=dtype, device=device)
+    rows = [identity.expand(B, arch.widths[0], 4)]
+    for m, (layer, n) in enumerate(zip(arch.layers, norms), start=1):
+        want = (B, layer.out_features, 4)
+        if layer.norm is None:
+            if n is not None:
+                raise ValueError(f"layer {m} ({layer.kind}) has no normalisation but norms[{m - 1}] was given")
+            rows.append(identity.expand(*want))
+        elif n is None or tuple(n.shape) != want:
+            raise ValueError(f"layer {m}: norms[{m - 1}] has shape {None if n is None else tuple(n.shape)}, expected {want}")
+        else:
+            rows.append(n.to(dtype))
+    out = torch.cat(rows, 1).reshape(-1, 4)
+    if not torch.isfinite(out).all():
+        raise ValueError("normalisation parameters contain NaN or inf")
+    return out
 
 
 def _replicate(s: dict[str, Tensor], mask: Tensor, x: Tensor, edge_attr: Tensor,
-               arch: Architecture, B: int) -> Batch:
+               arch: Architecture, B: int, node_norm: Tensor | None = None) -> Batch:
     n, e = arch.num_nodes, arch.num_edges
     device = x.device
     node_offsets = torch.arange(B, device=device) * n
     edge_index = (s["edge_index"].unsqueeze(1) + node_offsets.view(1, B, 1)).reshape(2, -1)
     tile = lambda t: t.repeat(B) if t.dim() == 1 else t.repeat(B, 1)
+    node_slices = torch.arange(B + 1) * n
+    edge_slices = torch.arange(B + 1) * e
     batch = Batch(
         _base_cls=NeuralGraph,
         x=x, edge_index=edge_index, edge_attr=edge_attr, edge_mask=tile(mask),
@@ -225,8 +287,6 @@ def _replicate(s: dict[str, Tensor], mask: Tensor, x: Tensor, edge_attr: Tensor,
         batch=torch.arange(B, device=device).repeat_interleave(n),
         ptr=torch.arange(B + 1, device=device) * n,
     )
-    node_slices = torch.arange(B + 1) * n
-    edge_slices = torch.arange(B + 1) * e
     batch._num_graphs = B
     batch._slice_dict = {
         "x": node_slices, "edge_index": edge_slices, "edge_attr": edge_slices,
@@ -234,6 +294,9 @@ def _replicate(s: dict[str, Tensor], mask: Tensor, x: Tensor, edge_attr: Tensor,
         "node_type": node_slices, "node_act": node_slices, "edge_layer": edge_slices,
         "edge_type": edge_slices, "arch": torch.arange(B + 1),
     }
+    if node_norm is not None:
+        batch.node_norm = node_norm
+        batch._slice_dict["node_norm"] = node_slices
     zeros = torch.zeros(B, dtype=torch.long)
     batch._inc_dict = {k: zeros for k in batch._slice_dict if k not in ("edge_index", "arch")}
     batch._inc_dict["edge_index"] = torch.arange(B) * n
@@ -287,6 +350,15 @@ def to_model(graph: Data, arch: Architecture | None = None) -> nn.Sequential:
             module.weight.copy_(w)
             if b is not None:
                 module.bias.copy_(b)
+        if arch.has_norm:
+            for m, module in enumerate(_norm_modules(model, arch), start=1):
+                if module is None:
+                    continue
+                rows = graph.node_norm[graph.node_layer == m]
+                for k, name in enumerate(("weight", "bias", "running_mean", "running_var")):
+                    t = getattr(module, name, None)
+                    if t is not None:
+                        t.copy_(rows[:, k])
     return model
 
 

@@ -10,9 +10,24 @@ import neuralgraph as ng
 ACTIVATION_MODULES = [nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, lambda: nn.LeakyReLU(0.1), lambda: ng.Sine(3.0)]
 
 
+def _randomise_norm(norm: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Give a norm layer non-trivial affine parameters and running statistics (as after training)."""
+    with torch.no_grad():
+        for name in ("weight", "bias", "running_mean"):
+            t = getattr(norm, name, None)
+            if t is not None:
+                t.copy_(torch.randn(t.shape, generator=generator))
+        if getattr(norm, "running_var", None) is not None:
+            norm.running_var.copy_(torch.rand(norm.running_var.shape, generator=generator) + 0.5)
+    return norm.eval()
+
+
 @st.composite
-def mlps(draw, max_layers: int = 5, max_width: int = 16) -> nn.Sequential:
-    """A random MLP: 1-5 Linear layers, widths 1-16, random activations and bias flags."""
+def mlps(draw, max_layers: int = 5, max_width: int = 16, norms: bool = False) -> nn.Sequential:
+    """A random MLP: 1-5 Linear layers, widths 1-16, random activations and bias flags.
+
+    With ``norms=True`` hidden layers may be followed by BatchNorm1d or LayerNorm (eval mode).
+    """
     n_layers = draw(st.integers(1, max_layers))
     widths = draw(st.lists(st.integers(1, max_width), min_size=n_layers + 1, max_size=n_layers + 1))
     seed = draw(st.integers(0, 2**31 - 1))
@@ -21,8 +36,12 @@ def mlps(draw, max_layers: int = 5, max_width: int = 16) -> nn.Sequential:
     for i in range(n_layers):
         modules.append(nn.Linear(widths[i], widths[i + 1], bias=draw(st.booleans()) or i == 0))
         if i < n_layers - 1:
+            kind = draw(st.sampled_from(["none", "batch", "layer"])) if norms else "none"
+            if kind != "none":
+                norm = nn.BatchNorm1d(widths[i + 1]) if kind == "batch" else nn.LayerNorm(widths[i + 1])
+                modules.append(_randomise_norm(norm, torch.Generator().manual_seed(seed + i)))
             modules.append(draw(st.sampled_from(ACTIVATION_MODULES))())
-    return nn.Sequential(*modules)
+    return nn.Sequential(*modules).eval()
 
 
 @st.composite

@@ -15,17 +15,20 @@ from strategies import cnns, mlps, model_input
 
 
 def assert_same_params(a: nn.Module, b: nn.Module) -> None:
+    """Same parameters and buffers, bit for bit (BatchNorm's step counter is not a parameter)."""
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
     for k in sa:
+        if k.endswith("num_batches_tracked"):
+            continue
         assert sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]), k
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.one_of(mlps(), cnns()))
+@given(st.one_of(mlps(), mlps(norms=True), cnns()))
 def test_round_trip_is_bit_exact(model):
     graph = ng.to_graph(model)
-    rebuilt = ng.to_model(graph)
+    rebuilt = ng.to_model(graph).eval()
     assert_same_params(model, rebuilt)
     assert str(rebuilt) == str(model)
     x = model_input(model)
@@ -164,7 +167,7 @@ def test_stacked_conv_round_trip():
 @pytest.mark.parametrize(
     "model, match",
     [
-        (nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1)), r"model\[1\].*BatchNorm1d"),
+        (nn.Sequential(nn.Linear(3, 4), nn.GroupNorm(2, 4), nn.Linear(4, 1)), r"model\[1\].*GroupNorm"),
         (nn.Sequential(nn.Linear(3, 4), nn.MultiheadAttention(4, 1)), r"model\[1\].*MultiheadAttention"),
         (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(5, 1)), r"model\[2\].*shape mismatch.*5.*4"),
         (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2, 1)), r"model\[1\].*Flatten.*pooling"),
@@ -204,3 +207,28 @@ def test_nested_sequential_and_custom_module_errors():
     assert torch.equal(nested(x), rebuilt(x))
     with pytest.raises(ValueError, match=r"model\[0\]\[1\].*Custom"):
         ng.to_graph(nn.Sequential(nn.Sequential(nn.Linear(2, 3), Custom())))
+
+
+def test_normalisation_layers_become_node_features():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(3, 4), nn.LayerNorm(4), nn.Tanh(), nn.Linear(4, 2))
+    model.train()
+    model(torch.randn(16, 1, 8, 8))  # real running statistics
+    model.eval()
+    g = ng.to_graph(model)
+    assert g.node_norm.shape == (g.num_nodes, 4)
+    bn = model[1]
+    rows = g.node_norm[g.node_layer == 1]
+    for k, t in enumerate((bn.weight, bn.bias, bn.running_mean, bn.running_var)):
+        assert torch.equal(rows[:, k], t.detach())
+    ln_rows = g.node_norm[g.node_layer == 2]
+    assert torch.equal(ln_rows[:, 0], model[6].weight.detach()) and (ln_rows[:, 2:] == torch.tensor([0.0, 1.0])).all()
+    identity = torch.tensor(ng.IDENTITY_NORM)
+    assert (g.node_norm[g.node_layer == 0] == identity).all() and (g.node_norm[g.node_layer == 3] == identity).all()
+    rebuilt = ng.to_model(g).eval()
+    assert_same_params(model, rebuilt)
+    x = torch.randn(5, 1, 8, 8)
+    assert torch.equal(rebuilt(x), model(x))
+    with pytest.raises(ValueError, match=r"model\[2\].*normalises 5 features.*3 outputs"):
+        ng.to_graph(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.BatchNorm1d(5)))
