@@ -380,7 +380,10 @@ class INRDataset(torch.utils.data.Dataset):
 
     def batch(self, indices: Tensor | Sequence[int] | slice, normalize: bool | None = None,
               augment: Augment | None = None, generator: torch.Generator | None = None) -> Batch:
-        """A PyG ``Batch`` of the selected INRs' neural graphs (``batch.y`` holds labels).
+        """A PyG ``Batch`` of the selected INRs' neural graphs.
+
+        ``batch.y`` holds the labels and ``batch.inr_index`` the positions in
+        this file (e.g. to look up ``source_index`` or ``psnr``).
 
         Augmentation acts on raw parameters, then normalisation (if enabled).
         """
@@ -392,10 +395,12 @@ class INRDataset(torch.utils.data.Dataset):
         if self.normalize if normalize is None else normalize:
             weights, biases = normalize_params(weights, biases, self.stats)
         out = stacked_to_batch(weights, biases, self.arch)
-        y = self.labels[idx]
-        out.y = y
-        out._slice_dict["y"] = torch.arange(len(idx) + 1)
-        out._inc_dict["y"] = torch.zeros(len(idx), dtype=torch.long)
+        # per-graph attributes: label and position in this file (kept by get_example)
+        out.y = self.labels[idx]
+        out.inr_index = torch.where(idx < 0, idx + len(self), idx)
+        for key in ("y", "inr_index"):
+            out._slice_dict[key] = torch.arange(len(idx) + 1)
+            out._inc_dict[key] = torch.zeros(len(idx), dtype=torch.long)
         return out
 
     def __getitem__(self, i: int):
