@@ -1,0 +1,237 @@
+"""INR dataset files: streamed statistics, resumable fitting, lazy vectorised batches, splits."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import neuralgraph as ng
+from neuralgraph.augment import Augment
+from neuralgraph.data import load_digits, load_mnist
+from neuralgraph.inr import (INRDataset, RunningMoments, build_inr_splits, fit_sirens, fit_to_dataset,
+                             image_grid, layer_stats, load_inr_file, psnr, save_inr_dataset,
+                             siren_architecture, siren_forward)
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST = REPO.parent / "shared" / "datasets" / "mnist"
+needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason=f"MNIST IDX files not found at {MNIST}")
+STEPS = 40
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits()
+    return x[:40], y[:40]
+
+
+@pytest.fixture(scope="module")
+def reference(digits, tmp_path_factory):
+    """An uninterrupted chunked fit of 40 digits (3 chunks)."""
+    path = tmp_path_factory.mktemp("ref") / "train.pt"
+    x, y = digits
+    fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS, seed=7, progress=False)
+    return path
+
+
+def same_file(a: Path, b: Path) -> bool:
+    A, B = load_inr_file(a, mmap=False), load_inr_file(b, mmap=False)
+    return all(torch.equal(s, t) for s, t in zip(A["weights"] + A["biases"] + [A["psnr"], A["labels"]],
+                                               B["weights"] + B["biases"] + [B["psnr"], B["labels"]]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_running_moments_match_torch(seed):
+    g = torch.Generator().manual_seed(seed)
+    w = [torch.randn(300, 7, 3, generator=g) * 3 + 1, torch.rand(300, 1, 7, generator=g)]
+    b = [torch.randn(300, 7, generator=g) - 2, torch.randn(300, 1, generator=g) * 1e-3]
+    rm = RunningMoments(2)
+    cuts = [0, 1, 17, 18, 150, 299, 300]              # uneven chunks, including size 1
+    for s, e in zip(cuts[:-1], cuts[1:]):
+        rm.update([t[s:e] for t in w], [t[s:e] for t in b])
+    st = rm.result()
+    for m in range(2):
+        torch.testing.assert_close(st["weight_mean"][m], w[m].double().mean().float())
+        torch.testing.assert_close(st["weight_std"][m], w[m].double().std().float())
+        torch.testing.assert_close(st["bias_mean"][m], b[m].double().mean().float())
+        torch.testing.assert_close(st["bias_std"][m], b[m].double().std().float())
+    st2 = layer_stats(w, b, chunk=64)
+    for k in ("weight_mean", "weight_std", "bias_mean", "bias_std"):
+        torch.testing.assert_close(st2[k], st[k])
+
+
+def test_split_file_contents(reference, digits):
+    x, y = digits
+    ds = INRDataset(reference)
+    assert len(ds) == 40 and ds.arch == siren_architecture()
+    assert torch.equal(ds.labels, y) and torch.equal(ds.source_index, torch.arange(40))
+    assert ds.meta["fit"]["steps"] == STEPS
+    assert not (reference.parent / "train.pt.chunks").exists()        # merged, chunks removed
+    # stored PSNR is the PSNR of the stored weights on the source images
+    w, b = ds.params(slice(None))
+    img = siren_forward(w, b, image_grid(8, 8)).reshape(40, 8, 8) + 0.5
+    torch.testing.assert_close(psnr(img, x), ds.psnr, rtol=1e-4, atol=1e-3)
+    assert float(ds.psnr.min()) > 30
+    # stats are those of the full stack
+    for m in range(3):
+        torch.testing.assert_close(ds.stats["weight_std"][m], w[m].std(), rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(ds.stats["bias_mean"][m], b[m].mean(), rtol=1e-4, atol=1e-7)
+    # chunk k is exactly fit_sirens with seed derive_seed(seed, k)
+    from neuralgraph.inr import derive_seed
+    r1 = fit_sirens(x[16:32], steps=STEPS, seed=derive_seed(7, 1), progress=False)
+    assert all(torch.equal(s, t[16:32]) for s, t in zip(r1.weights + r1.biases, w + b))
+
+
+def test_interrupted_fit_resumes_bit_exactly(reference, digits, tmp_path):
+    x, y = digits
+    path = tmp_path / "train.pt"
+    seen = []
+
+    def stop_after_two(k, n):
+        seen.append(k)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS, seed=7, progress=False, on_chunk=stop_after_two)
+    chunks = sorted(p.name for p in (tmp_path / "train.pt.chunks").iterdir())
+    assert chunks == ["chunk_00000.pt", "chunk_00001.pt"] and not path.exists()
+    mtime = (tmp_path / "train.pt.chunks" / "chunk_00000.pt").stat().st_mtime_ns
+    resumed = []
+    fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS, seed=7, progress=False, keep_chunks=True,
+                   on_chunk=lambda k, n: resumed.append(k))
+    assert resumed == [2]                                               # finished chunks not redone
+    assert (tmp_path / "train.pt.chunks" / "chunk_00000.pt").stat().st_mtime_ns == mtime
+    assert same_file(path, reference)
+
+    # a half-written chunk is refit, never trusted; the result is still identical
+    c1 = tmp_path / "train.pt.chunks" / "chunk_00001.pt"
+    c1.write_bytes(c1.read_bytes()[: c1.stat().st_size // 2])
+    refit = []
+    fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS, seed=7, progress=False, keep_chunks=True,
+                   on_chunk=lambda k, n: refit.append(k))
+    assert refit == [1] and same_file(path, reference)
+
+    # chunks from other settings (here: other steps) are not reused
+    other = []
+    fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS + 1, seed=7, progress=False,
+                   on_chunk=lambda k, n: other.append(k))
+    assert other == [0, 1, 2] and not same_file(path, reference)
+    # resume=False refits everything
+    again = []
+    fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS, seed=7, progress=False, resume=False,
+                   on_chunk=lambda k, n: again.append(k))
+    assert again == [0, 1, 2] and same_file(path, reference)
+
+
+def test_batches_are_vectorised_views_of_the_file(reference, digits):
+    x, _ = digits
+    ds = INRDataset(reference)
+    idx = torch.tensor([5, 0, 39, 5, -1])
+    batch = ds.batch(idx)
+    assert batch.num_graphs == 5 and batch.y.tolist() == ds.labels[idx].tolist()
+    assert batch.inr_index.tolist() == [5, 0, 39, 5, 39]
+    w, b = ng.batch_to_stacked(batch)
+    ref_w, ref_b = ds.params(idx)
+    assert all(torch.equal(s, t) for s, t in zip(w + b, ref_w + ref_b))
+    # a single item is a graph whose model renders the digit it was fitted to
+    g = ds[3]
+    assert int(g.y) == int(ds.labels[3])
+    with torch.no_grad():
+        img = ng.to_model(g)(image_grid(8, 8)).reshape(1, 8, 8) + 0.5
+    torch.testing.assert_close(psnr(img, x[3:4]), ds.psnr[3:4], rtol=1e-4, atol=1e-3)
+    with pytest.raises(IndexError):
+        ds.batch([40])
+
+
+def test_normalisation_and_augmented_loader(reference):
+    ds = INRDataset(reference, normalize=True)
+    allb = ds.batch(torch.arange(40))
+    w, b = ng.batch_to_stacked(allb)
+    for m in range(3):
+        assert abs(float(w[m].mean())) < 1e-5 and abs(float(w[m].std()) - 1) < 1e-4
+        assert abs(float(b[m].mean())) < 1e-5 and abs(float(b[m].std()) - 1) < 1e-4
+    # the shuffled loader visits every INR once, in a generator-determined order
+    order = []
+    loader = ds.loader(batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0),
+                       augment=Augment(permute=True))
+    assert len(loader) == 3
+    for batch, labels in loader:
+        assert torch.equal(labels, ds.labels[batch.inr_index])
+        order += batch.inr_index.tolist()
+        # permutation augmentation: same functions as the raw INRs (checked on raw params)
+        raw = ds.batch(batch.inr_index, normalize=False, augment=Augment(permute=True),
+                       generator=torch.Generator().manual_seed(1))
+        ref = ds.batch(batch.inr_index, normalize=False)
+        coords = image_grid(8, 8)
+        torch.testing.assert_close(siren_forward(*ng.batch_to_stacked(raw), coords),
+                                   siren_forward(*ng.batch_to_stacked(ref), coords), rtol=0, atol=1e-5)
+        assert not torch.equal(raw.edge_attr, ref.edge_attr)
+    assert sorted(order) == list(range(40)) and order != list(range(40))
+    assert len(ds.loader(16, drop_last=True)) == 2
+    assert sum(bt.num_graphs for bt, _ in ds.loader(16, drop_last=True)) == 32
+
+
+def test_pyg_dataloader_on_items(reference):
+    from torch_geometric.loader import DataLoader
+
+    ds = INRDataset(reference)
+    batch = next(iter(DataLoader(ds, batch_size=4)))
+    assert batch.num_graphs == 4 and batch.y.tolist() == ds.labels[:4].tolist()
+    fast = ds.batch(torch.arange(4))
+    assert torch.equal(batch.edge_attr, fast.edge_attr) and torch.equal(batch.x, fast.x)
+    assert torch.equal(batch.edge_index, fast.edge_index)
+
+
+def test_file_errors(tmp_path, reference):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="junk.pt"):
+        INRDataset(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": []}, other)
+    with pytest.raises(ValueError, match="other.pt.*missing"):
+        INRDataset(other)
+    obj = torch.load(reference, weights_only=True)
+    obj["format_version"] = 99
+    torch.save(obj, tmp_path / "future.pt")
+    with pytest.raises(ValueError, match="future.pt.*format_version 99"):
+        INRDataset(tmp_path / "future.pt")
+    with pytest.raises(FileNotFoundError, match="absent.pt"):
+        INRDataset(tmp_path / "absent.pt")
+    arch = siren_architecture()
+    w = [torch.zeros(3, 32, 2), torch.zeros(3, 32, 32), torch.zeros(3, 1, 31)]
+    b = [torch.zeros(3, 32), torch.zeros(3, 32), torch.zeros(3, 1)]
+    with pytest.raises(ValueError, match="layer 3"):
+        save_inr_dataset(tmp_path / "bad.pt", w, b, torch.zeros(3, dtype=torch.long), arch)
+    assert not (tmp_path / "bad.pt").exists()
+
+
+def test_build_digit_splits(tmp_path):
+    paths = build_inr_splits("digits", tmp_path, steps=5, progress=False, n_train=200)
+    x, y = load_digits()
+    sets = {}
+    for name, p in paths.items():
+        ds = INRDataset(p)
+        sets[name] = set(ds.source_index.tolist())
+        assert torch.equal(ds.labels, y[ds.source_index])
+        assert ds.meta["split"] == name and ds.meta["source"] == "digits"
+    assert len(sets["train"]) == 200 and len(sets["val"]) == 359 and len(sets["test"]) == 360
+    assert not (sets["train"] & sets["val"]) and not (sets["train"] & sets["test"]) and not (sets["val"] & sets["test"])
+    counts = torch.bincount(INRDataset(paths["test"]).labels, minlength=10)
+    assert int(counts.min()) >= 34 and int(counts.max()) <= 37                 # stratified
+
+
+@needs_mnist
+def test_build_mnist_splits(tmp_path):
+    paths = build_inr_splits("mnist", tmp_path, root=MNIST, n_train=24, n_val=20, n_test=16, steps=3,
+                             progress=False)
+    tr_x, tr_y = load_mnist(MNIST, "train")
+    te_x, te_y = load_mnist(MNIST, "test", limit=16)
+    train, val, test = (INRDataset(paths[k]) for k in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (24, 20, 16)
+    assert torch.equal(train.labels, tr_y[train.source_index]) and torch.equal(val.labels, tr_y[val.source_index])
+    assert torch.equal(test.labels, te_y) and torch.equal(test.source_index, torch.arange(16))
+    assert not set(train.source_index.tolist()) & set(val.source_index.tolist())
+    with pytest.raises(ValueError, match="root"):
+        build_inr_splits("mnist", tmp_path / "x")
