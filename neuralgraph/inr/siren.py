@@ -18,8 +18,10 @@ Two implementations:
   layer is separable on a pixel grid, ``sin(a_i + b_j) = sin a_i cos b_j +
   cos a_i sin b_j``, so it costs no transcendental per pixel; the other
   layers use batched matmuls into pre-allocated buffers, sine and cosine are
-  computed once per step and reused by the backward pass, and the Adam update
-  is a handful of ``torch._foreach`` ops. Batches of INRs are fitted in
+  computed once per step (numpy's SIMD sin/cos, ~2.5x faster than torch's on
+  CPU) and reused by the backward pass, the output weights are folded into a
+  per-neuron scale to save a pass, and the Adam update is a handful of
+  ``torch._foreach`` ops. Batches of INRs are fitted in
   parallel threads (one intra-op thread each), which survives a busy machine
   far better than intra-op parallelism on small ops.
 * ``method="autograd"``: the naive batched baseline (autograd +
@@ -47,7 +49,7 @@ __all__ = [
 
 DEFAULT_WIDTHS: tuple[int, ...] = (2, 32, 32, 1)
 DEFAULT_W0: float = 30.0
-DEFAULT_STEPS: int = 500
+DEFAULT_STEPS: int = 200
 DEFAULT_LR: float = 1e-3
 DEFAULT_OFFSET: float = 0.5
 
@@ -180,7 +182,7 @@ def fit_sirens(
     w0: float = DEFAULT_W0,
     steps: int = DEFAULT_STEPS,
     lr: float = DEFAULT_LR,
-    batch_size: int = 64,
+    batch_size: int = 32,
     seed: int = 0,
     offset: float = DEFAULT_OFFSET,
     method: str = "fast",
@@ -304,9 +306,28 @@ def _fit_batch_autograd(weights, biases, Y, H, W, w0, steps, lr, offset, betas, 
 # the fast path: hand-written forward/backward, pre-allocated buffers
 # ----------------------------------------------------------------------------
 
+def _sincos_(t: Tensor, sin_out: Tensor) -> None:
+    """``sin_out <- sin(t)``, ``t <- cos(t)`` (numpy's SIMD sin/cos: ~2.5x torch's on CPU)."""
+    if t.is_contiguous() and sin_out.is_contiguous() and t.device.type == "cpu" and t.dtype == torch.float32:
+        tn = t.numpy()
+        np.sin(tn, out=sin_out.numpy())
+        np.cos(tn, out=tn)
+    else:
+        torch.sin(t, out=sin_out)
+        torch.cos(t, out=t)
+
+
 @torch.no_grad()
 def _fit_batch_fast(weights, biases, Y, H, W, w0, steps, lr, offset, betas, eps,
                     history, final_mse, tick) -> None:
+    """Fit one batch in place (see the module docstring for the tricks).
+
+    Notation: hidden layer m computes ``T_m = w0 (A_{m-1} W_m^T + b_m)``,
+    ``A_m = sin T_m``; the output is ``A_{M-1} W_M^T + b_M``. The backward
+    pass keeps ``E_m`` with ``dL/dT_m = E_m * r_m`` for a per-neuron row scale
+    ``r_m`` (``W_M`` for the last hidden layer of a 1-output INR, else 1), which
+    saves one full pass over the activations.
+    """
     B, P, C = Y.shape
     M = len(weights)
     hid = [w.shape[1] for w in weights[:-1]]          # hidden widths d_1..d_{M-1}
@@ -323,78 +344,97 @@ def _fit_batch_fast(weights, biases, Y, H, W, w0, steps, lr, offset, betas, eps,
     v = torch.linspace(-1.0, 1.0, W, dtype=dtype)
     # [3, P]: rows u_p, v_p, 1 -> one matmul gives dW_1 (both columns) and db_1
     uv1 = torch.stack([u.repeat_interleave(W), v.repeat(H), torch.ones(P, dtype=dtype)])
+    uv1_b = uv1.expand(B, 3, P)
     Yo = Y - offset                                   # network output target
-    # buffers: A_m = sin(T_m), Cm = cos(T_m) (then dL/dT_m in place), per hidden layer
-    A = [torch.empty(B, P, h, dtype=dtype) for h in hid]
-    Cb = [torch.empty(B, P, h, dtype=dtype) for h in hid]
-    tmp = [torch.empty(B, P, h, dtype=dtype) for h in hid]
     out = torch.empty(B, P, C, dtype=dtype)
-    h1 = hid[0] if hid else 0
-    if M > 1:
+    mse = torch.empty(B, dtype=dtype)
+    scale = 2.0 / (P * C)
+
+    if M == 1:                                        # a plain linear model (no hidden layer)
+        X = uv1[:2].T.contiguous()
+
+        def forward() -> None:
+            torch.matmul(X, Ws[0].transpose(1, 2), out=out)
+            out.add_(bs[0].unsqueeze(1)).sub_(Yo)
+            torch.mean(out.square(), dim=(1, 2), out=mse)
+
+        def backward() -> None:
+            G = out.mul_(scale)
+            torch.matmul(G.transpose(1, 2), X, out=gW[0])
+            torch.sum(G, 1, out=gb[0])
+    else:
+        # A_m = sin(T_m); Cb_m = cos(T_m), turned into E_m in place by the backward pass
+        A = [torch.empty(B, P, h, dtype=dtype) for h in hid]
+        Cb = [torch.empty(B, P, h, dtype=dtype) for h in hid]
+        tmp = [torch.empty(B, P, h, dtype=dtype) for h in hid[:-1]]
+        h1 = hid[0]
         a1 = torch.empty(B, H, h1, dtype=dtype)
         b1v = torch.empty(B, W, h1, dtype=dtype)
         sa, ca = torch.empty_like(a1), torch.empty_like(a1)
         sb, cb = torch.empty_like(b1v), torch.empty_like(b1v)
         g1 = torch.empty(B, 3, h1, dtype=dtype)
-    Wsc = [torch.empty_like(w) for w in Ws]           # w0 * W_m (hidden layers)
-    bsc = [torch.empty_like(b) for b in bs]           # w0 * b_m
-    mse = torch.empty(B, dtype=dtype)
-    scale = 2.0 / (P * C)
+        Wsc = [torch.empty_like(w) for w in Ws[:M - 1]]   # w0 * W_m
+        bsc = [torch.empty_like(b) for b in bs[:M - 1]]   # w0 * b_m
+        Wbk = [torch.empty_like(w) for w in Ws[:M - 1]]   # w0 * r_m[:, :, None] * W_m (backward)
+        fold = C == 1                                     # fold W_M into the row scale of layer M-1
+        r = [None] * (M - 1)
+        A4, C4 = A[0].view(B, H, W, h1), Cb[0].view(B, H, W, h1)
 
-    def forward() -> None:
-        if M == 1:  # plain linear model
-            torch.matmul(uv1[:2].T, Ws[0].transpose(1, 2), out=out)
-            out.add_(bs[0].unsqueeze(1))
-        else:
+        def forward() -> None:
             for m in range(M - 1):
                 torch.mul(Ws[m], w0, out=Wsc[m])
                 torch.mul(bs[m], w0, out=bsc[m])
-            # layer 1, separable on the grid: T = alpha_i + beta_j
+            # layer 1 is separable on the grid: T_1[i, j] = alpha_i + beta_j
             torch.mul(Wsc[0][:, None, :, 0], u[None, :, None], out=a1)
             a1.add_(bsc[0][:, None, :])
             torch.mul(Wsc[0][:, None, :, 1], v[None, :, None], out=b1v)
-            torch.sin(a1, out=sa); torch.cos(a1, out=ca)
-            torch.sin(b1v, out=sb); torch.cos(b1v, out=cb)
-            A4 = A[0].view(B, H, W, h1)
-            C4 = Cb[0].view(B, H, W, h1)
+            torch.sin(a1, out=sa)
+            torch.cos(a1, out=ca)
+            torch.sin(b1v, out=sb)
+            torch.cos(b1v, out=cb)
             torch.mul(sa[:, :, None, :], cb[:, None, :, :], out=A4)
             A4.addcmul_(ca[:, :, None, :], sb[:, None, :, :])
             torch.mul(ca[:, :, None, :], cb[:, None, :, :], out=C4)
             C4.addcmul_(sa[:, :, None, :], sb[:, None, :, :], value=-1.0)
             for m in range(1, M - 1):
-                T = Cb[m]
-                torch.baddbmm(bsc[m][:, None, :], A[m - 1], Wsc[m].transpose(1, 2), out=T)
-                torch.sin(T, out=A[m])
-                torch.cos(T, out=T)
+                torch.baddbmm(bsc[m][:, None, :], A[m - 1], Wsc[m].transpose(1, 2), out=Cb[m])
+                _sincos_(Cb[m], A[m])
             torch.baddbmm(bs[M - 1][:, None, :], A[M - 2], Ws[M - 1].transpose(1, 2), out=out)
-        out.sub_(Yo)                                  # out is now the error
-        torch.mean(out.square(), dim=(1, 2), out=mse)
+            out.sub_(Yo)                                  # out is now the error
+            torch.mean(out.square(), dim=(1, 2), out=mse)
 
-    def backward() -> None:
-        G = out.mul_(scale)                           # dL/d(out)
-        if M == 1:
-            torch.matmul(G.transpose(1, 2), uv1[:2].T, out=gW[0])
-            torch.sum(G, 1, out=gb[0])
-            return
-        torch.bmm(G.transpose(1, 2), A[M - 2], out=gW[M - 1])
-        torch.sum(G, 1, out=gb[M - 1])
-        # dL/dT_{M-1} = (G @ W_M) * cos(T_{M-1})
-        D = Cb[M - 2]
-        if C == 1:
-            D.mul_(Ws[M - 1]).mul_(G)
-        else:
-            torch.bmm(G, Ws[M - 1], out=tmp[M - 2])
-            D.mul_(tmp[M - 2])
-        for m in range(M - 2, 0, -1):                 # hidden layer m+1 (0-based m)
-            D = Cb[m]
-            torch.bmm(D.transpose(1, 2), A[m - 1], out=gW[m])
-            torch.sum(D, 1, out=gb[m])
-            torch.bmm(D, Wsc[m], out=tmp[m - 1])
-            Cb[m - 1].mul_(tmp[m - 1])
-        torch.matmul(uv1, Cb[0], out=g1)              # [B, 3, h1]
-        gW[0].copy_(g1[:, :2, :].transpose(1, 2))
-        gb[0].copy_(g1[:, 2, :])
-        torch._foreach_mul_(gW[:M - 1] + gb[:M - 1], w0)
+        def backward() -> None:
+            G = out.mul_(scale)                           # dL/d(out)
+            torch.bmm(G.transpose(1, 2), A[M - 2], out=gW[M - 1])
+            torch.sum(G, 1, out=gb[M - 1])
+            # E_{M-1} = cos(T_{M-1}) * (G @ W_M) / r_{M-1}
+            if fold:
+                Cb[M - 2].mul_(G)
+                r[M - 2] = Ws[M - 1][:, 0, :]
+            else:
+                Cb[M - 2].mul_(torch.bmm(G, Ws[M - 1]))
+            for m in range(M - 2, -1, -1):                # 0-based hidden layer m (weights Ws[m])
+                E = Cb[m]
+                if r[m] is None:
+                    torch.mul(Ws[m], w0, out=Wbk[m])
+                else:
+                    torch.mul(Ws[m], (w0 * r[m]).unsqueeze(-1), out=Wbk[m])
+                if m > 0:
+                    torch.bmm(E.transpose(1, 2), A[m - 1], out=gW[m])
+                    torch.sum(E, 1, out=gb[m])
+                    torch.bmm(E, Wbk[m], out=tmp[m - 1])
+                    Cb[m - 1].mul_(tmp[m - 1])
+                else:
+                    torch.bmm(uv1_b, E, out=g1)           # [B, 3, h1]
+                    gW[0].copy_(g1[:, :2, :].transpose(1, 2))
+                    gb[0].copy_(g1[:, 2, :])
+                rs = w0 if r[m] is None else w0 * r[m]
+                if r[m] is None:
+                    gW[m].mul_(w0)
+                    gb[m].mul_(w0)
+                else:
+                    gW[m].mul_(rs.unsqueeze(-1))
+                    gb[m].mul_(rs)
 
     for step in range(1, steps + 1):
         forward()
