@@ -117,6 +117,11 @@ def test_interrupted_fit_resumes_bit_exactly(reference, digits, tmp_path):
     fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS + 1, seed=7, progress=False,
                    on_chunk=lambda k, n: other.append(k))
     assert other == [0, 1, 2] and not same_file(path, reference)
+    # a finished split with the same settings is not redone at all
+    mtime = path.stat().st_mtime_ns
+    fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS + 1, seed=7, progress=False,
+                   on_chunk=lambda k, n: other.append(k))
+    assert other == [0, 1, 2] and path.stat().st_mtime_ns == mtime
     # resume=False refits everything
     again = []
     fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS, seed=7, progress=False, resume=False,

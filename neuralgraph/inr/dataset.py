@@ -255,7 +255,8 @@ def fit_to_dataset(
     ``(seed, k)``, so an interrupted-and-resumed run produces the same bits as
     an uninterrupted one. ``on_chunk(k, num_chunks)`` runs after chunk ``k`` is
     on disk (e.g. for logging). Finally all chunks are merged, statistics are
-    streamed, and the split file is written atomically.
+    streamed, and the split file is written atomically. If ``out_path``
+    already holds this exact fit (same fingerprint), nothing is redone.
     """
     out_path = Path(out_path)
     n = images.shape[0]
@@ -281,6 +282,15 @@ def fit_to_dataset(
 
     done: dict[int, dict] = {}
     fps = {k: chunk_fp(s, e) for k, s, e in bounds}
+    fingerprint = _fingerprint({"chunks": [fps[k] for k, _, _ in bounds],
+                                "source_index": _tensor_digest(source_index)})
+    if resume and out_path.is_file():
+        try:
+            finished = load_inr_file(out_path).get("meta", {}).get("fingerprint") == fingerprint
+        except ValueError:
+            finished = False
+        if finished:                                  # the whole split is already there
+            return out_path
     if resume:
         for k, s, e in bounds:
             c = _chunk_ok(chunk_dir / f"chunk_{k:05d}.pt", k, s, e, fps[k], arch)
@@ -317,7 +327,7 @@ def fit_to_dataset(
     biases = [torch.cat([done[k]["biases"][m] for k, _, _ in bounds]) for m in range(arch.num_layers)]
     psnr = torch.cat([done[k]["psnr"] for k, _, _ in bounds])
     save_inr_dataset(out_path, weights, biases, labels, arch, source_index=source_index, psnr=psnr,
-                     stats=rm.result(), meta={**(meta or {}), "fit": config})
+                     stats=rm.result(), meta={**(meta or {}), "fit": config, "fingerprint": fingerprint})
     if not keep_chunks:
         for k, _, _ in bounds:
             (chunk_dir / f"chunk_{k:05d}.pt").unlink(missing_ok=True)
