@@ -139,3 +139,33 @@ def test_fit_errors():
         fit_sirens(x, steps=5, record_steps=[6], progress=False)
     with pytest.raises(ValueError, match="method"):
         fit_sirens(x, method="adam", progress=False)
+
+
+def test_interrupt_stops_all_worker_threads_promptly(digits, monkeypatch):
+    """An exception in one batch (here: Ctrl-C arriving in the progress hook) ends the whole threaded fit."""
+    import threading
+    import time
+
+    import neuralgraph.inr.siren as siren
+
+    x = digits[0].repeat(4, 1, 1)                       # 128 INRs -> 16 batches of 8
+    calls = {"n": 0}
+
+    class InterruptingBar:
+        def update(self, k):
+            calls["n"] += 1
+            if calls["n"] == 5:
+                raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(siren, "_progress_bar", lambda total, enabled: InterruptingBar())
+    threads_before = torch.get_num_threads()
+    t = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        fit_sirens(x, steps=2000, batch_size=8, workers=2, progress=True)
+    assert time.perf_counter() - t < 5.0                # the full fit takes far longer
+    assert threading.active_count() == 1 and torch.get_num_threads() == threads_before
+    with pytest.raises(ValueError, match="CPU"):
+        fit_sirens(x.to("meta"), progress=False)

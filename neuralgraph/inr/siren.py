@@ -212,6 +212,9 @@ def fit_sirens(
     bad = [k for k in record_steps if not 0 <= int(k) <= steps]
     if bad:
         raise ValueError(f"record_steps {bad} outside [0, steps={steps}]")
+    if images.device.type != "cpu":
+        raise ValueError(f"fit_sirens runs on CPU (vectorised over INRs, threads over batches); "
+                         f"got images on {images.device}, pass images.cpu()")
     targets = _images_to_targets(images, widths)
     n, H, W = images.shape[0], images.shape[1], images.shape[2]
     gen = torch.Generator().manual_seed(int(seed))
@@ -227,8 +230,11 @@ def fit_sirens(
     starts = list(range(0, n, bs))
     bar = _progress_bar(n * steps, progress)
     lock = threading.Lock()
+    stop = threading.Event()
 
     def tick(k: int) -> None:
+        if stop.is_set():              # another batch failed or the user interrupted: stop promptly
+            raise _Cancelled
         if bar is not None:
             with lock:
                 bar.update(k)
@@ -248,11 +254,15 @@ def fit_sirens(
         else:
             prev = torch.get_num_threads()
             torch.set_num_threads(1)
+            pool = ThreadPoolExecutor(min(workers, len(starts)))
             try:
-                with ThreadPoolExecutor(min(workers, len(starts))) as pool:
-                    for f in [pool.submit(job, s) for s in starts]:
-                        f.result()
+                for f in [pool.submit(job, s) for s in starts]:
+                    f.result()
+            except BaseException:
+                stop.set()
+                raise
             finally:
+                pool.shutdown(wait=True, cancel_futures=True)
                 torch.set_num_threads(prev)
     finally:
         if bar is not None:
@@ -260,6 +270,10 @@ def fit_sirens(
     to_psnr = lambda mse: 10.0 * torch.log10(1.0 / mse)
     return FitResult(weights, biases, to_psnr(final_mse), arch, steps,
                      {k: to_psnr(v) for k, v in history.items()})
+
+
+class _Cancelled(Exception):
+    """Raised inside worker threads once the fit is being abandoned."""
 
 
 def _progress_bar(total: int, enabled: bool):
