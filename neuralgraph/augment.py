@@ -52,7 +52,8 @@ def random_permutations(B: int, n: int, generator: torch.Generator | None = None
 
 def permute_hidden_stacked(weights: Sequence[Tensor], biases: Sequence[Tensor],
                            generator: torch.Generator | None = None,
-                           return_perms: bool = False):
+                           return_perms: bool = False
+                           ) -> Params | tuple[list[Tensor], list[Tensor], list[Tensor]]:
     """Permute the hidden neurons of every network independently (function unchanged).
 
     For hidden layer ``l`` with permutation ``p``: ``W_l <- W_l[p, :]``,
