@@ -1,7 +1,9 @@
 """neuralgraph: neural networks as PyTorch Geometric graphs, and learning on them."""
-from .architecture import ACTIVATIONS, Architecture, LayerSpec, ModuleSpec, Sine, mlp_architecture
+from .architecture import ACTIVATIONS, Architecture, LayerSpec, ModuleSpec, Residual, Sine, mlp_architecture
 from .graph import (
     EDGE_FORWARD,
+    EDGE_RESIDUAL,
+    EDGE_REVERSE,
     IDENTITY_NORM,
     NODE_HIDDEN,
     NODE_INPUT,
@@ -20,8 +22,8 @@ from .symmetry import HiddenPermutation, apply_permutation, permute_hidden, rand
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS", "Architecture", "LayerSpec", "ModuleSpec", "Sine", "mlp_architecture",
-    "EDGE_FORWARD", "IDENTITY_NORM", "NODE_HIDDEN", "NODE_INPUT", "NODE_OUTPUT", "NeuralGraph",
+    "ACTIVATIONS", "Architecture", "LayerSpec", "ModuleSpec", "Residual", "Sine", "mlp_architecture",
+    "EDGE_FORWARD", "EDGE_RESIDUAL", "EDGE_REVERSE", "IDENTITY_NORM", "NODE_HIDDEN", "NODE_INPUT", "NODE_OUTPUT", "NeuralGraph",
     "batch_to_stacked", "graph_from_params", "pad_taps", "stacked_to_batch",
     "to_graph", "to_model", "to_models",
     "HiddenPermutation", "apply_permutation", "permute_hidden", "random_hidden_permutation",

@@ -17,6 +17,8 @@ from torch import nn
 
 __all__ = [
     "ACTIVATIONS",
+    "NORM_KINDS",
+    "Residual",
     "Sine",
     "ModuleSpec",
     "LayerSpec",
@@ -53,6 +55,21 @@ class Sine(nn.Module):
 
     def extra_repr(self) -> str:
         return f"w0={self.w0}"
+
+
+class Residual(nn.Sequential):
+    """``x + body(x)``: a residual block whose body is a chain of layers of equal in/out width.
+
+    In a neural graph the skip connection becomes one residual edge per neuron
+    (``edge_type == EDGE_RESIDUAL``, constant weight 1) from the block's input
+    neurons to its output neurons, and the two layers are permuted together.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + super().forward(x)
+
+
+_BLOCK_START, _BLOCK_END = object(), object()
 
 
 @dataclass(frozen=True)
@@ -218,10 +235,20 @@ class Architecture:
 
     layers: tuple[LayerSpec, ...]
     pre: tuple[ModuleSpec, ...] = field(default=())
+    #: residual blocks as (start, end, split): the skip goes from graph layer ``start``
+    #: to graph layer ``end``; the block holds ``layers[start:end]`` and the first
+    #: ``split`` post-modules of ``layers[end - 1]`` (the rest follow the block).
+    residuals: tuple[tuple[int, int, int], ...] = field(default=())
 
     def __post_init__(self) -> None:
         if not self.layers:
             raise ValueError("an architecture needs at least one Linear/Conv layer")
+        for start, end, _ in self.residuals:
+            if not 0 <= start < end <= len(self.layers):
+                raise ValueError(f"residual block ({start}, {end}) is outside layers 0..{len(self.layers)}")
+            if self.widths[start] != self.widths[end]:
+                raise ValueError(f"residual block from layer {start} ({self.widths[start]} neurons) to layer "
+                                 f"{end} ({self.widths[end]} neurons) needs equal widths")
         for i in range(1, len(self.layers)):
             a, b = self.layers[i - 1], self.layers[i]
             if a.out_features != b.in_features:
@@ -254,14 +281,30 @@ class Architecture:
 
     @property
     def num_edges(self) -> int:
-        return sum(l.in_features * l.out_features for l in self.layers)
+        """Edges of the graph: one per weight (kernel) plus one per residual skip."""
+        return (sum(l.in_features * l.out_features for l in self.layers)
+                + sum(self.widths[s] for s, _, _ in self.residuals))
 
     def build(self) -> nn.Sequential:
         """A freshly initialised ``nn.Sequential`` of this architecture."""
         modules: list[nn.Module] = [m.build() for m in self.pre]
-        for layer in self.layers:
-            modules.append(layer.build())
-            modules.extend(m.build() for m in layer.post)
+        blocks = {start: (end, split) for start, end, split in self.residuals}
+        j = 0
+        while j < len(self.layers):
+            if j in blocks:
+                end, split = blocks[j]
+                body: list[nn.Module] = []
+                for k in range(j, end):
+                    body.append(self.layers[k].build())
+                    post = self.layers[k].post if k < end - 1 else self.layers[k].post[:split]
+                    body.extend(m.build() for m in post)
+                modules.append(Residual(*body))
+                modules.extend(m.build() for m in self.layers[end - 1].post[split:])
+                j = end
+            else:
+                modules.append(self.layers[j].build())
+                modules.extend(m.build() for m in self.layers[j].post)
+                j += 1
         return nn.Sequential(*modules)
 
     @staticmethod
@@ -274,8 +317,32 @@ class Architecture:
             )
         pre: list[ModuleSpec] = []
         layers: list[dict[str, Any]] = []
+        residuals: list[tuple[int, int, int]] = []
+        block: tuple[str, int] | None = None  # (where, first layer) of the open residual block
         seen_pool = False
         for where, module in _leaves(model, "model"):
+            if module is _BLOCK_START:
+                if block is not None:
+                    raise ValueError(f"{where}: nested residual blocks are not supported")
+                block = (where, len(layers))
+                continue
+            if module is _BLOCK_END:
+                start = block[1]
+                end = len(layers)
+                if end == start:
+                    raise ValueError(f"{where}: residual block has no Linear/Conv layer")
+                width_in = layers[start - 1]["out_features"] if start > 0 else layers[start]["in_features"]
+                if width_in != layers[end - 1]["out_features"]:
+                    raise ValueError(f"{where}: residual block maps {width_in} to {layers[end - 1]['out_features']} "
+                                     "features; x + body(x) needs equal widths")
+                residuals.append((start, end, len(layers[end - 1]["post"])))
+                block = None
+                continue
+            if block is not None and block[1] == len(layers) and not isinstance(
+                    module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                raise ValueError(f"{where}: a residual block must start with a Linear/Conv layer")
+            if block is not None and isinstance(module, (nn.Flatten, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
+                raise ValueError(f"{where}: pooling/flatten inside a residual block is not supported")
             if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
                 _check_parameters(module, where)
                 if isinstance(module, nn.Linear):
@@ -340,6 +407,7 @@ class Architecture:
         return Architecture(
             layers=tuple(LayerSpec(**{**l, "post": tuple(l["post"])}) for l in layers),
             pre=tuple(pre),
+            residuals=tuple(residuals),
         )
 
     def to_dict(self) -> dict:
@@ -358,6 +426,7 @@ class Architecture:
                 }
                 for l in self.layers
             ],
+            "residuals": [list(r) for r in self.residuals],
         }
 
     @staticmethod
@@ -374,7 +443,8 @@ class Architecture:
                 dilation=tuple(l.get("dilation", ())), bias=bool(l.get("bias", True)),
                 post=tuple(mod(m) for m in l.get("post", ())),
             ))
-        return Architecture(layers=tuple(layers), pre=tuple(mod(m) for m in d.get("pre", ())))
+        return Architecture(layers=tuple(layers), pre=tuple(mod(m) for m in d.get("pre", ())),
+                            residuals=tuple(tuple(int(v) for v in r) for r in d.get("residuals", ())))
 
 
 def mlp_architecture(
@@ -400,10 +470,15 @@ def mlp_architecture(
     return Architecture(tuple(layers))
 
 
-def _leaves(model: nn.Sequential, prefix: str) -> Iterable[tuple[str, nn.Module]]:
+def _leaves(model: nn.Sequential, prefix: str) -> Iterable[tuple[str, Any]]:
+    """Leaf modules in order; a :class:`Residual` is announced by start/end markers."""
     for name, module in model.named_children():
         where = f"{prefix}[{name}]"
-        if isinstance(module, nn.Sequential):
+        if isinstance(module, Residual):
+            yield where, _BLOCK_START
+            yield from _leaves(module, where)
+            yield where, _BLOCK_END
+        elif isinstance(module, nn.Sequential):
             yield from _leaves(module, where)
         else:
             yield where, module

@@ -10,15 +10,19 @@ Layout of a :class:`NeuralGraph` with layers ``0..M`` and widths ``d_0..d_M``:
 * ``node_act``    ``[N]``     id of the activation applied to the neuron (``ACTIVATIONS``);
 * ``edge_index``  ``[2, E]``  source (layer ``m-1``) -> target (layer ``m``);
   edges sorted by target then source, so layer ``m``'s edges are ``W_m`` in
-  row-major (torch ``out x in``) order;
+  row-major (torch ``out x in``) order; residual edges (if any) come after all
+  weight edges of their graph, sorted by target;
 * ``edge_attr``   ``[E, K]``  weight; a conv kernel is flattened and zero-padded
   to ``K`` taps;
 * ``edge_mask``   ``[E, K]``  which of the ``K`` taps are real;
 * ``edge_layer``  ``[E]``     ``m``, the layer of the target;
-* ``edge_type``   ``[E]``     0 for a forward weight (:data:`EDGE_FORWARD`);
-* ``node_norm``   ``[N, 4]``  only for models with BatchNorm/LayerNorm: the
-  neuron's (weight, bias, running_mean, running_var) of the normalisation after
-  its layer, (1, 0, 0, 1) where there is none (the paper's "norm = node features");
+* ``edge_type``   ``[E]``     :data:`EDGE_FORWARD` for a weight, :data:`EDGE_RESIDUAL` for a
+  skip connection of a :class:`~neuralgraph.architecture.Residual` block (neuron
+  i of layer a -> neuron i of layer b, feature 1 in tap 0);
+* ``node_norm``   ``[N, 4]``  the neuron's (weight, bias, running_mean, running_var)
+  of a BatchNorm/LayerNorm after its layer, :data:`IDENTITY_NORM` = (1, 0, 0, 1)
+  where there is none (the paper's "normalisation = node features"); always
+  present, so graphs with and without normalisation batch together;
 * ``arch``        the :class:`~neuralgraph.architecture.Architecture` (a list
   of them in a batch).
 
@@ -36,7 +40,8 @@ from torch_geometric.data import Batch, Data
 from .architecture import Architecture
 
 __all__ = [
-    "NODE_INPUT", "NODE_HIDDEN", "NODE_OUTPUT", "EDGE_FORWARD", "STRUCTURE_KEYS",
+    "NODE_INPUT", "NODE_HIDDEN", "NODE_OUTPUT", "EDGE_FORWARD", "EDGE_REVERSE", "EDGE_RESIDUAL",
+    "STRUCTURE_KEYS",
     "NeuralGraph", "to_graph", "to_model", "to_models",
     "graph_from_params", "stacked_to_batch", "batch_to_stacked", "pad_taps", "IDENTITY_NORM",
 ]
@@ -45,7 +50,9 @@ __all__ = [
 IDENTITY_NORM = (1.0, 0.0, 0.0, 1.0)
 
 NODE_INPUT, NODE_HIDDEN, NODE_OUTPUT = 0, 1, 2
-EDGE_FORWARD = 0
+#: Edge kinds: a weight, a reverse copy (added by processors that pass messages both ways),
+#: and a residual (skip) connection with constant weight 1.
+EDGE_FORWARD, EDGE_REVERSE, EDGE_RESIDUAL = 0, 1, 2
 
 #: Node attributes that describe structure, not parameters (invariant under the symmetry group).
 STRUCTURE_KEYS = ("node_layer", "node_pos", "node_type", "node_act", "batch")
@@ -78,7 +85,7 @@ def _structure(arch: Architecture, device=None) -> dict[str, Tensor]:
     node_type[layer_of_node == 0] = NODE_INPUT
     node_type[layer_of_node == M] = NODE_OUTPUT
     acts = torch.tensor([0] + [l.activation_id for l in arch.layers], device=device)
-    src, dst, elayer = [], [], []
+    src, dst, elayer, etype = [], [], [], []
     for m, layer in enumerate(arch.layers, start=1):
         d_in, d_out = layer.in_features, layer.out_features
         i = torch.arange(d_out, device=device).repeat_interleave(d_in)
@@ -86,15 +93,21 @@ def _structure(arch: Architecture, device=None) -> dict[str, Tensor]:
         dst.append(starts[m] + i)
         src.append(starts[m - 1] + j)
         elayer.append(torch.full((d_out * d_in,), m, device=device))
-    edge_layer = torch.cat(elayer)
+        etype.append(torch.full((d_out * d_in,), EDGE_FORWARD, device=device))
+    for start, end, _ in arch.residuals:
+        d = arch.widths[start]
+        src.append(starts[start] + torch.arange(d, device=device))
+        dst.append(starts[end] + torch.arange(d, device=device))
+        elayer.append(torch.full((d,), end, device=device))
+        etype.append(torch.full((d,), EDGE_RESIDUAL, device=device))
     return dict(
         edge_index=torch.stack([torch.cat(src), torch.cat(dst)]),
         node_layer=layer_of_node,
         node_pos=node_pos,
         node_type=node_type,
         node_act=acts[layer_of_node],
-        edge_layer=edge_layer,
-        edge_type=torch.full_like(edge_layer, EDGE_FORWARD),
+        edge_layer=torch.cat(elayer),
+        edge_type=torch.cat(etype),
     )
 
 
@@ -103,6 +116,7 @@ def _edge_mask(arch: Architecture, taps: int, device=None) -> Tensor:
         (torch.arange(taps, device=device) < l.taps).expand(l.in_features * l.out_features, taps)
         for l in arch.layers
     ]
+    rows += [(torch.arange(taps, device=device) < 1).expand(arch.widths[s], taps) for s, _, _ in arch.residuals]
     return torch.cat(rows)
 
 
@@ -241,18 +255,24 @@ def stacked_to_batch(
             if b is not None:
                 raise ValueError(f"layer {m} ({layer.kind}) has no bias in the architecture but one was given")
             bias_cols.append(torch.zeros(B, layer.out_features, dtype=dtype, device=device))
+    for start, _, _ in arch.residuals:
+        skip = torch.zeros(B, arch.widths[start], K, dtype=dtype, device=device)
+        skip[..., 0] = 1.0
+        cols.append(skip)
     x = torch.cat(bias_cols, 1).reshape(-1, 1)
     edge_attr = torch.cat(cols, 1).reshape(-1, K)
     if not torch.isfinite(x).all() or not torch.isfinite(edge_attr).all():
         raise ValueError("parameters contain NaN or inf")
-    node_norm = _stack_norms(norms, arch, B, dtype, device) if arch.has_norm else None
+    node_norm = _stack_norms(norms, arch, B, dtype, device)
     return _replicate(_structure(arch, device), _edge_mask(arch, K, device), x, edge_attr, arch, B, node_norm)
 
 
 def _stack_norms(norms, arch: Architecture, B: int, dtype, device) -> Tensor:
+    identity = torch.tensor(IDENTITY_NORM, dtype=dtype, device=device)
+    if norms is None and not arch.has_norm:
+        return identity.repeat(B * arch.num_nodes, 1)
     if norms is None or len(norms) != arch.num_layers:
         raise ValueError(f"this architecture has normalisation layers: pass norms= with {arch.num_layers} entries")
-    identity = torch.tensor(IDENTITY_NORM, dtype=dtype, device=device)
     rows = [identity.expand(B, arch.widths[0], 4)]
     for m, (layer, n) in enumerate(zip(arch.layers, norms), start=1):
         want = (B, layer.out_features, 4)
@@ -271,8 +291,8 @@ def _stack_norms(norms, arch: Architecture, B: int, dtype, device) -> Tensor:
 
 
 def _replicate(s: dict[str, Tensor], mask: Tensor, x: Tensor, edge_attr: Tensor,
-               arch: Architecture, B: int, node_norm: Tensor | None = None) -> Batch:
-    n, e = arch.num_nodes, arch.num_edges
+               arch: Architecture, B: int, node_norm: Tensor) -> Batch:
+    n, e = arch.num_nodes, s["edge_layer"].numel()
     device = x.device
     node_offsets = torch.arange(B, device=device) * n
     edge_index = (s["edge_index"].unsqueeze(1) + node_offsets.view(1, B, 1)).reshape(2, -1)
@@ -281,7 +301,7 @@ def _replicate(s: dict[str, Tensor], mask: Tensor, x: Tensor, edge_attr: Tensor,
     edge_slices = torch.arange(B + 1) * e
     batch = Batch(
         _base_cls=NeuralGraph,
-        x=x, edge_index=edge_index, edge_attr=edge_attr, edge_mask=tile(mask),
+        x=x, edge_index=edge_index, edge_attr=edge_attr, edge_mask=tile(mask), node_norm=node_norm,
         **{k: tile(v) for k, v in s.items() if k != "edge_index"},
         arch=[arch] * B,
         batch=torch.arange(B, device=device).repeat_interleave(n),
@@ -292,11 +312,8 @@ def _replicate(s: dict[str, Tensor], mask: Tensor, x: Tensor, edge_attr: Tensor,
         "x": node_slices, "edge_index": edge_slices, "edge_attr": edge_slices,
         "edge_mask": edge_slices, "node_layer": node_slices, "node_pos": node_slices,
         "node_type": node_slices, "node_act": node_slices, "edge_layer": edge_slices,
-        "edge_type": edge_slices, "arch": torch.arange(B + 1),
+        "edge_type": edge_slices, "node_norm": node_slices, "arch": torch.arange(B + 1),
     }
-    if node_norm is not None:
-        batch.node_norm = node_norm
-        batch._slice_dict["node_norm"] = node_slices
     zeros = torch.zeros(B, dtype=torch.long)
     batch._inc_dict = {k: zeros for k in batch._slice_dict if k not in ("edge_index", "arch")}
     batch._inc_dict["edge_index"] = torch.arange(B) * n

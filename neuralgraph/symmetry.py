@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .graph import NODE_HIDDEN, STRUCTURE_KEYS
+from .graph import EDGE_FORWARD, EDGE_RESIDUAL, NODE_HIDDEN, STRUCTURE_KEYS
 
 __all__ = ["HiddenPermutation", "permute_hidden", "random_hidden_permutation", "apply_permutation"]
 
@@ -34,11 +34,45 @@ def random_hidden_permutation(graph: Data, generator: torch.Generator | None = N
     n = graph.num_nodes
     device = graph.x.device
     rand = torch.rand(n, generator=generator, device=generator.device if generator is not None else "cpu").to(device)
-    hidden = graph.node_type == NODE_HIDDEN
-    key = torch.where(hidden, rand, torch.arange(n, device=device, dtype=rand.dtype) / n)
+    free = graph.node_type == NODE_HIDDEN
+    tie = _residual_ties(graph)
+    if tie is not None:
+        # layers joined by skip connections share one permutation (the key of the
+        # chain's first node), and a chain that reaches an input/output is fixed
+        rand = rand[tie]
+        fixed = torch.zeros(n, dtype=torch.long, device=device).scatter_reduce(0, tie, (~free).long(), "amax")
+        free = fixed[tie] == 0
+    key = torch.where(free, rand, torch.arange(n, device=device, dtype=rand.dtype) / n)
     group = _graph_index(graph) * (int(graph.node_layer.max()) + 1) + graph.node_layer
     order = torch.argsort(key)
     return order[torch.argsort(group[order], stable=True)]
+
+
+def _residual_ties(graph: Data) -> Tensor | None:
+    """For each node, the first node of its chain of residual skips (None without residuals)."""
+    skip = graph.edge_type == EDGE_RESIDUAL
+    if not bool(skip.any()):
+        return None
+    src, dst = graph.edge_index[:, skip]
+    tie = torch.arange(graph.num_nodes, device=graph.x.device)
+    while True:  # one pass per residual block in the longest chain
+        new = tie.clone()
+        new[dst] = tie[src]
+        if torch.equal(new, tie):
+            return tie
+        tie = new
+
+
+def _canonical_edge_order(graph: Data, edge_index: Tensor) -> Tensor:
+    """Sort edges by target then source; residual edges after the weights of their graph."""
+    n = graph.num_nodes
+    order = torch.argsort(edge_index[1] * n + edge_index[0])
+    residual = graph.edge_type != EDGE_FORWARD
+    if not bool(residual.any()):
+        return order
+    order = order[torch.argsort(residual[order].long(), stable=True)]
+    edge_graph = _graph_index(graph)[edge_index[1]]
+    return order[torch.argsort(edge_graph[order], stable=True)]
 
 
 def apply_permutation(graph: Data, node_perm: Tensor) -> tuple[Data, HiddenPermutation]:
@@ -52,7 +86,7 @@ def apply_permutation(graph: Data, node_perm: Tensor) -> tuple[Data, HiddenPermu
     inverse = torch.empty_like(node_perm)
     inverse[node_perm] = torch.arange(n, device=node_perm.device)
     edge_index = inverse[graph.edge_index]
-    edge_perm = torch.argsort(edge_index[1] * n + edge_index[0])
+    edge_perm = _canonical_edge_order(graph, edge_index)
     out = graph.clone()
     for key, value in graph.items():
         if not isinstance(value, Tensor) or key in STRUCTURE_KEYS or key == "ptr":

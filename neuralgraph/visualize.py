@@ -7,6 +7,8 @@ import networkx as nx
 import torch
 from torch_geometric.data import Data
 
+from .graph import EDGE_RESIDUAL
+
 __all__ = ["to_networkx", "draw"]
 
 
@@ -32,7 +34,7 @@ def to_networkx(graph: Data) -> nx.DiGraph:
     weight = _edge_scalar(graph).tolist()
     conv = graph.edge_attr.size(1) > 1
     for e, (s, t) in enumerate(graph.edge_index.t().tolist()):
-        attrs = {"weight": weight[e], "layer": int(graph.edge_layer[e])}
+        attrs = {"weight": weight[e], "layer": int(graph.edge_layer[e]), "type": int(graph.edge_type[e])}
         if conv:
             attrs["kernel"] = graph.edge_attr[e][graph.edge_mask[e]].tolist()
         G.add_edge(s, t, **attrs)
@@ -44,7 +46,8 @@ def draw(graph: Data, ax=None, path: str | Path | None = None, title: str | None
     """Draw a graph layer by layer (layer = column).
 
     Edge colour and width follow the weight (conv: mean of the kernel), node
-    colour follows the bias; input neurons are squares, outputs diamonds.
+    colour follows the bias; input neurons are squares, outputs diamonds;
+    residual connections are dashed grey arcs.
     Returns the matplotlib ``Axes``; with ``path`` the figure is also saved as PNG.
     """
     import matplotlib.pyplot as plt
@@ -57,12 +60,17 @@ def draw(graph: Data, ax=None, path: str | Path | None = None, title: str | None
     # layer = column; neurons in position order top to bottom, each column centred
     counts = torch.bincount(graph.node_layer).tolist()
     layout = {n: (d["layer"], (counts[d["layer"]] - 1) / 2 - d["pos"]) for n, d in G.nodes(data=True)}
-    weights = torch.tensor([d["weight"] for *_, d in G.edges(data=True)]) if G.number_of_edges() else torch.zeros(1)
+    skips = [(u, v) for u, v, d in G.edges(data=True) if d["type"] == EDGE_RESIDUAL]
+    G_weights = G.edge_subgraph([(u, v) for u, v, d in G.edges(data=True) if d["type"] != EDGE_RESIDUAL])
+    weights = torch.tensor([d["weight"] for *_, d in G_weights.edges(data=True)]) if G_weights.number_of_edges() else torch.zeros(1)
     wmax = float(weights.abs().max()) or 1.0
+    if skips:  # residual connections: dashed arcs, weight 1
+        nx.draw_networkx_edges(G, layout, edgelist=skips, ax=ax, style="dashed", edge_color="grey", arrows=True,
+                               arrowstyle="-", connectionstyle="arc3,rad=0.25", width=1.0, alpha=0.7)
     biases = torch.tensor([d["bias"] for _, d in G.nodes(data=True)])
     bmax = float(biases.abs().max()) or 1.0
     nx.draw_networkx_edges(
-        G, layout, ax=ax, edge_color=weights.tolist(), edge_cmap=plt.cm.coolwarm, edge_vmin=-wmax, edge_vmax=wmax,
+        G_weights, layout, ax=ax, edge_color=weights.tolist(), edge_cmap=plt.cm.coolwarm, edge_vmin=-wmax, edge_vmax=wmax,
         width=(0.3 + max_width * weights.abs() / wmax).tolist(), arrows=False, alpha=0.8,
     )
     for kind, marker in ((0, "s"), (1, "o"), (2, "D")):

@@ -79,3 +79,23 @@ def model_input(model: nn.Sequential, batch: int = 4, generator: torch.Generator
     else:
         shape = (batch, first.in_channels, 9, 9)
     return torch.randn(shape, generator=generator)
+
+
+@st.composite
+def resnets(draw, max_blocks: int = 3, max_width: int = 8) -> nn.Sequential:
+    """A random residual MLP or CNN: stem layer, 1-3 Residual blocks of 1-2 layers, head."""
+    conv = draw(st.booleans())
+    torch.manual_seed(draw(st.integers(0, 2**31 - 1)))
+    width = draw(st.integers(1, max_width))
+    d_in = draw(st.integers(1, 4))
+    act = lambda: draw(st.sampled_from(ACTIVATION_MODULES))()
+    layer = (lambda i, o: nn.Conv2d(i, o, 3, padding=1)) if conv else nn.Linear
+    modules: list[nn.Module] = [layer(d_in, width), act()]
+    for _ in range(draw(st.integers(1, max_blocks))):
+        inner = draw(st.integers(1, max_width))
+        body = [layer(width, width)] if draw(st.booleans()) else [layer(width, inner), act(), layer(inner, width)]
+        modules += [ng.Residual(*body), act()]
+    if conv:
+        modules += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    modules.append(nn.Linear(width, draw(st.integers(1, 4))))
+    return nn.Sequential(*modules).eval()

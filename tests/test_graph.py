@@ -11,7 +11,7 @@ from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 import neuralgraph as ng
-from strategies import cnns, mlps, model_input
+from strategies import cnns, mlps, model_input, resnets
 
 
 def assert_same_params(a: nn.Module, b: nn.Module) -> None:
@@ -25,7 +25,7 @@ def assert_same_params(a: nn.Module, b: nn.Module) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.one_of(mlps(), mlps(norms=True), cnns()))
+@given(st.one_of(mlps(), mlps(norms=True), cnns(), resnets()))
 def test_round_trip_is_bit_exact(model):
     graph = ng.to_graph(model)
     rebuilt = ng.to_model(graph).eval()
@@ -232,3 +232,35 @@ def test_normalisation_layers_become_node_features():
     assert torch.equal(rebuilt(x), model(x))
     with pytest.raises(ValueError, match=r"model\[2\].*normalises 5 features.*3 outputs"):
         ng.to_graph(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.BatchNorm1d(5)))
+
+
+def test_residual_blocks_become_skip_edges():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), ng.Residual(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 6)),
+                          nn.ReLU(), nn.Linear(6, 2))
+    g = ng.to_graph(model)
+    skip = g.edge_type == ng.EDGE_RESIDUAL
+    assert int(skip.sum()) == 6 and g.num_edges == 3 * 6 + 6 * 4 + 4 * 6 + 6 * 2 + 6
+    src, dst = g.edge_index[:, skip]
+    assert (g.node_layer[src] == 1).all() and (g.node_layer[dst] == 3).all()
+    assert torch.equal(g.node_pos[src], g.node_pos[dst])
+    assert (g.edge_attr[skip, 0] == 1).all() and (g.edge_layer[skip] == 3).all()
+    assert skip[-6:].all(), "residual edges come after the weight edges"
+    assert g.arch.residuals == ((1, 3, 0),)
+    assert ng.Architecture.from_dict(g.arch.to_dict()) == g.arch
+
+
+@pytest.mark.parametrize(
+    "model, match",
+    [
+        (nn.Sequential(nn.Linear(2, 3), ng.Residual(nn.Linear(3, 4))), r"model\[1\].*3 to 4 features"),
+        (nn.Sequential(nn.Linear(2, 3), ng.Residual(nn.ReLU(), nn.Linear(3, 3))), r"model\[1\]\[0\].*must start"),
+        (nn.Sequential(nn.Linear(2, 3), ng.Residual(nn.Linear(3, 3), ng.Residual(nn.Linear(3, 3)))),
+         r"model\[1\]\[1\].*nested"),
+        (nn.Sequential(nn.Conv2d(1, 3, 1), ng.Residual(nn.Conv2d(3, 3, 1), nn.AdaptiveAvgPool2d(1))),
+         r"model\[1\]\[1\].*pooling"),
+    ],
+)
+def test_bad_residual_blocks_raise_clear_errors(model, match):
+    with pytest.raises(ValueError, match=match):
+        ng.to_graph(model)

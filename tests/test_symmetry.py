@@ -8,11 +8,11 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import neuralgraph as ng
-from strategies import cnns, mlps, model_input
+from strategies import cnns, mlps, model_input, resnets
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.one_of(mlps(), mlps(norms=True), cnns()), st.integers(0, 2**31 - 1))
+@given(st.one_of(mlps(), mlps(norms=True), cnns(), resnets()), st.integers(0, 2**31 - 1))
 def test_permuted_model_computes_same_function(model, seed):
     model = model.double().eval()
     graph = ng.to_graph(model)
@@ -41,7 +41,8 @@ def test_permutation_actually_moves_hidden_neurons():
 
 
 @settings(max_examples=10, deadline=None)
-@given(st.lists(st.one_of(mlps(max_layers=4), cnns(max_convs=2)), min_size=2, max_size=6), st.integers(0, 1000))
+@given(st.lists(st.one_of(mlps(max_layers=4), cnns(max_convs=2), resnets(max_blocks=2)), min_size=2, max_size=6),
+       st.integers(0, 1000))
 def test_batch_permutation_is_per_graph_and_preserves_functions(models, seed):
     models = [m.double() for m in models]
     batch = Batch.from_data_list([ng.pad_taps(ng.to_graph(m), 9) for m in models])
@@ -51,6 +52,7 @@ def test_batch_permutation_is_per_graph_and_preserves_functions(models, seed):
     assert torch.equal(batch.node_layer[perm.node_perm], batch.node_layer)
     assert torch.equal(permuted.edge_index, batch.edge_index)
     for m, rebuilt in zip(models, ng.to_models(permuted)):
+        rebuilt.eval()
         x = model_input(m).double()
         torch.testing.assert_close(rebuilt(x), m(x), rtol=1e-9, atol=1e-9)
 
@@ -84,3 +86,20 @@ def test_generator_makes_permutations_reproducible():
     b = ng.permute_hidden(g, generator=torch.Generator().manual_seed(5))[1].node_perm
     c = ng.permute_hidden(g, generator=torch.Generator().manual_seed(6))[1].node_perm
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_layers_joined_by_skips_share_one_permutation():
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), ng.Residual(nn.Linear(8, 5), nn.ReLU(), nn.Linear(5, 8)),
+                          ng.Residual(nn.Linear(8, 8)), nn.ReLU(), nn.Linear(8, 1))
+    g = ng.to_graph(model)
+    _, perm = ng.permute_hidden(g, generator=torch.Generator().manual_seed(0))
+    local = lambda layer: perm.node_perm[g.node_layer == layer] - int((g.node_layer < layer).sum())
+    assert not torch.equal(local(1), torch.arange(8))
+    assert torch.equal(local(1), local(3)) and torch.equal(local(1), local(4))  # chain 1 -> 3 -> 4
+    assert not torch.equal(local(2), local(1)[:5])  # the block's inner layer is free on its own
+    # a chain that reaches the output is fixed
+    tied_to_output = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), ng.Residual(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 4)))
+    g2 = ng.to_graph(tied_to_output)
+    for seed in range(5):
+        _, p2 = ng.permute_hidden(g2, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(p2.node_perm[g2.node_layer == 1], torch.arange(2, 6))
