@@ -264,3 +264,25 @@ def test_residual_blocks_become_skip_edges():
 def test_bad_residual_blocks_raise_clear_errors(model, match):
     with pytest.raises(ValueError, match=match):
         ng.to_graph(model)
+
+
+def test_atomic_save_gives_normal_permissions_and_never_half_writes(tmp_path):
+    import os
+
+    from neuralgraph.io import atomic_save
+
+    path = tmp_path / "data.pt"
+    atomic_save({"a": torch.arange(3)}, path)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert torch.equal(torch.load(path)["a"], torch.arange(3))
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        atomic_save({"a": Unpicklable()}, path)
+    assert torch.equal(torch.load(path)["a"], torch.arange(3))  # old file intact
+    assert [p.name for p in tmp_path.iterdir()] == ["data.pt"]  # no temporary left behind

@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -32,6 +31,7 @@ from torch_geometric.data import Batch
 from ..architecture import Architecture
 from ..augment import Augment
 from ..graph import stacked_to_batch
+from ..io import atomic_save
 from .siren import (DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS,
                     derive_seed, fit_sirens, siren_architecture)
 
@@ -111,23 +111,6 @@ def normalize_params(weights: Sequence[Tensor], biases: Sequence[Tensor], stats:
 # files
 # ----------------------------------------------------------------------------
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def save_inr_dataset(
     path: str | os.PathLike,
     weights: Sequence[Tensor],
@@ -166,7 +149,7 @@ def save_inr_dataset(
         "stats": stats if stats is not None else layer_stats(weights, biases),
         "meta": dict(meta or {}),
     }
-    _atomic_save(obj, path)
+    atomic_save(obj, path)
     return path
 
 
@@ -310,7 +293,7 @@ def fit_to_dataset(
                              progress=progress)
             chunk = {"chunk": k, "start": s, "stop": e, "fingerprint": fps[k], "arch": arch.to_dict(),
                      "weights": res.weights, "biases": res.biases, "psnr": res.psnr}
-            _atomic_save(chunk, chunk_dir / f"chunk_{k:05d}.pt")
+            atomic_save(chunk, chunk_dir / f"chunk_{k:05d}.pt")
             done[k] = chunk
             if bar is not None:
                 bar.update(e - s)
