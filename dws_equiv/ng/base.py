@@ -1,0 +1,123 @@
+"""Shared skeleton of NG-GNN and NG-T: encode, process both edge directions, apply a head."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Data
+
+from .encoding import NUM_EDGE_KINDS, NGEncoder, bidirectional
+from .heads import EquivariantHead, InvariantHead
+from .probe import ProbeFeatures
+
+__all__ = ["NGProcessor", "EdgeUpdate", "DirectedEdgeProjection"]
+
+
+class DirectedEdgeProjection(nn.Module):
+    """Per-direction linear maps of the edge state, plus an embedding of the edge kind.
+
+    The processors keep one state per graph edge (``[E, H]``); messages flow along both
+    directions (``[2E]``, see :func:`bidirectional`), so each direction reads the state through
+    its own linear map. Returns ``[2E, d_out]``.
+    """
+
+    def __init__(self, hidden: int, d_out: int) -> None:
+        super().__init__()
+        self.fwd = nn.Linear(hidden, d_out)
+        self.rev = nn.Linear(hidden, d_out, bias=False)
+        self.kind = nn.Embedding(NUM_EDGE_KINDS, d_out)
+
+    def forward(self, e: Tensor, kind: Tensor) -> Tensor:
+        return torch.cat([self.fwd(e), self.rev(e)], 0) + self.kind(kind)
+
+
+class EdgeUpdate(nn.Module):
+    """``e <- e + MLP(LN(e), LN(h)_src, LN(h)_dst)`` on forward edges (residual, per-edge LayerNorm).
+
+    The first linear map of the MLP is split into an edge part and two node parts applied
+    on the ``N`` nodes before gathering, which saves a ``[E, 3H] x [3H, H]`` product.
+    """
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.node_norm = nn.LayerNorm(hidden)
+        self.lin_e = nn.Linear(hidden, hidden)
+        self.lin_src = nn.Linear(hidden, hidden, bias=False)
+        self.lin_dst = nn.Linear(hidden, hidden, bias=False)
+        self.out = nn.Linear(hidden, hidden)
+
+    def forward(self, h: Tensor, e: Tensor, edge_index: Tensor) -> Tensor:
+        src, dst = edge_index
+        h = self.node_norm(h)
+        z = self.lin_e(self.norm(e)) + self.lin_src(h)[src] + self.lin_dst(h)[dst]
+        return e + self.out(nn.functional.silu(z))
+
+
+class NGProcessor(nn.Module):
+    """Base class: subclasses provide ``self.layers`` with ``layer(h, e, edge_index2, kind2, edge_index)``.
+
+    ``head='invariant'``: ``forward(batch) -> [num_graphs, out_dim]``.
+    ``head='equivariant'``: ``forward(batch) ->`` a clone of the batch with edited ``x``/``edge_attr``.
+    ``head=None``: ``forward(batch) -> (h [N, hidden], e [E, hidden])``.
+    """
+
+    def __init__(
+        self,
+        out_dim: int = 1,
+        hidden: int = 64,
+        num_layers: int = 4,
+        head: str | None = "invariant",
+        use_probes: bool = True,
+        n_probes: int = 16,
+        probe_image_size: int = 16,
+        max_in: int = 64,
+        max_out: int = 64,
+        max_layers: int = 32,
+        max_taps: int = 9,
+        rff_features: int = 0,
+        rff_sigma: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if head not in ("invariant", "equivariant", None):
+            raise ValueError(f"head must be 'invariant', 'equivariant' or None, got {head!r}")
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.hidden, self.num_layers, self.head_kind = hidden, num_layers, head
+        self.probes = ProbeFeatures(n_probes, max_in, probe_image_size) if use_probes else None
+        self.encoder = NGEncoder(hidden, max_in=max_in, max_out=max_out, max_layers=max_layers,
+                                 max_taps=max_taps, rff_features=rff_features, rff_sigma=rff_sigma,
+                                 n_probes=n_probes if use_probes else 0)
+        self.final_norm = nn.LayerNorm(hidden)
+        if head == "invariant":
+            self.head: nn.Module | None = InvariantHead(hidden, out_dim, max_out)
+        elif head == "equivariant":
+            self.head = EquivariantHead(hidden, max_taps)
+            self.final_edge_norm = nn.LayerNorm(hidden)
+        else:
+            self.head = None
+            self.final_edge_norm = nn.LayerNorm(hidden)
+
+    @property
+    def updates_last_edges(self) -> bool:
+        """The invariant head reads nodes only, so the last edge update would be dead weight."""
+        return self.head_kind != "invariant"
+
+    def embed(self, graph: Data) -> tuple[Tensor, Tensor]:
+        """Final node ``[N, hidden]`` and forward-edge ``[E, hidden]`` features."""
+        probe = self.probes(graph) if self.probes is not None else None
+        h, e = self.encoder(graph, probe)
+        edge_index2, kind2 = bidirectional(graph.edge_index, graph.edge_type)
+        for layer in self.layers:
+            h, e = layer(h, e, edge_index2, kind2, graph.edge_index)
+        h = self.final_norm(h)
+        if self.head_kind != "invariant":
+            e = self.final_edge_norm(e)
+        return h, e
+
+    def forward(self, graph: Data):
+        h, e = self.embed(graph)
+        if self.head_kind == "invariant":
+            return self.head(graph, h)
+        if self.head_kind == "equivariant":
+            return self.head(graph, h, e)
+        return h, e

@@ -1,0 +1,72 @@
+"""NG-T: a relational transformer on neural graphs (attention over each neuron's incoming edges)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.utils import scatter, softmax
+
+from .base import DirectedEdgeProjection, EdgeUpdate, NGProcessor
+from .heads import mlp
+
+__all__ = ["NGTLayer", "NGTransformer"]
+
+
+class NGTLayer(nn.Module):
+    """One pre-norm relational-attention layer with an edge update.
+
+    For the directed edge ``j -> i`` (both directions of every weight):
+    ``q_ij = Q h_i + Q_e e_ij``, ``k_ij = K h_j + K_e e_ij``, ``v_ij = V h_j + V_e e_ij``
+    (edge parts per direction, plus an edge-kind embedding), attention weights are a softmax
+    of ``q_ij . k_ij / sqrt(d)`` over the incoming edges of ``i`` (per head,
+    :func:`torch_geometric.utils.softmax`), and ``h_i <- h_i + O sum_j a_ij v_ij``, then a
+    feed-forward block and ``e <- e + MLP(LN(e), h_src, h_dst)``. Sparse: no padding, so a
+    graph's result does not depend on its batch-mates.
+    """
+
+    def __init__(self, hidden: int, heads: int = 4, update_edges: bool = True) -> None:
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"hidden={hidden} is not divisible by heads={heads}")
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(hidden)
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.edge_qkv = DirectedEdgeProjection(hidden, 3 * hidden)
+        self.out = nn.Linear(hidden, hidden)
+        self.norm2 = nn.LayerNorm(hidden)
+        self.ffn = mlp(hidden, 2 * hidden, hidden)
+        self.edge_mlp = EdgeUpdate(hidden) if update_edges else None
+
+    def forward(self, h: Tensor, e: Tensor, edge_index2: Tensor, kind2: Tensor,
+                edge_index: Tensor) -> tuple[Tensor, Tensor]:
+        n, hidden = h.shape
+        d = hidden // self.heads
+        src, dst = edge_index2
+        qn, kn, vn = self.qkv(self.norm1(h)).chunk(3, -1)
+        qe, ke, ve = self.edge_qkv(e, kind2).chunk(3, -1)
+        q = (qn[dst] + qe).view(-1, self.heads, d)
+        k = (kn[src] + ke).view(-1, self.heads, d)
+        v = (vn[src] + ve).view(-1, self.heads, d)
+        alpha = softmax((q * k).sum(-1) / math.sqrt(d), dst, num_nodes=n)  # [2E, heads]
+        att = scatter((alpha.unsqueeze(-1) * v).view(-1, hidden), dst, dim=0, dim_size=n, reduce="sum")
+        h = h + self.out(att)
+        h = h + self.ffn(self.norm2(h))
+        if self.edge_mlp is not None:
+            e = self.edge_mlp(h, e, edge_index)
+        return h, e
+
+
+class NGTransformer(NGProcessor):
+    """NG-T processor (Kofinas et al., ICLR 2024) on (heterogeneous) batches of neural graphs.
+
+    ``NGTransformer(out_dim=10, hidden=64, num_layers=4, heads=4, head='invariant')``; same
+    heads and encoder options as :class:`~dws_equiv.ng.NGGNN`.
+    """
+
+    def __init__(self, out_dim: int = 1, hidden: int = 64, num_layers: int = 4, head: str | None = "invariant",
+                 *, heads: int = 4, **kwargs) -> None:
+        super().__init__(out_dim, hidden, num_layers, head, **kwargs)
+        self.layers = nn.ModuleList(
+            NGTLayer(hidden, heads, update_edges=(i < num_layers - 1) or self.updates_last_edges)
+            for i in range(num_layers))

@@ -1,0 +1,194 @@
+"""Probe features: every neuron's activations on a set of learned probe inputs.
+
+Each input network is run *as a function* of its parameters, read from the graph, on shared
+learned probe inputs. Graphs are grouped by architecture (a loop over the distinct
+architectures of the batch only, never over graphs); inside a group the parameters are
+stacked (vectorised gather through ``node_pos``) and one functional forward is ``vmap``-ed
+over the group with :func:`torch.func.vmap`. The forward interprets the
+:class:`~neuralgraph.Architecture` (Linear/Conv1d/Conv2d, activations, BatchNorm/LayerNorm
+from ``node_norm``, pooling, flatten, residual blocks), so every supported architecture works.
+
+The value of a neuron is the output of its layer after the layer's post-modules (activation,
+normalisation, residual add, pooling); for convolutions it is the spatial mean of its channel.
+Input neurons get the probe input itself. Because the values are a function of the network,
+permuting hidden neurons permutes them identically (equivariance), and they are
+differentiable w.r.t. the probe inputs (and the graph's parameters).
+
+Input-size rule: probe points are ``[P, max_in]``; a network with ``d_0`` inputs sees the
+first ``d_0`` coordinates. Probe images are ``[P, max_in, S, S]``; a Conv2d network with
+``c`` input channels sees the first ``c`` channels, a Conv1d network the first row
+(``[P, c, S]``).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import vmap
+from torch_geometric.data import Data
+
+from neuralgraph import EDGE_FORWARD, Architecture
+
+from .encoding import graph_index, num_graphs
+
+__all__ = ["ProbeFeatures", "network_values"]
+
+
+def _apply(module_spec, module: nn.Module, h: Tensor, norm: Tensor) -> Tensor:
+    kind = module_spec.kind
+    if kind in ("batchnorm1d", "batchnorm2d"):
+        eps = module_spec.args[1]
+        shape = (-1,) + (1,) * (h.dim() - 2)
+        w, b, mean, var = (norm[:, k].reshape(shape) for k in range(4))
+        return (h - mean) / torch.sqrt(var + eps) * w + b
+    if kind == "layernorm":
+        eps = module_spec.args[1]
+        mu = h.mean(-1, keepdim=True)
+        var = h.var(-1, unbiased=False, keepdim=True)
+        return (h - mu) / torch.sqrt(var + eps) * norm[:, 0] + norm[:, 1]
+    if kind == "dropout":
+        return h
+    return module(h)
+
+
+def _layer(spec, h: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    if spec.kind == "linear":
+        return h @ w.transpose(0, 1) + b
+    conv = nn.functional.conv1d if spec.kind == "conv1d" else nn.functional.conv2d
+    return conv(h, w, b, stride=spec.stride, padding=spec.padding, dilation=spec.dilation)
+
+
+def _neuron_values(h: Tensor) -> Tensor:
+    """``[P, C, *spatial] -> [P, C]``: spatial mean of each channel."""
+    return h.flatten(2).mean(-1) if h.dim() > 2 else h
+
+
+def network_values(arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tensor],
+                   norms: Sequence[Tensor], x: Tensor, modules: dict | None = None) -> list[Tensor]:
+    """Run one network of ``arch`` on ``x``; the value of every neuron, layer by layer.
+
+    ``weights[j]`` has the layer's weight shape, ``biases[j]`` is ``[out]`` (zeros for a layer
+    without bias), ``norms[j]`` is ``[out, 4]`` (see ``node_norm``). Returns ``[P, d_m]`` for
+    ``m = 0..M``. Pure tensor code, so it can be ``vmap``-ed over stacked parameters.
+    """
+    if modules is None:
+        modules = _build_modules(arch)
+    h = x
+    for m in arch.pre:
+        h = modules[id(m)](h)
+    values = [_neuron_values(h)]
+    blocks = {start: (end, split) for start, end, split in arch.residuals}
+    skip, close = None, None
+    for j, spec in enumerate(arch.layers):
+        if j in blocks:
+            skip, close = h, blocks[j]
+        h = _layer(spec, h, weights[j], biases[j])
+        for k, post in enumerate(spec.post):
+            if skip is not None and j == close[0] - 1 and k == close[1]:
+                h, skip = h + skip, None
+            h = _apply(post, modules[id(post)], h, norms[j])
+        if skip is not None and j == close[0] - 1:
+            h, skip = h + skip, None
+        values.append(_neuron_values(h))
+    return values
+
+
+def _build_modules(arch: Architecture) -> dict:
+    specs = list(arch.pre) + [p for l in arch.layers for p in l.post]
+    return {id(s): (None if s.is_norm or s.kind == "dropout" else s.build()) for s in specs}
+
+
+def _group_params(graph: Data, arch: Architecture, local: Tensor, count: int, gb: Tensor):
+    """Stacked parameters ``[count, ...]`` of the graphs with ``local >= 0`` (all of ``arch``)."""
+    src, dst = graph.edge_index
+    pos, layer = graph.node_pos, graph.node_layer
+    eg = local[gb[dst]]
+    ng_ = local[gb]
+    weights, biases, norms = [], [], []
+    K = graph.edge_attr.size(-1)
+    norm_all = graph.node_norm if "node_norm" in graph else None
+    for m, spec in enumerate(arch.layers, start=1):
+        sel = (graph.edge_layer == m) & (graph.edge_type == EDGE_FORWARD) & (eg >= 0)
+        idx = sel.nonzero().squeeze(1)
+        vals = graph.edge_attr.index_select(0, idx)[:, : min(spec.taps, K)]
+        w = vals.new_zeros(count, spec.out_features, spec.in_features, spec.taps)
+        w = w.index_put((eg[idx], pos[dst[idx]], pos[src[idx]]), vals)
+        weights.append(w.reshape(count, *spec.weight_shape))
+        nsel = ((layer == m) & (ng_ >= 0)).nonzero().squeeze(1)
+        b = graph.x.new_zeros(count, spec.out_features)
+        biases.append(b.index_put((ng_[nsel], pos[nsel]), graph.x[nsel, 0]))
+        if norm_all is not None:
+            n = graph.x.new_zeros(count, spec.out_features, 4)
+            norms.append(n.index_put((ng_[nsel], pos[nsel]), norm_all[nsel].to(graph.x.dtype)))
+        else:
+            ident = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=graph.x.dtype, device=graph.x.device)
+            norms.append(ident.expand(count, spec.out_features, 4))
+    return weights, biases, norms
+
+
+class ProbeFeatures(nn.Module):
+    """Learned probe inputs; ``forward(graph)`` gives ``[N, n_probes]`` neuron activations."""
+
+    def __init__(self, n_probes: int = 16, max_in: int = 64, image_size: int = 16, scale: float = 1.0) -> None:
+        super().__init__()
+        self.n_probes, self.max_in, self.image_size = n_probes, max_in, image_size
+        g = torch.Generator().manual_seed(0)
+        # uniform in [-1, 1]: the coordinate range of INRs, a sensible range for other inputs
+        self.points = nn.Parameter((torch.rand(n_probes, max_in, generator=g) * 2 - 1) * scale)
+        self.images = nn.Parameter(
+            (torch.rand(n_probes, max_in, image_size, image_size, generator=g) * 2 - 1) * scale)
+
+    def inputs(self, arch: Architecture) -> Tensor:
+        """The probe inputs for networks of ``arch`` (see the module docstring for the rule)."""
+        first = arch.layers[0]
+        d0 = first.in_features
+        if d0 > self.max_in:
+            raise ValueError(f"a {first.kind} network has {d0} inputs but probes were built with "
+                             f"max_in={self.max_in}; raise max_in")
+        if first.kind == "linear":
+            return self.points[:, :d0]
+        if first.kind == "conv2d":
+            return self.images[:, :d0]
+        return self.images[:, :d0, 0]
+
+    def forward(self, graph: Data) -> Tensor:
+        archs = graph.arch if isinstance(graph.arch, list) else [graph.arch]
+        B = num_graphs(graph)
+        if len(archs) != B:
+            raise ValueError(f"graph has {B} graphs but {len(archs)} architectures")
+        gb = graph_index(graph)
+        dtype = graph.x.dtype
+        # group graphs by architecture (metadata only; one vectorised forward per group)
+        first = archs[0]
+        if all(a is first for a in archs):
+            groups = {first: list(range(B))}
+        else:
+            groups: dict[Architecture, list[int]] = {}
+            for i, a in enumerate(archs):
+                groups.setdefault(a, []).append(i)
+        out = graph.x.new_zeros(graph.num_nodes, self.n_probes)
+        rows, vals = [], []
+        for arch, ids in groups.items():
+            count = len(ids)
+            if count == B:
+                local = torch.arange(B, device=gb.device)
+            else:
+                local = torch.full((B,), -1, dtype=torch.long, device=gb.device)
+                local[torch.tensor(ids, device=gb.device)] = torch.arange(count, device=gb.device)
+            weights, biases, norms = _group_params(graph, arch, local, count, gb)
+            modules = _build_modules(arch)
+            x = self.inputs(arch).to(dtype)
+            f = lambda w, b, n: network_values(arch, w, b, n, x, modules)  # noqa: E731
+            try:
+                per_layer = vmap(f)(weights, biases, norms)  # list of [count, P, d_m]
+            except RuntimeError as err:
+                raise ValueError(f"probe forward failed for architecture {arch.widths} "
+                                 f"({arch.layers[0].kind} input; probe image_size={self.image_size}, "
+                                 f"too small for these convolutions?): {err}") from None
+            nodes_local = local[gb]
+            for m, v in enumerate(per_layer):
+                sel = ((graph.node_layer == m) & (nodes_local >= 0)).nonzero().squeeze(1)
+                rows.append(sel)
+                vals.append(v[nodes_local[sel], :, graph.node_pos[sel]])
+        return out.index_put((torch.cat(rows),), torch.cat(vals))
