@@ -1,0 +1,75 @@
+"""Invariant readouts of DWS features: one fixed-size vector per graph."""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.utils import scatter
+
+from .index import DWSIndex
+
+__all__ = ["DWSReadout"]
+
+
+class DWSReadout(nn.Module):
+    """Pool node/edge features of every graph into a vector invariant to hidden permutations.
+
+    The vector (size :attr:`out_features`) concatenates, each pooled with ``reduce``:
+
+    * ``b_1``, the mean over layers ``2..M-1`` of ``b_m``, ``b_{M-1}``: pooled hidden biases;
+    * the mean over middle layers of the pooled middle weights;
+    * ``W_1`` pooled over layer-1 neurons, *per input position* (``max_in * C``);
+    * ``W_M`` pooled over layer-(M-1) neurons, *per output position* (``max_out * C``);
+    * the output-neuron features ``b_M`` per output position (``max_out * C``): outputs
+      are never permuted, so they are read as they are.
+
+    Positions beyond a graph's width are zero, so graphs of any widths and depths
+    give vectors of one size, and a graph's vector does not depend on its batch-mates.
+    Parameter-free.
+    """
+
+    def __init__(self, channels: int, reduce: Literal["mean", "sum", "max"] = "mean",
+                 max_in: int = 64, max_out: int = 64) -> None:
+        super().__init__()
+        if reduce not in ("mean", "sum", "max"):
+            raise ValueError(f"reduce must be 'mean', 'sum' or 'max', got {reduce!r}")
+        self.channels, self.reduce, self.max_in, self.max_out = int(channels), reduce, int(max_in), int(max_out)
+
+    @property
+    def out_features(self) -> int:
+        return self.channels * (4 + self.max_in + 2 * self.max_out)
+
+    def forward(self, x: Tensor, edge_attr: Tensor, index) -> Tensor:
+        idx = index if isinstance(index, DWSIndex) else DWSIndex.from_batch(index, self.max_in, self.max_out)
+        if idx.d_in > self.max_in or idx.d_out > self.max_out:
+            raise ValueError(f"batch has {idx.d_in} input / {idx.d_out} output neurons; the readout "
+                             f"supports max_in={self.max_in}, max_out={self.max_out}")
+        C, r = self.channels, self.reduce
+        if x.size(-1) != C or edge_attr.size(-1) != C:
+            raise ValueError(f"DWSReadout({C}) got x {tuple(x.shape)} and edge_attr {tuple(edge_attr.shape)}")
+        G, L, H = idx.num_graphs, idx.L, idx.H
+        Pi, Po = self.max_in, self.max_out
+        # W_1 / W_M per free position, pooled over the hidden neuron (one scatter each)
+        fe_row = torch.div(idx.fe_flat, idx.d_in, rounding_mode="floor")
+        fe_pos = idx.fe_flat - fe_row * idx.d_in
+        le_row = torch.div(idx.le_flat, idx.d_out, rounding_mode="floor")
+        le_pos = idx.le_flat - le_row * idx.d_out
+        gh = torch.div(idx.hid_row, L, rounding_mode="floor")       # graph of each hidden node
+        Fp = scatter(edge_attr[idx.fe], gh[fe_row] * Pi + fe_pos, 0, dim_size=G * Pi, reduce=r).view(G, Pi * C)
+        Lp = scatter(edge_attr[idx.le], gh[le_row] * Po + le_pos, 0, dim_size=G * Po, reduce=r).view(G, Po * C)
+        g_on = torch.div(idx.on_flat, idx.d_out, rounding_mode="floor")
+        O = x.new_zeros(G * Po, C).index_copy(0, g_on * Po + (idx.on_flat - g_on * idx.d_out), x[idx.on]).view(G, Po * C)
+        # hidden biases and middle weights per (graph, layer)
+        Bp = scatter(x[idx.hid], idx.hid_row, 0, dim_size=G * L, reduce=r).view(G, L, C)
+        me_row = idx.hid_row[idx.me_dst]
+        Ep = scatter(edge_attr[idx.me], me_row, 0, dim_size=G * L, reduce=r).view(G, L, C)
+        k = torch.arange(1, L + 1, device=x.device).view(1, -1)
+        M = idx.depth.view(-1, 1)
+        mid = ((k >= 2) & (k <= M - 1)).to(x.dtype)                  # layers 2..M-1
+        denom = mid.sum(1, keepdim=True).clamp(min=1)
+        B_first = Bp[:, 0]
+        B_last = Bp[torch.arange(G, device=x.device), idx.depth - 2]
+        B_mid = (Bp * mid.unsqueeze(-1)).sum(1) / denom
+        E_mid = (Ep * mid.unsqueeze(-1)).sum(1) / denom
+        return torch.cat([B_first, B_mid, B_last, E_mid, Fp, Lp, O], 1)
