@@ -1,0 +1,214 @@
+"""DWSNet throughput: message passing on neural graphs vs a dense einsum DWS on stacked weights.
+
+    python benchmarks/bench_dws.py [--threads 2] [--device cpu|cuda] [--repeats 5]
+
+Model: a 4-layer DWSNet classifier (hidden 32, out_dim 10, max_in=2, max_out=1,
+tying="relation", mean pooling), timed as forward + cross-entropy + backward
+(graphs/s, best of ``--repeats``; the machine may be shared). Its ``DWSIndex``
+is rebuilt inside every forward, as in training.
+
+Reference ("dense"): the same structure (4 DWS layers, per-element LayerNorm +
+ReLU, the same pooled readout, the same 2-layer MLP head) built from
+``tests/dense_dws_reference.py``'s ``DenseDWS``: one einsum per term of the
+complete layer for *one fixed architecture* (tying="full", position-dependent
+parameters), on stacked ``[B, d_m, d_{m-1}, C]`` tensors. A heterogeneous batch
+has no single stacked form; the dense model then runs once per architecture
+group (one parameter set per architecture), which is what a dense
+implementation has to do.
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over one step, minus
+what was allocated before it (inputs, parameters). On CPU, torch allocations
+are invisible to ``tracemalloc``; each configuration is measured in a fresh
+subprocess as the growth of peak RSS (``getrusage`` ``ru_maxrss``) during one
+forward+backward over the RSS peak after building the inputs and model. It
+includes allocator overhead and is an upper bound on working memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # the dense reference lives with the tests
+
+import neuralgraph as ng  # noqa: E402
+from dense_dws_reference import DenseDWS  # noqa: E402
+from dws_equiv import DWSNet  # noqa: E402
+
+HIDDEN, LAYERS, OUT = 32, 4, 10
+SIREN = [2, 32, 32, 1]
+HETERO = [[2, 32, 1], [2, 16, 16, 1], [2, 32, 32, 1], [2, 24, 24, 24, 1], [2, 8, 32, 16, 1], [2, 32, 32, 32, 1],
+          [2, 12, 1], [2, 20, 28, 1]]
+
+
+# ---------------------------------------------------------------------------------------------
+# dense reference model
+# ---------------------------------------------------------------------------------------------
+
+class DenseLayer(nn.Module):
+    """A ``DenseDWS`` whose parameters are registered (so they train) for one architecture."""
+
+    def __init__(self, widths, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.dws = DenseDWS(widths, c_in, c_out, reduce="mean", dtype=torch.float32)
+        self.theta = nn.ParameterList(nn.Parameter(self.dws.theta[t]) for t in self.dws.terms)
+        self.bias = nn.ParameterList(nn.Parameter(self.dws.bias[y]) for y in self.dws.objects)
+
+    def forward(self, W: list[Tensor], b: list[Tensor]):
+        self.dws.theta = dict(zip(self.dws.terms, self.theta))
+        self.dws.bias = dict(zip(self.dws.objects, self.bias))
+        with torch.device(W[0].device):        # DenseDWS allocates its outputs on the default device
+            return self.dws(W, b)
+
+
+class DenseDWSNet(nn.Module):
+    """Dense counterpart of ``DWSNet(head="invariant", reduce="mean")`` for one architecture."""
+
+    def __init__(self, widths, hidden: int = HIDDEN, num_layers: int = LAYERS, out_dim: int = OUT) -> None:
+        super().__init__()
+        self.widths = list(widths)
+        self.layers = nn.ModuleList(DenseLayer(widths, 1 if i == 0 else hidden, hidden) for i in range(num_layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(num_layers))
+        d_in, d_out = widths[0], widths[-1]
+        feats = hidden * (4 + d_in + 2 * d_out)
+        self.mlp = nn.Sequential(nn.Linear(feats, 4 * hidden), nn.ReLU(), nn.Linear(4 * hidden, out_dim))
+
+    def forward(self, W: list[Tensor], b: list[Tensor]) -> Tensor:
+        for layer, norm in zip(self.layers, self.norms):
+            W, b = layer(W, b)
+            W = [torch.relu(norm(w)) for w in W]
+            b = [torch.relu(norm(v)) for v in b]
+        B, M = W[0].shape[0], len(W)
+        mid_b = torch.stack([v.mean(1) for v in b[1:M - 1]]).mean(0) if M > 2 else torch.zeros_like(b[0][:, 0])
+        mid_w = torch.stack([w.mean((1, 2)) for w in W[1:M - 1]]).mean(0) if M > 2 else torch.zeros_like(b[0][:, 0])
+        feats = torch.cat([b[0].mean(1), mid_b, b[M - 2].mean(1), mid_w,
+                           W[0].mean(1).reshape(B, -1), W[-1].mean(2).reshape(B, -1), b[-1].reshape(B, -1)], 1)
+        return self.mlp(feats)
+
+
+# ---------------------------------------------------------------------------------------------
+# workloads
+# ---------------------------------------------------------------------------------------------
+
+def random_stacked(widths, B: int, gen: torch.Generator):
+    W = [torch.randn(B, o, i, generator=gen) / i ** 0.5 for i, o in zip(widths[:-1], widths[1:])]
+    b = [0.1 * torch.randn(B, o, generator=gen) for o in widths[1:]]
+    return W, b
+
+
+def workload(name: str, B: int, device: str, seed: int = 0):
+    """(message-passing model and batch, dense models with their stacked inputs, labels)."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    groups = [SIREN] if name == "siren" else HETERO
+    sizes = [B // len(groups) + (k < B % len(groups)) for k in range(len(groups))]
+    graphs, dense = [], []
+    for widths, n in zip(groups, sizes):
+        W, b = random_stacked(widths, n, gen)
+        graphs.append(ng.stacked_to_batch(W, b, ng.mlp_architecture(widths, "sine" if name == "siren" else "relu")))
+        dense.append((DenseDWSNet(widths).to(device),
+                      [w.unsqueeze(-1).to(device) for w in W], [v.unsqueeze(-1).to(device) for v in b]))
+    batch = graphs[0] if len(graphs) == 1 else Batch.from_data_list([g for gb in graphs for g in gb.to_data_list()])
+    mp = DWSNet(OUT, hidden=HIDDEN, num_layers=LAYERS, max_in=2, max_out=1, tying="relation").to(device)
+    labels = torch.randint(0, OUT, (B,), generator=gen).to(device)
+    return mp, batch.to(device), dense, labels
+
+
+def mp_step(mp, batch, labels) -> None:
+    mp.zero_grad(set_to_none=True)
+    nn.functional.cross_entropy(mp(batch), labels).backward()
+
+
+def dense_step(dense, labels) -> None:
+    logits = []
+    for model, W, b in dense:
+        model.zero_grad(set_to_none=True)
+        logits.append(model(W, b))
+    nn.functional.cross_entropy(torch.cat(logits), labels).backward()
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def best_of(fn, device: str, repeats: int) -> float:
+    fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def peak_memory_mib(name: str, B: int, which: str, device: str, threads: int) -> float:
+    """Peak extra memory of one forward+backward (see module docstring)."""
+    if device == "cuda":
+        mp, batch, dense, labels = workload(name, B, device)
+        fn = (lambda: mp_step(mp, batch, labels)) if which == "mp" else (lambda: dense_step(dense, labels))
+        fn()                                       # grads allocated, as in training
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+    cmd = [sys.executable, __file__, "--_rss", f"{name},{B},{which}", "--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    return json.loads(out.stdout.strip().splitlines()[-1])["mib"]
+
+
+def _rss_child(spec: str) -> None:
+    name, B, which = spec.split(",")
+    mp, batch, dense, labels = workload(name, int(B), "cpu")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    (mp_step(mp, batch, labels) if which == "mp" else dense_step(dense, labels))
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"mib": (after - before) / 1024}))          # ru_maxrss is in KiB on Linux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batches", type=int, nargs="+", default=[64, 512])
+    parser.add_argument("--_rss", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args._rss:
+        _rss_child(args._rss)
+        return
+    mem = "CUDA max_memory_allocated" if args.device == "cuda" else "peak RSS growth, fresh process"
+    print(f"DWSNet classifier: {LAYERS} layers, hidden {HIDDEN}, out {OUT}, tying=relation, max_in=2, max_out=1; "
+          f"forward+backward, best of {args.repeats}, {args.threads} threads, {args.device}; memory: {mem}")
+    print("| batch | graphs | message passing (graphs/s) | dense einsum (graphs/s) | MP / dense time | "
+          "MP peak (MiB) | dense peak (MiB) |")
+    print("|---|---|---|---|---|---|---|")
+    rows = [("siren", B) for B in args.batches] + [("hetero", max(args.batches))]
+    for name, B in rows:
+        mp, batch, dense, labels = workload(name, B, args.device)
+        t_mp = best_of(lambda: mp_step(mp, batch, labels), args.device, args.repeats)
+        t_dense = best_of(lambda: dense_step(dense, labels), args.device, args.repeats)
+        del mp, batch, dense
+        m_mp = peak_memory_mib(name, B, "mp", args.device, args.threads)
+        m_dense = peak_memory_mib(name, B, "dense", args.device, args.threads)
+        what = f"SIREN {SIREN}" if name == "siren" else f"mixed: {len(HETERO)} archs, depth 2-4, widths 8-32"
+        print(f"| {what} | {B} | {B / t_mp:,.0f} | {B / t_dense:,.0f} | {t_mp / t_dense:.2f}x | "
+              f"{m_mp:,.0f} | {m_dense:,.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
