@@ -17,18 +17,21 @@ group (one parameter set per architecture), which is what a dense
 implementation has to do.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over one step, minus
-what was allocated before it (inputs, parameters). On CPU, torch allocations
-are invisible to ``tracemalloc``; each configuration is measured in a fresh
-subprocess as the growth of peak RSS (``getrusage`` ``ru_maxrss``) during one
-forward+backward over the RSS peak after building the inputs and model. It
-includes allocator overhead and is an upper bound on working memory.
+what was allocated before it (inputs, parameters, gradients). On CPU, torch
+allocations are invisible to ``tracemalloc``; each configuration runs in a fresh
+subprocess (glibc told to serve allocations >= 128 KiB by mmap, so freed tensors
+leave the resident set and new ones enter it) after one warm-up step, and the
+figure is the peak resident set during one forward+backward (``VmHWM``, reset
+through ``/proc/self/clear_refs``) minus the resident set just before it. It
+counts every byte the step touches, allocator overhead included.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -166,24 +169,38 @@ def peak_memory_mib(name: str, B: int, which: str, device: str, threads: int) ->
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
     cmd = [sys.executable, __file__, "--_rss", f"{name},{B},{which}", "--threads", str(threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"memory probe {cmd} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])["mib"]
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _rss_child(spec: str) -> None:
     name, B, which = spec.split(",")
     mp, batch, dense, labels = workload(name, int(B), "cpu")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    (mp_step(mp, batch, labels) if which == "mp" else dense_step(dense, labels))
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"mib": (after - before) / 1024}))          # ru_maxrss is in KiB on Linux
+    step = (lambda: mp_step(mp, batch, labels)) if which == "mp" else (lambda: dense_step(dense, labels))
+    step()                                          # gradients exist, as in training
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    before = _status_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")   # reset the peak (VmHWM) to the current RSS
+    step()
+    print(json.dumps({"mib": (_status_kib("VmHWM") - before) / 1024}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 512])
     parser.add_argument("--_rss", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -191,7 +208,7 @@ def main() -> None:
     if args._rss:
         _rss_child(args._rss)
         return
-    mem = "CUDA max_memory_allocated" if args.device == "cuda" else "peak RSS growth, fresh process"
+    mem = "CUDA max_memory_allocated" if args.device == "cuda" else "peak RSS over RSS before the step (fresh process, see docstring)"
     print(f"DWSNet classifier: {LAYERS} layers, hidden {HIDDEN}, out {OUT}, tying=relation, max_in=2, max_out=1; "
           f"forward+backward, best of {args.repeats}, {args.threads} threads, {args.device}; memory: {mem}")
     print("| batch | graphs | message passing (graphs/s) | dense einsum (graphs/s) | MP / dense time | "
