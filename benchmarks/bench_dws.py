@@ -80,16 +80,17 @@ class DenseDWSNet(nn.Module):
         super().__init__()
         self.widths = list(widths)
         self.layers = nn.ModuleList(DenseLayer(widths, 1 if i == 0 else hidden, hidden) for i in range(num_layers))
-        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(num_layers))
+        self.node_norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(num_layers))
+        self.edge_norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(num_layers))
         d_in, d_out = widths[0], widths[-1]
         feats = hidden * (4 + d_in + 2 * d_out)
-        self.mlp = nn.Sequential(nn.Linear(feats, 4 * hidden), nn.ReLU(), nn.Linear(4 * hidden, out_dim))
+        self.mlp = nn.Sequential(nn.Linear(feats, 4 * hidden), nn.ReLU(), nn.Dropout(0.0), nn.Linear(4 * hidden, out_dim))
 
     def forward(self, W: list[Tensor], b: list[Tensor]) -> Tensor:
-        for layer, norm in zip(self.layers, self.norms):
+        for layer, node_norm, edge_norm in zip(self.layers, self.node_norms, self.edge_norms):
             W, b = layer(W, b)
-            W = [torch.relu(norm(w)) for w in W]
-            b = [torch.relu(norm(v)) for v in b]
+            W = [torch.relu(edge_norm(w)) for w in W]
+            b = [torch.relu(node_norm(v)) for v in b]
         B, M = W[0].shape[0], len(W)
         mid_b = torch.stack([v.mean(1) for v in b[1:M - 1]]).mean(0) if M > 2 else torch.zeros_like(b[0][:, 0])
         mid_w = torch.stack([w.mean((1, 2)) for w in W[1:M - 1]]).mean(0) if M > 2 else torch.zeros_like(b[0][:, 0])
@@ -196,6 +197,35 @@ def _rss_child(spec: str) -> None:
     print(json.dumps({"mib": (_status_kib("VmHWM") - before) / 1024}))
 
 
+def check_reference() -> float:
+    """Largest |logit difference| between ``DenseDWSNet`` and ``DWSNet(tying="full", pair_mixing="full")``
+    with the same parameters: the two models compute the same function (small sizes, float32)."""
+    gen = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for widths in ([2, 6, 5, 1], [2, 4, 3, 3, 1]):
+        W, b = random_stacked(widths, 4, gen)
+        batch = ng.stacked_to_batch(W, b, ng.mlp_architecture(widths, "relu"))
+        torch.manual_seed(0)
+        mp = DWSNet(OUT, hidden=8, num_layers=3, max_in=2, max_out=1, tying="full", pair_mixing="full",
+                    depths=[len(widths) - 1])
+        dense = DenseDWSNet(widths, hidden=8, num_layers=3)
+        with torch.no_grad():
+            for dl, ml in zip(dense.layers, mp.layers):
+                for p in ml.biases.values():
+                    p.normal_(generator=gen)
+                dl.dws.copy_from_layer(ml)
+                for P, t in zip(dl.theta, dl.dws.terms):
+                    P.copy_(dl.dws.theta[t])
+                for P, y in zip(dl.bias, dl.dws.objects):
+                    P.copy_(dl.dws.bias[y])
+            dense.node_norms.load_state_dict(mp.node_norms.state_dict())
+            dense.edge_norms.load_state_dict(mp.edge_norms.state_dict())
+            dense.mlp.load_state_dict(mp.mlp.state_dict())        # same layout: max_in = d_in, max_out = d_out
+            diff = mp(batch) - dense([w.unsqueeze(-1) for w in W], [v.unsqueeze(-1) for v in b])
+        worst = max(worst, float(diff.abs().max()))
+    return worst
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
@@ -208,6 +238,8 @@ def main() -> None:
     if args._rss:
         _rss_child(args._rss)
         return
+    print(f"check: dense reference vs DWSNet(tying='full', pair_mixing='full'), same parameters: "
+          f"max |logit diff| = {check_reference():.1e}")
     mem = "CUDA max_memory_allocated" if args.device == "cuda" else "peak RSS over RSS before the step (fresh process, see docstring)"
     print(f"DWSNet classifier: {LAYERS} layers, hidden {HIDDEN}, out {OUT}, tying=relation, max_in=2, max_out=1; "
           f"forward+backward, best of {args.repeats}, {args.threads} threads, {args.device}; memory: {mem}")
