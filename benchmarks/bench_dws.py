@@ -145,16 +145,20 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def best_of(fn, device: str, repeats: int) -> float:
-    fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def best_of_interleaved(fns, device: str, repeats: int) -> list[float]:
+    """Best time of each function, runs interleaved (a, b, a, b, ...) so load changes on a shared
+    machine hit both sides alike."""
+    for fn in fns:
         fn()
-        sync(device)
-        times.append(time.perf_counter() - t)
-    return min(times)
+    sync(device)
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn()
+            sync(device)
+            best[k] = min(best[k], time.perf_counter() - t)
+    return best
 
 
 def peak_memory_mib(name: str, B: int, which: str, device: str, threads: int) -> float:
@@ -249,8 +253,8 @@ def main() -> None:
     rows = [("siren", B) for B in args.batches] + [("hetero", max(args.batches))]
     for name, B in rows:
         mp, batch, dense, labels = workload(name, B, args.device)
-        t_mp = best_of(lambda: mp_step(mp, batch, labels), args.device, args.repeats)
-        t_dense = best_of(lambda: dense_step(dense, labels), args.device, args.repeats)
+        t_mp, t_dense = best_of_interleaved([lambda: mp_step(mp, batch, labels), lambda: dense_step(dense, labels)],
+                                            args.device, args.repeats)
         del mp, batch, dense
         m_mp = peak_memory_mib(name, B, "mp", args.device, args.threads)
         m_dense = peak_memory_mib(name, B, "dense", args.device, args.threads)
