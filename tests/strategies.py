@@ -70,14 +70,14 @@ def cnns(draw, max_convs: int = 3, max_width: int = 8) -> nn.Sequential:
 
 
 def model_input(model: nn.Sequential, batch: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A random input of the right shape for ``model`` (spatial size 9 for convs)."""
+    """A random input of the right shape for ``model`` (spatial size 32 for convs: enough for three stride-2 kernels)."""
     first = next(m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)))
     if isinstance(first, nn.Linear):
         shape = (batch, first.in_features)
     elif isinstance(first, nn.Conv1d):
-        shape = (batch, first.in_channels, 9)
+        shape = (batch, first.in_channels, 32)
     else:
-        shape = (batch, first.in_channels, 9, 9)
+        shape = (batch, first.in_channels, 32, 32)
     return torch.randn(shape, generator=generator)
 
 
