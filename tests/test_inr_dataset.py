@@ -157,6 +157,16 @@ def test_normalisation_and_augmented_loader(reference):
     for m in range(3):
         assert abs(float(w[m].mean())) < 1e-5 and abs(float(w[m].std()) - 1) < 1e-4
         assert abs(float(b[m].mean())) < 1e-5 and abs(float(b[m].std()) - 1) < 1e-4
+    # same arithmetic as normalising the stacked tensors; the raw parameters travel along
+    from neuralgraph.inr.dataset import normalize_params
+    raw_w, raw_b = ds.params(torch.arange(40))
+    nw, nb = normalize_params(raw_w, raw_b, ds.stats)
+    assert all(torch.equal(a, c) for a, c in zip(w, nw)) and all(torch.equal(a, c) for a, c in zip(b, nb))
+    plain = ds.batch(torch.arange(40), normalize=False)
+    assert torch.equal(allb.x_raw, plain.x) and torch.equal(allb.edge_attr_raw, plain.edge_attr)
+    one = allb.get_example(3)
+    assert torch.equal(one.x_raw, plain.get_example(3).x)
+    assert torch.equal(one.edge_attr_raw, plain.get_example(3).edge_attr)
     # the shuffled loader visits every INR once, in a generator-determined order
     order = []
     loader = ds.loader(batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0),
