@@ -143,3 +143,18 @@ def test_fourier_features_and_tap_padding():
     h9, e9 = enc(ng.pad_taps(g, 9))
     torch.testing.assert_close(e1, e9)
     torch.testing.assert_close(h1, h9)
+
+
+def test_probes_run_the_raw_networks_of_a_normalised_dataset(tmp_path):
+    """Dataset normalisation changes what the processor sees, not the networks the probes run."""
+    from neuralgraph.inr import INRDataset, build_inr_splits
+
+    paths = build_inr_splits("digits", tmp_path, n_train=12, n_val=10, n_test=10, steps=20, progress=False)
+    raw = INRDataset(paths["train"]).batch(torch.arange(12))
+    normed = INRDataset(paths["train"], normalize=True).batch(torch.arange(12))
+    assert not torch.allclose(raw.edge_attr, normed.edge_attr)
+    probes = ProbeFeatures(n_probes=6, max_in=2)
+    torch.testing.assert_close(probes(normed), probes(raw), rtol=0, atol=0)
+    # and they still permute with the graph
+    permuted, perm = ng.permute_hidden(normed, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(probes(permuted), probes(normed)[perm.node_perm], rtol=1e-5, atol=1e-5)

@@ -106,18 +106,21 @@ def _group_params(graph: Data, arch: Architecture, local: Tensor, count: int, gb
     eg = local[gb[dst]]
     ng_ = local[gb]
     weights, biases, norms = [], [], []
-    K = graph.edge_attr.size(-1)
+    # the networks are run on their real parameters, also when the processor sees normalised ones
+    x_all = graph.x_raw if "x_raw" in graph else graph.x
+    w_all = graph.edge_attr_raw if "edge_attr_raw" in graph else graph.edge_attr
+    K = w_all.size(-1)
     norm_all = graph.node_norm if "node_norm" in graph else None
     for m, spec in enumerate(arch.layers, start=1):
         sel = (graph.edge_layer == m) & (graph.edge_type == EDGE_FORWARD) & (eg >= 0)
         idx = sel.nonzero().squeeze(1)
-        vals = graph.edge_attr.index_select(0, idx)[:, : min(spec.taps, K)]
+        vals = w_all.index_select(0, idx)[:, : min(spec.taps, K)]
         w = vals.new_zeros(count, spec.out_features, spec.in_features, spec.taps)
         w = w.index_put((eg[idx], pos[dst[idx]], pos[src[idx]]), vals)
         weights.append(w.reshape(count, *spec.weight_shape))
         nsel = ((layer == m) & (ng_ >= 0)).nonzero().squeeze(1)
-        b = graph.x.new_zeros(count, spec.out_features)
-        biases.append(b.index_put((ng_[nsel], pos[nsel]), graph.x[nsel, 0]))
+        b = x_all.new_zeros(count, spec.out_features)
+        biases.append(b.index_put((ng_[nsel], pos[nsel]), x_all[nsel, 0]))
         if norm_all is not None:
             n = graph.x.new_zeros(count, spec.out_features, 4)
             norms.append(n.index_put((ng_[nsel], pos[nsel]), norm_all[nsel].to(graph.x.dtype)))
