@@ -1,0 +1,6 @@
+"""``python -m neuralgraph ...`` is the ``neuralgraph`` command (also ``torchrun -m neuralgraph ...``)."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

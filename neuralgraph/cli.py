@@ -1,0 +1,203 @@
+"""Command line: ``neuralgraph fit-inrs | train | quickstart | models`` (also ``python -m neuralgraph``).
+
+Examples::
+
+    neuralgraph quickstart --out ng_quickstart            # digits INRs -> trained classifier + pictures
+    neuralgraph fit-inrs --source mnist --root ../shared/datasets/mnist --out mnist_inrs --n-train 5000
+    neuralgraph train --data mnist_inrs --model nggnn --epochs 20 --out runs/nggnn
+    neuralgraph train ... --resume                        # continue an interrupted run
+    torchrun --nproc-per-node 2 -m neuralgraph train ...  # data-parallel (gloo on CPU, nccl on GPU)
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main", "build_parser", "QUICKSTART"]
+
+#: What ``neuralgraph quickstart`` trains (chosen so the whole command takes a few minutes on 2 CPU cores).
+QUICKSTART: dict[str, Any] = {"model": "nggnn", "epochs": 10, "batch_size": 32, "lr": 1e-3, "model_kwargs": {}}
+
+
+def _kv(text: str) -> tuple[str, Any]:
+    """``key=value`` with a Python literal value (``hidden=64``, ``dims=(64,64)``, ``act='gelu'``)."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    key = key.strip().replace("-", "_")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value                      # a bare word is a string
+
+
+def _positive(kind):
+    def parse(text: str):
+        v = kind(text)
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return v
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .inr import DEFAULT_LR, DEFAULT_STEPS
+    from .train import DEFAULT_MODEL, MODELS
+
+    p = argparse.ArgumentParser(prog="neuralgraph", description="Learning on neural networks as graphs: "
+                                "fit INR datasets and train permutation-equivariant classifiers on them.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    f = sub.add_parser("fit-inrs", help="fit one SIREN per image and write train/val/test INR files",
+                       description="Fit one SIREN per image (resumable; an interrupted run continues where it "
+                                   "stopped) and write DIR/train.pt, val.pt, test.pt.")
+    f.add_argument("--source", choices=["digits", "mnist", "fashion-mnist"], default="digits",
+                   help="digits: sklearn's bundled 8x8 digits (offline); mnist/fashion-mnist: IDX files in --root")
+    f.add_argument("--root", type=Path, help="directory with the IDX files (for mnist / fashion-mnist)")
+    f.add_argument("--out", type=Path, required=True, help="output directory for the split files")
+    f.add_argument("--steps", type=_positive(int), default=DEFAULT_STEPS, help="Adam steps per INR")
+    f.add_argument("--lr", type=_positive(float), default=DEFAULT_LR, help="INR fitting learning rate")
+    f.add_argument("--w0", type=_positive(float),
+                   help="SIREN frequency (default: 30 for 28x28 MNIST-style images, 10 for the 8x8 digits)")
+    f.add_argument("--n-train", type=_positive(int), help="cap on training INRs")
+    f.add_argument("--n-val", type=_positive(int), help="validation INRs (mnist: taken from the train split)")
+    f.add_argument("--n-test", type=_positive(int), help="cap on test INRs")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--workers", type=_positive(int), help="fitting threads (default: all cores)")
+    f.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="reuse finished chunks/splits of an earlier identical fit (default: on)")
+    f.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    t = sub.add_parser("train", help="train a classifier on an INR dataset",
+                       description="Train a classifier on DIR/{train,val,test}.pt; model selection on validation "
+                                   "accuracy, test accuracy reported at the best validation epoch.")
+    t.add_argument("--data", type=Path, required=True, help="directory from `neuralgraph fit-inrs`")
+    t.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, metrics, pictures)")
+    t.add_argument("--model", choices=list(MODELS), default=DEFAULT_MODEL, help=f"default: {DEFAULT_MODEL}")
+    t.add_argument("--model-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="model hyper-parameter (repeatable), e.g. --model-arg hidden=64")
+    t.add_argument("--epochs", type=_positive(int), default=10)
+    t.add_argument("--batch-size", type=_positive(int), default=32, help="per process")
+    t.add_argument("--lr", type=_positive(float), default=1e-3)
+    t.add_argument("--weight-decay", type=float, default=5e-4)
+    t.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warmup, then cosine decay")
+    t.add_argument("--clip-grad-norm", type=float, default=1.0, help="<= 0 disables clipping")
+    t.add_argument("--label-smoothing", type=float, default=0.0)
+    t.add_argument("--augment", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="data augmentation (neuralgraph.augment.Augment field), e.g. --augment permute=True "
+                        "--augment noise_std=0.01")
+    t.add_argument("--no-normalize", dest="normalize", action="store_false",
+                   help="do not standardise weights per layer")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    t.add_argument("--eval-batch-size", type=_positive(int), default=256)
+    t.add_argument("--threads", type=_positive(int), help="torch intra-op threads")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (start fresh if absent)")
+    t.add_argument("--stop-after-epoch", type=_positive(int),
+                   help="stop after this many epochs in total (continue later with --resume)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    q = sub.add_parser("quickstart", help="digits INRs -> trained classifier, test accuracy, pictures",
+                       description="Fit INRs of sklearn's digits (reused when present), train the default "
+                                   "model, print the test accuracy and save learning_curves.png and "
+                                   "reconstructions.png. Re-running continues / reuses earlier work.")
+    q.add_argument("--out", type=Path, default=Path("neuralgraph_quickstart"))
+    q.add_argument("--model", choices=list(MODELS), default=QUICKSTART["model"])
+    q.add_argument("--epochs", type=_positive(int), default=QUICKSTART["epochs"])
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--threads", type=_positive(int))
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sub.add_parser("models", help="list the models `train --model` accepts")
+    return p
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from .inr import INRDataset, build_inr_splits
+
+    source = args.source.replace("-", "_")
+    t0 = time.perf_counter()
+    paths = build_inr_splits(source, args.out, root=args.root, n_train=args.n_train, n_val=args.n_val,
+                             n_test=args.n_test, steps=args.steps, lr=args.lr, w0=args.w0, seed=args.seed,
+                             workers=args.workers, resume=args.resume, progress=not args.quiet)
+    for name, path in paths.items():
+        d = INRDataset(path)
+        print(f"{name:5s} {len(d):6d} INRs  PSNR mean {d.psnr.mean():.1f} dB, min {d.psnr.min():.1f} dB  -> {path}")
+    print(f"done in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(data=str(args.data), out=str(args.out), model=args.model, model_kwargs=dict(args.model_arg),
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                      warmup_epochs=args.warmup_epochs, clip_grad_norm=args.clip_grad_norm,
+                      label_smoothing=args.label_smoothing, seed=args.seed, device=args.device,
+                      normalize=args.normalize, augment=dict(args.augment), eval_batch_size=args.eval_batch_size)
+    res = train(cfg, resume=args.resume, progress=not args.quiet, stop_after_epoch=args.stop_after_epoch,
+                threads=args.threads)
+    if res.finished:
+        print(f"test accuracy: {res.test_acc:.2%}  (run directory: {res.run_dir})")
+    return 0
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from .inr import INRDataset, build_inr_splits
+    from .train import TrainConfig, train
+
+    t0 = time.perf_counter()
+    out = args.out
+    data = out / "data"
+    print(f"[1/2] fitting one SIREN per sklearn digit (1797 images, 8x8) -> {data}")
+    paths = build_inr_splits("digits", data, progress=not args.quiet)
+    psnr = INRDataset(paths["train"]).psnr
+    print(f"      train INR fit quality: PSNR mean {psnr.mean():.1f} dB ({time.perf_counter() - t0:.0f}s so far)")
+    print(f"[2/2] training {args.model} for {args.epochs} epochs -> {out / 'run'}")
+    cfg = TrainConfig(data=str(data), out=str(out / "run"), model=args.model, epochs=args.epochs,
+                      batch_size=QUICKSTART["batch_size"], lr=QUICKSTART["lr"],
+                      model_kwargs=dict(QUICKSTART["model_kwargs"]) if args.model == QUICKSTART["model"] else {},
+                      device=args.device)
+    res = train(cfg, resume=True, progress=not args.quiet, threads=args.threads)
+    run = res.run_dir
+    print(f"\ntest accuracy ({args.model}, best validation epoch {res.best_epoch}): {res.test_acc:.2%}")
+    print(f"pictures: {run / 'learning_curves.png'}, {run / 'reconstructions.png'}")
+    print(f"metrics:  {run / 'metrics.csv'}; classifier: {run / 'best.pt'}")
+    print(f"total time {time.perf_counter() - t0:.0f}s")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .train.registry import MODELS, model_class
+
+    for name, spec in MODELS.items():
+        try:
+            model_class(name)
+            status = ""
+        except ImportError as e:
+            status = f"  [unavailable: {e}]"
+        print(f"{name:8s} {spec.description}{status}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (errors print one line, no traceback)."""
+    args = build_parser().parse_args(argv)
+    commands = {"fit-inrs": _fit, "train": _train, "quickstart": _quickstart, "models": _models}
+    try:
+        return commands[args.command](args)
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError, FloatingPointError) as e:
+        print(f"neuralgraph {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nneuralgraph {args.command}: interrupted; run the same command again"
+              + (" with --resume" if args.command == "train" else "") + " to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Training checkpoints: atomic writes, RNG capture, config checks on resume.
+
+A checkpoint is a plain dict (loadable with ``weights_only=True``)::
+
+    version, config (TrainConfig as dict), model (state_dict), optimizer,
+    scheduler, epoch (completed epochs), step, history (list of per-epoch
+    metric dicts), best (epoch / val_acc / val_loss), rng (one entry per rank),
+    data (fingerprints of the split files), arch (Architecture.to_dict()),
+    num_classes
+
+``last.pt`` is rewritten after every epoch and ``best.pt`` whenever the
+validation accuracy improves; both through :func:`neuralgraph.io.atomic_save`,
+so an interrupted run never leaves a truncated file.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from ..io import atomic_save
+
+__all__ = ["CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng",
+           "config_mismatch"]
+
+CHECKPOINT_VERSION = 1
+_REQUIRED = ("version", "config", "model", "epoch", "history", "best", "arch", "num_classes")
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state`` (plus the format version) atomically to ``path``."""
+    return atomic_save({"version": CHECKPOINT_VERSION, **state}, path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` (clear errors for anything else)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same message
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    missing = [k for k in _REQUIRED if not isinstance(obj, dict) or k not in obj]
+    if missing:
+        raise ValueError(f"{path}: not a neuralgraph training checkpoint (missing {missing})")
+    if obj["version"] != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint version {obj['version']}, this code reads {CHECKPOINT_VERSION}")
+    return obj
+
+
+def capture_rng() -> dict[str, Any]:
+    """The global RNG states (torch CPU/CUDA, numpy, random) as checkpoint-safe values."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    npst = state["numpy"]
+    np.random.set_state((npst["kind"], npst["keys"].numpy().astype(np.uint32), npst["pos"],
+                         npst["has_gauss"], npst["gauss"]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def config_mismatch(saved: dict[str, Any], current: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+    """Human-readable differences between two configs, skipping keys in ``ignore``."""
+    ignore = set(ignore)
+    out = []
+    for k in sorted(set(saved) | set(current)):
+        if k in ignore:
+            continue
+        a, b = saved.get(k, "<absent>"), current.get(k, "<absent>")
+        if a != b:
+            out.append(f"{k}: checkpoint {a!r} vs now {b!r}")
+    return out
