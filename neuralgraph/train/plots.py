@@ -6,32 +6,21 @@ written atomically, like every other artefact of a run.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
+from ..io import atomic_write
+
 __all__ = ["plot_learning_curves", "plot_reconstructions", "save_figure"]
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """``fig.savefig`` to a temporary file beside ``path``, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``fig.savefig`` through :func:`neuralgraph.io.atomic_write` (never a half-written PNG)."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, bbox_inches="tight"))
 
 
 def _figure(w: float, h: float):

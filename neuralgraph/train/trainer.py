@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from ..augment import Augment
 from ..inr import INRDataset, render
-from ..io import atomic_save
+from ..io import atomic_write_text
 from . import distributed as D
 from .checkpoint import capture_rng, config_mismatch, load_checkpoint, restore_rng, save_checkpoint
 from .plots import plot_learning_curves, plot_reconstructions
@@ -212,25 +212,7 @@ def _write_metrics(history: list[dict[str, float]], path: Path) -> None:
     w.writeheader()
     for h in history:
         w.writerow({k: h[k] for k in METRIC_COLUMNS})
-    _atomic_text(buf.getvalue(), path)
-
-
-def _atomic_text(text: str, path: Path) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(buf.getvalue(), path)
 
 
 def _tensorboard(run_dir: Path):
@@ -411,7 +393,7 @@ def _train(config: TrainConfig, info: D.DistInfo, device: torch.device, resume: 
                        "test_loss": test_loss, "epochs": epochs_done, "train_time_s": elapsed,
                        "world_size": info.world_size, "device": str(device),
                        "n": {s: len(d) for s, d in ds.items()}, "config": config.to_dict()}
-            _atomic_text(json.dumps(results, indent=2) + "\n", run_dir / "results.json")
+            atomic_write_text(json.dumps(results, indent=2) + "\n", run_dir / "results.json")
             _draw_reconstructions(model, ds["test"], config, run_dir / "reconstructions.png", device, test_acc)
             say(f"best validation accuracy {best['val_acc']:.2%} at epoch {best['epoch']}; "
                 f"test accuracy {test_acc:.2%} (loss {test_loss:.4f})")
