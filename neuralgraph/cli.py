@@ -20,7 +20,8 @@ from typing import Any, Sequence
 __all__ = ["main", "build_parser", "QUICKSTART"]
 
 #: What ``neuralgraph quickstart`` trains (chosen so the whole command takes a few minutes on 2 CPU cores).
-QUICKSTART: dict[str, Any] = {"model": "nggnn", "epochs": 10, "batch_size": 32, "lr": 1e-3, "model_kwargs": {}}
+QUICKSTART: dict[str, Any] = {"model": "nggnn", "epochs": 20, "batch_size": 32, "lr": 2e-3,
+                              "model_kwargs": {"hidden": 32, "num_layers": 3}}
 
 
 def _kv(text: str) -> tuple[str, Any]:
