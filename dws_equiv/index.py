@@ -56,6 +56,8 @@ class DWSIndex:
     on_row_flat: Tensor    # (g*L + M-1) * d_out + pos (anchor row of b_M)
     first_row: Tensor      # [G] g*L + 0
     last_row: Tensor       # [G] g*L + M-2
+    edge_order: Tensor     # cat(me, fe, le): where the layer's concatenated edge outputs go
+    node_order: Tensor     # cat(hid, on): where its concatenated node outputs go
     _groups: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -126,6 +128,7 @@ class DWSIndex:
             on=on, on_flat=g_on * d_out + pos[on],
             on_row_flat=(g_on * L + depth[g_on] - 1) * d_out + pos[on],
             first_row=garange * L, last_row=garange * L + depth - 2,
+            edge_order=torch.cat([me, fe, le]), node_order=torch.cat([hid, on]),
         )
 
     # -- groups of rows sharing parameters in the per-layer ("full") tying -------------------

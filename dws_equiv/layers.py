@@ -389,9 +389,8 @@ class DWSLayer(nn.Module):
                 mid = he.new_zeros(0, Co)
         mid = mid + Ud[idx.me_dst] + Us[idx.me_src]
 
-        edge_out = x.new_zeros(idx.num_edges, Co)
-        edge_out = edge_out.index_copy(0, idx.me, mid)
-        edge_out = edge_out.index_copy(0, idx.fe, Fout[idx.fe_flat])
-        edge_out = edge_out.index_copy(0, idx.le, Lout[idx.le_flat])
-        node_out = x.new_zeros(idx.num_nodes, Co).index_copy(0, idx.hid, Bout).index_copy(0, idx.on, Oout)
+        # one scatter per output (residual edges and input neurons stay zero)
+        edge_out = x.new_zeros(idx.num_edges, Co).index_copy(
+            0, idx.edge_order, torch.cat([mid, Fout[idx.fe_flat], Lout[idx.le_flat]]))
+        node_out = x.new_zeros(idx.num_nodes, Co).index_copy(0, idx.node_order, torch.cat([Bout, Oout]))
         return node_out, edge_out
