@@ -147,6 +147,12 @@ def load_splits(data_dir: str | os.PathLike, normalize: bool = True) -> dict[str
     return ds
 
 
+def _data_name(ds: dict[str, INRDataset], config: TrainConfig) -> str:
+    """``digits INRs`` / ``mnist INRs`` from the split's metadata, else the directory name."""
+    source = ds["train"].meta.get("source")
+    return f"{source} INRs ({Path(config.data).name})" if source else Path(config.data).name
+
+
 def _num_classes(ds: dict[str, INRDataset]) -> int:
     return max(int(d.labels.max()) for d in ds.values()) + 1
 
@@ -381,7 +387,7 @@ def _train(config: TrainConfig, info: D.DistInfo, device: torch.device, resume: 
     finished = epochs_done >= config.epochs
     if main and history:
         plot_learning_curves(history, run_dir / "learning_curves.png", best_epoch=best["epoch"],
-                             title=f"{config.model} on {Path(config.data).name}")
+                             title=f"{config.model} on {_data_name(ds, config)}")
     test_loss = test_acc = None
     if finished:
         model.load_state_dict(best_state)
