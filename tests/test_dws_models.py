@@ -11,6 +11,7 @@ from torch_geometric.data import Batch
 import neuralgraph as ng
 from dws_equiv import DWSIndex, DWSNet, DWSReadout
 from neuralgraph.inr import fit_sirens
+from training import adam_losses
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 SEEDS = range(4)
@@ -220,14 +221,7 @@ def test_training_on_siren_digits_reduces_loss():
     batch = ng.stacked_to_batch(fit.weights, fit.biases, fit.arch)
     assert batch.num_graphs == 60
     net = DWSNet(out_dim=3, hidden=16, num_layers=2, max_in=2, max_out=1)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(40):
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(net(batch), labels)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_losses(net, batch, labels, steps=40, lr=3e-3)
     assert losses[-1] < 0.7 * losses[0], losses
 
 

@@ -12,6 +12,7 @@ import neuralgraph as ng
 from dws_equiv.ng import NGGNN, NGTransformer
 from neuralgraph.inr import fit_sirens
 from strategies import cnns, mlps, model_input, resnets
+from training import adam_losses
 
 MODELS = [NGGNN, NGTransformer]
 IMAGE = 16  # probe image size: large enough for every CNN the strategies draw
@@ -150,14 +151,7 @@ def test_training_on_real_inrs_reduces_the_loss(cls, digit_inrs):
     assert psnr.mean() > 15  # the INRs do encode the digits
     torch.manual_seed(0)
     net = cls(out_dim=10, hidden=16, num_layers=2, n_probes=8, max_in=4, max_out=4)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(40):
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(net(batch), labels)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_losses(net, batch, labels, steps=40, lr=1e-2)
     assert losses[-1] < 0.7 * losses[0], losses
 
 
