@@ -93,8 +93,12 @@ def _importable(name: str) -> bool:
     return True
 
 
-def _accepted_arguments(cls: Callable[..., nn.Module]) -> set[str]:
-    """Named constructor arguments, following ``**kwargs`` up to the base classes' ``__init__``."""
+def _accepted_arguments(cls: Callable[..., nn.Module]) -> tuple[set[str], bool]:
+    """Named constructor arguments, following ``**kwargs`` up to the base classes' ``__init__``.
+
+    Returns ``(names, open)``; ``open`` is True when a ``**kwargs`` is never resolved to
+    named arguments, so any keyword may be valid.
+    """
     names: set[str] = set()
     for klass in getattr(cls, "__mro__", (cls,)):
         init = klass.__dict__.get("__init__") if isinstance(klass, type) else klass
@@ -102,9 +106,11 @@ def _accepted_arguments(cls: Callable[..., nn.Module]) -> set[str]:
             continue
         params = inspect.signature(init).parameters
         names |= {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()) or klass is nn.Module:
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return names, False
+        if klass is nn.Module:
             break
-    return names
+    return names, True
 
 
 def build_model(name: str, out_dim: int, arch: Architecture | None = None, **hparams: Any) -> nn.Module:
@@ -114,22 +120,20 @@ def build_model(name: str, out_dim: int, arch: Architecture | None = None, **hpa
     """
     cls = model_class(name)
     spec = MODELS[name]
-    params = inspect.signature(cls).parameters
-    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    accepted, open_kwargs = _accepted_arguments(cls)
     clash = sorted(set(hparams) & set(spec.fixed))
     if clash:
         raise ValueError(f"model {name!r} fixes {clash}; use another model name to change them")
     kwargs = {**hparams, **spec.fixed}
-    bad = [k for k in kwargs if k not in params and not takes_kwargs]
+    bad = [k for k in kwargs if k not in accepted and not open_kwargs]
     if bad:
-        accepted = [k for k in params if k not in ("self", "out_dim", "arch")]
-        raise ValueError(f"model {name!r} ({cls.__name__}) has no hyper-parameter(s) {bad}; accepted: {accepted}")
+        listed = sorted(accepted - {"self", "out_dim", "arch"})
+        raise ValueError(f"model {name!r} ({cls.__name__}) has no hyper-parameter(s) {bad}; accepted: {listed}")
     if arch is not None:
-        accepted = _accepted_arguments(cls)
         for key, derive in ARCH_BOUNDS.items():
             if key in accepted and key not in kwargs:
                 kwargs[key] = derive(arch)
-    if "arch" in params:
+    if "arch" in accepted:
         if arch is None:
             raise ValueError(f"model {name!r} needs the dataset's architecture (arch=)")
         kwargs["arch"] = arch
