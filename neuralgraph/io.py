@@ -8,7 +8,7 @@ from typing import Any, Callable, IO
 
 import torch
 
-__all__ = ["atomic_write", "atomic_save", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_save", "atomic_write_text", "save_figure"]
 
 
 def _umask() -> int:
@@ -50,3 +50,9 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
 def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
     """Write ``text`` (UTF-8) atomically, like :func:`atomic_save` (metrics, results)."""
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120, **savefig_kwargs: Any) -> Path:
+    """``fig.savefig`` (format from the suffix, default PNG) through :func:`atomic_write`."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, **savefig_kwargs))

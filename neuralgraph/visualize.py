@@ -8,6 +8,7 @@ import torch
 from torch_geometric.data import Data
 
 from .graph import EDGE_RESIDUAL
+from .io import save_figure
 
 __all__ = ["to_networkx", "draw"]
 
@@ -87,5 +88,5 @@ def draw(graph: Data, ax=None, path: str | Path | None = None, title: str | None
     if path is not None:
         fig = ax.figure
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
+        save_figure(fig, path, dpi=120)
     return ax

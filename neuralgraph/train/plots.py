@@ -12,15 +12,14 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..io import atomic_write
+from .. import io
 
 __all__ = ["plot_learning_curves", "plot_reconstructions", "save_figure"]
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """``fig.savefig`` through :func:`neuralgraph.io.atomic_write` (never a half-written PNG)."""
-    fmt = Path(path).suffix.lstrip(".") or "png"
-    return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, bbox_inches="tight"))
+    """Save a run's figure atomically, cropped to its content."""
+    return io.save_figure(fig, path, dpi=dpi, bbox_inches="tight")
 
 
 def _figure(w: float, h: float):
