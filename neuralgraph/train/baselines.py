@@ -8,6 +8,7 @@ of DWSNets); at evaluation time the stored order is used.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -23,13 +24,7 @@ __all__ = ["FlatMLP", "flat_params", "num_params"]
 
 def num_params(arch: Architecture) -> int:
     """Length of the flat weight vector of one network of ``arch`` (weights and biases)."""
-    total = 0
-    for spec in arch.layers:
-        n = 1
-        for d in spec.weight_shape:
-            n *= int(d)
-        total += n + (spec.out_features if spec.bias else 0)
-    return total
+    return sum(math.prod(spec.weight_shape) + (spec.out_features if spec.bias else 0) for spec in arch.layers)
 
 
 def _flatten(weights: Sequence[Tensor], biases: Sequence[Tensor | None]) -> Tensor:
