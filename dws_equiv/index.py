@@ -83,7 +83,8 @@ class DWSIndex:
         depth = scatter(layer, gb, 0, dim_size=G, reduce="max")
         if bool((depth < 2).any()):
             g = int(torch.nonzero(depth < 2)[0])
-            raise ValueError(f"graph {g} has depth {int(depth[g])}: DWS layers need at least one hidden layer")
+            raise ValueError(f"graph {g} has depth {int(depth[g])}: DWS layers need at least one hidden layer "
+                             "(NG-GNN / NG-T process networks without one)")
         L = int(depth.max())
         Mn = depth[gb]
         is_in = layer == 0

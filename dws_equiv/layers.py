@@ -60,6 +60,7 @@ import torch.nn.functional as Fn
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
+from .checks import check_positive_int
 from .index import DWSIndex
 
 __all__ = ["DWSLayer", "NODE_IN", "NODE_OUT", "ANCHOR_OUT", "relation_context_slots", "full_context_slots"]
@@ -153,6 +154,8 @@ class DWSLayer(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
+        check_positive_int("DWSLayer", in_channels=in_channels, out_channels=out_channels, max_layers=max_layers,
+                           max_in=max_in, max_out=max_out)
         if reduce not in ("mean", "sum", "max"):
             raise ValueError(f"reduce must be 'mean', 'sum' or 'max', got {reduce!r}")
         if tying not in ("relation", "full"):

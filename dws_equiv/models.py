@@ -6,6 +6,7 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor, nn
 
+from .checks import check_graph_batch, check_positive_int, check_probability
 from .index import DWSIndex
 from .layers import DWSLayer
 from .readout import DWSReadout
@@ -22,7 +23,10 @@ class DWSNet(nn.Module):
     per-element LayerNorm over channels (``norm=True``; a graph's output never
     depends on its batch-mates), ReLU and dropout. Inputs: node features ``x``
     (biases, ``in_node`` channels) and edge features ``edge_attr`` (weights,
-    ``in_edge`` taps), zero-padded to a common channel count.
+    ``in_edge`` taps), zero-padded to a common channel count and cast to the
+    model's dtype (float64 graphs run through a float32 model, as in NG-GNN/NG-T).
+    Every graph needs a hidden layer (DWS layers are defined on hidden neurons);
+    NG-GNN / NG-T also take networks without one.
 
     * ``head="invariant"``: ``forward(batch) -> Tensor[num_graphs, out_dim]``; the
       :class:`DWSReadout` vector goes through a 2-layer MLP (``mlp_hidden``).
@@ -66,8 +70,12 @@ class DWSNet(nn.Module):
             raise ValueError(f"head must be 'invariant' or 'equivariant', got {head!r}")
         if head == "invariant" and (out_dim is None or out_dim < 1):
             raise ValueError("an invariant DWSNet needs out_dim >= 1")
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        check_positive_int("DWSNet", in_node=in_node, in_edge=in_edge, hidden=hidden, num_layers=num_layers,
+                           max_in=max_in, max_out=max_out)
+        check_probability("DWSNet", dropout=dropout)
+        for name, value in (("mlp_hidden", mlp_hidden), ("out_node", out_node), ("out_edge", out_edge)):
+            if value is not None:
+                check_positive_int("DWSNet", **{name: value})
         self.head, self.in_node, self.in_edge = head, int(in_node), int(in_edge)
         self.max_in, self.max_out = int(max_in), int(max_out)
         self.edit_residual = bool(edit_residual)
@@ -98,11 +106,14 @@ class DWSNet(nn.Module):
 
     def features(self, batch, index: DWSIndex | None = None) -> tuple[Tensor, Tensor, DWSIndex]:
         """Equivariant hidden features ``(node [N, hidden], edge [E, hidden], index)``."""
+        check_graph_batch(batch, "DWSNet")
         idx = index if index is not None else self.index(batch)
-        x, e = batch.x, batch.edge_attr
+        dtype = self.node_proj.weight.dtype if self.head == "equivariant" else self.mlp[0].weight.dtype
+        x, e = batch.x.to(dtype), batch.edge_attr.to(dtype)      # as the NG processors: the model's dtype
         if x.size(-1) != self.in_node or e.size(-1) != self.in_edge:
-            raise ValueError(f"DWSNet built for {self.in_node} node / {self.in_edge} edge channels, "
-                             f"got x {tuple(x.shape)} and edge_attr {tuple(e.shape)}")
+            raise ValueError(f"DWSNet built with in_node={self.in_node}, in_edge={self.in_edge}, got x "
+                             f"{tuple(x.shape)} and edge_attr {tuple(e.shape)}; build it with "
+                             f"in_node={x.size(-1)}, in_edge={e.size(-1)} (in_edge = kernel taps of the graphs)")
         c0 = max(self.in_node, self.in_edge)
         x = nn.functional.pad(x, (0, c0 - x.size(-1)))
         e = nn.functional.pad(e, (0, c0 - e.size(-1)))

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
+from .checks import check_positive_int
 from .index import DWSIndex
 
 __all__ = ["DWSReadout"]
@@ -32,6 +33,7 @@ class DWSReadout(nn.Module):
     def __init__(self, channels: int, reduce: Literal["mean", "sum", "max"] = "mean",
                  max_in: int = 64, max_out: int = 64) -> None:
         super().__init__()
+        check_positive_int("DWSReadout", channels=channels, max_in=max_in, max_out=max_out)
         if reduce not in ("mean", "sum", "max"):
             raise ValueError(f"reduce must be 'mean', 'sum' or 'max', got {reduce!r}")
         self.channels, self.reduce, self.max_in, self.max_out = int(channels), reduce, int(max_in), int(max_out)

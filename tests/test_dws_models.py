@@ -201,6 +201,21 @@ def test_edit_with_zero_projections_is_identity(tying):
         assert torch.equal(m(x), m0(x))
 
 
+@pytest.mark.parametrize("head", ["invariant", "equivariant"])
+def test_float64_graphs_run_in_the_models_dtype(head):
+    """float64 networks into a float32 DWSNet are cast, as NG-GNN/NG-T do (a "mixed dtype" crash before)."""
+    batch = hetero_batch(3)
+    double = batch.clone()
+    double.x, double.edge_attr = batch.x.double(), batch.edge_attr.double()
+    net = make_net(3, head=head)
+    with torch.no_grad():
+        out32, out64 = net(batch), net(double)
+    if head == "invariant":
+        out32, out64 = (out32,), (out64,)
+    for a, b in zip(out32, out64):
+        torch.testing.assert_close(b.float(), a, rtol=1e-6, atol=1e-6)
+
+
 def test_edit_needs_equivariant_head():
     with pytest.raises(ValueError, match="equivariant"):
         make_net(0).edit(hetero_batch(0))
@@ -238,7 +253,7 @@ def test_clear_errors():
         DWSNet(3, max_out=2)(g)
     with pytest.raises(ValueError, match="3 output neurons.*max_out=2"):
         DWSNet(head="equivariant", max_out=2)(g)
-    with pytest.raises(ValueError, match=r"1 node / 9 edge channels.*edge_attr \(\d+, 1\)"):
+    with pytest.raises(ValueError, match=r"in_node=1, in_edge=9, got x.*edge_attr \(\d+, 1\); build it with in_node=1, in_edge=1"):
         DWSNet(3, in_edge=9)(g)
     linear = ng.to_graph(nn.Sequential(nn.Linear(3, 2)))
     with pytest.raises(ValueError, match="at least one hidden layer"):

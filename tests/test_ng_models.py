@@ -155,6 +155,26 @@ def test_training_on_real_inrs_reduces_the_loss(cls, digit_inrs):
     assert losses[-1] < 0.7 * losses[0], losses
 
 
+@pytest.mark.parametrize("cls", MODELS)
+@pytest.mark.parametrize("head", ["invariant", "equivariant"])
+def test_networks_without_a_hidden_layer_are_processed(cls, head):
+    """A linear classifier is a neural graph too: NG models take it (DWSNet refuses it, clearly)."""
+    torch.manual_seed(0)
+    linear, deep = nn.Sequential(nn.Linear(3, 2)), nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    net = _processor(cls, head)
+    batch = _batch([linear, deep])
+    with torch.no_grad():
+        out, alone = net(batch), net(_batch([linear]))
+    if head == "invariant":
+        assert torch.isfinite(out).all()
+        torch.testing.assert_close(out[:1], alone, rtol=1e-5, atol=1e-5)
+    else:
+        rebuilt = ng.to_models(out)
+        x = torch.randn(5, 3)
+        assert rebuilt[0](x).shape == (5, 2) and torch.isfinite(rebuilt[0](x)).all()
+        torch.testing.assert_close(out.edge_attr[:6], alone.edge_attr, rtol=1e-5, atol=1e-5)
+
+
 def test_clear_errors():
     wide_out = ng.to_graph(nn.Sequential(nn.Linear(2, 5)))
     with pytest.raises(ValueError, match="max_out=4"):

@@ -5,6 +5,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from ..checks import check_graph_batch, check_nonnegative_int, check_positive_float, check_positive_int
 from .encoding import NUM_EDGE_KINDS, NGEncoder, bidirectional
 from .heads import EquivariantHead, InvariantHead
 from .probe import ProbeFeatures
@@ -80,8 +81,15 @@ class NGProcessor(nn.Module):
         super().__init__()
         if head not in ("invariant", "equivariant", None):
             raise ValueError(f"head must be 'invariant', 'equivariant' or None, got {head!r}")
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        who = type(self).__name__
+        check_positive_int(who, hidden=hidden, num_layers=num_layers, max_in=max_in, max_out=max_out,
+                           max_layers=max_layers, max_taps=max_taps, probe_image_size=probe_image_size)
+        check_nonnegative_int(who, rff_features=rff_features)
+        check_positive_float(who, rff_sigma=rff_sigma)
+        if use_probes:
+            check_positive_int(who, n_probes=n_probes)
+        if head == "invariant":
+            check_positive_int(who, out_dim=out_dim)
         self.hidden, self.num_layers, self.head_kind = hidden, num_layers, head
         self.probes = ProbeFeatures(n_probes, max_in, probe_image_size) if use_probes else None
         self.encoder = NGEncoder(hidden, max_in=max_in, max_out=max_out, max_layers=max_layers,
@@ -104,6 +112,7 @@ class NGProcessor(nn.Module):
 
     def embed(self, graph: Data) -> tuple[Tensor, Tensor]:
         """Final node ``[N, hidden]`` and forward-edge ``[E, hidden]`` features."""
+        check_graph_batch(graph, type(self).__name__, extra=("arch",) if self.probes is not None else ())
         probe = self.probes(graph) if self.probes is not None else None
         h, e = self.encoder(graph, probe)
         edge_index2, kind2 = bidirectional(graph.edge_index, graph.edge_type)

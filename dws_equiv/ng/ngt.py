@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
+from ..checks import check_positive_int
 from .base import DirectedEdgeProjection, EdgeUpdate, NGProcessor
 from .heads import mlp
 
@@ -27,6 +28,7 @@ class NGTLayer(nn.Module):
 
     def __init__(self, hidden: int, heads: int = 4, update_edges: bool = True) -> None:
         super().__init__()
+        check_positive_int("NGTLayer", hidden=hidden, heads=heads)
         if hidden % heads:
             raise ValueError(f"hidden={hidden} is not divisible by heads={heads}")
         self.heads = heads
@@ -66,6 +68,9 @@ class NGTransformer(NGProcessor):
 
     def __init__(self, out_dim: int = 1, hidden: int = 64, num_layers: int = 4, head: str | None = "invariant",
                  *, heads: int = 4, **kwargs) -> None:
+        check_positive_int("NGTransformer", hidden=hidden, heads=heads)
+        if hidden % heads:
+            raise ValueError(f"NGTransformer: hidden={hidden} is not divisible by heads={heads}")
         super().__init__(out_dim, hidden, num_layers, head, **kwargs)
         self.layers = nn.ModuleList(
             NGTLayer(hidden, heads, update_edges=(i < num_layers - 1) or self.updates_last_edges)

@@ -1,0 +1,71 @@
+"""Input checks shared by the processors: what they refuse, and how they say it.
+
+Every processor (``DWSNet``, ``NGGNN``, ``NGTransformer``) calls :func:`check_graph_batch` first, so
+a tensor, a plain ``Data`` without the neural-graph fields, or an empty batch gets one clear
+``ValueError`` naming the processor, instead of an ``AttributeError`` deep inside. Constructors
+validate their hyper-parameters with :func:`check_positive_int` / :func:`check_probability` /
+:func:`check_positive_float`, so ``hidden=0`` fails where it is given, not in the first forward.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from torch_geometric.data.data import BaseData
+
+__all__ = ["GRAPH_FIELDS", "check_graph_batch", "check_positive_int", "check_nonnegative_int",
+           "check_probability", "check_positive_float"]
+
+#: Fields every processor reads (see ``neuralgraph.graph``); made by ``to_graph`` / ``stacked_to_batch``.
+GRAPH_FIELDS = ("x", "edge_index", "edge_attr", "node_layer", "node_pos", "node_type", "edge_layer", "edge_type")
+
+
+def check_graph_batch(batch: Any, who: str, extra: tuple[str, ...] = ()) -> None:
+    """Raise ``ValueError`` unless ``batch`` is a non-empty neural graph or batch of them.
+
+    Args:
+        batch: what the processor's ``forward`` received.
+        who: the processor's name, for the message.
+        extra: further fields this processor needs (e.g. ``("arch",)`` for probe features).
+    """
+    if not isinstance(batch, BaseData):
+        raise ValueError(f"{who} takes a neural graph or a PyG Batch of them (neuralgraph.to_graph, "
+                         f"Batch.from_data_list, INRDataset.batch), got {type(batch).__name__}")
+    missing = [k for k in (*GRAPH_FIELDS, *extra) if k not in batch or batch[k] is None]
+    if missing:
+        raise ValueError(f"{who}: the input lacks the neural-graph field(s) {missing}; make graphs with "
+                         f"neuralgraph.to_graph or neuralgraph.stacked_to_batch")
+    graphs = int(batch.num_graphs) if "batch" in batch and batch.batch is not None else 1
+    if graphs == 0 or batch.x.size(0) == 0:
+        raise ValueError(f"{who}: empty batch (0 graphs); nothing to process")
+    for key in ("x", "edge_attr"):
+        if not batch[key].is_floating_point():
+            raise ValueError(f"{who}: {key} must be floating point, got {batch[key].dtype}")
+
+
+def check_positive_int(who: str, **values: Any) -> None:
+    """Each value must be an integer >= 1 (``bool`` is not an integer here)."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{who}: {name} must be an integer >= 1, got {v!r}")
+
+
+def check_nonnegative_int(who: str, **values: Any) -> None:
+    """Each value must be an integer >= 0."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{who}: {name} must be an integer >= 0, got {v!r}")
+
+
+def check_probability(who: str, **values: Any) -> None:
+    """Each value must be a number in ``[0, 1)`` (a dropout rate)."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+            raise ValueError(f"{who}: {name} must be a number in [0, 1), got {v!r}")
+
+
+def check_positive_float(who: str, **values: Any) -> None:
+    """Each value must be a finite number > 0."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"{who}: {name} must be a finite number > 0, got {v!r}")
