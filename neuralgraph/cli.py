@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--workers", type=_positive(int), help="fitting threads (default: all cores)")
     f.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="reuse finished chunks/splits of an earlier identical fit (default: on)")
+    f.add_argument("--overwrite", action="store_true",
+                   help="replace a dataset in --out fitted with other settings (a rerun with other settings is "
+                        "refused otherwise); the old splits stay until the new ones are complete")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="train a classifier on an INR dataset",
@@ -124,7 +127,8 @@ def _fit(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     paths = build_inr_splits(source, args.out, root=args.root, n_train=args.n_train, n_val=args.n_val,
                              n_test=args.n_test, steps=args.steps, lr=args.lr, w0=args.w0, seed=args.seed,
-                             workers=args.workers, resume=args.resume, progress=not args.quiet)
+                             workers=args.workers, resume=args.resume, overwrite=args.overwrite,
+                             progress=not args.quiet)
     for name, path in paths.items():
         d = INRDataset(path)
         print(f"{name:5s} {len(d):6d} INRs  PSNR mean {d.psnr.mean():.1f} dB, min {d.psnr.min():.1f} dB  -> {path}")

@@ -1,8 +1,11 @@
 """INR dataset files: streamed statistics, resumable fitting, lazy vectorised batches, splits."""
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,7 +33,7 @@ def reference(digits, tmp_path_factory):
     """An uninterrupted chunked fit of 40 digits (3 chunks)."""
     path = tmp_path_factory.mktemp("ref") / "train.pt"
     x, y = digits
-    fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS, seed=7, progress=False)
+    fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS, seed=7, progress=False, num_classes=10)
     return path
 
 
@@ -93,12 +96,13 @@ def test_interrupted_fit_resumes_bit_exactly(reference, digits, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS, seed=7, progress=False, on_chunk=stop_after_two)
+        fit_to_dataset(x, y, path, num_classes=10, chunk_size=16, steps=STEPS, seed=7, progress=False,
+                       on_chunk=stop_after_two)
     chunks = sorted(p.name for p in (tmp_path / "train.pt.chunks").iterdir())
     assert chunks == ["chunk_00000.pt", "chunk_00001.pt"] and not path.exists()
     mtime = (tmp_path / "train.pt.chunks" / "chunk_00000.pt").stat().st_mtime_ns
     resumed = []
-    fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS, seed=7, progress=False, keep_chunks=True,
+    fit_to_dataset(x, y, path, num_classes=10, chunk_size=16, steps=STEPS, seed=7, progress=False, keep_chunks=True,
                    on_chunk=lambda k, n: resumed.append(k))
     assert resumed == [2]                                               # finished chunks not redone
     assert (tmp_path / "train.pt.chunks" / "chunk_00000.pt").stat().st_mtime_ns == mtime
@@ -109,23 +113,23 @@ def test_interrupted_fit_resumes_bit_exactly(reference, digits, tmp_path):
     c1 = tmp_path / "train.pt.chunks" / "chunk_00001.pt"
     c1.write_bytes(c1.read_bytes()[: c1.stat().st_size // 2])
     refit = []
-    fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS, seed=7, progress=False, keep_chunks=True,
+    fit_to_dataset(x, y, path, num_classes=10, chunk_size=16, steps=STEPS, seed=7, progress=False, keep_chunks=True,
                    on_chunk=lambda k, n: refit.append(k))
     assert refit == [1] and same_file(path, reference)
 
     # chunks from other settings (here: other steps) are not reused
     other = []
-    fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS + 1, seed=7, progress=False,
+    fit_to_dataset(x, y, path, num_classes=10, chunk_size=16, steps=STEPS + 1, seed=7, progress=False,
                    on_chunk=lambda k, n: other.append(k))
     assert other == [0, 1, 2] and not same_file(path, reference)
     # a finished split with the same settings is not redone at all
     mtime = path.stat().st_mtime_ns
-    fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS + 1, seed=7, progress=False,
+    fit_to_dataset(x, y, path, num_classes=10, chunk_size=16, steps=STEPS + 1, seed=7, progress=False,
                    on_chunk=lambda k, n: other.append(k))
     assert other == [0, 1, 2] and path.stat().st_mtime_ns == mtime
     # resume=False refits everything
     again = []
-    fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS, seed=7, progress=False, resume=False,
+    fit_to_dataset(x, y, path, num_classes=10, chunk_size=16, steps=STEPS, seed=7, progress=False, resume=False,
                    on_chunk=lambda k, n: again.append(k))
     assert again == [0, 1, 2] and same_file(path, reference)
 
@@ -219,7 +223,7 @@ def test_file_errors(tmp_path, reference):
     w = [torch.zeros(3, 32, 2), torch.zeros(3, 32, 32), torch.zeros(3, 1, 31)]
     b = [torch.zeros(3, 32), torch.zeros(3, 32), torch.zeros(3, 1)]
     with pytest.raises(ValueError, match="layer 3"):
-        save_inr_dataset(tmp_path / "bad.pt", w, b, torch.zeros(3, dtype=torch.long), arch)
+        save_inr_dataset(tmp_path / "bad.pt", w, b, torch.zeros(3, dtype=torch.long), arch, num_classes=10)
     assert not (tmp_path / "bad.pt").exists()
 
 
@@ -251,3 +255,138 @@ def test_build_mnist_splits(tmp_path):
     assert not set(train.source_index.tolist()) & set(val.source_index.tolist())
     with pytest.raises(ValueError, match="root"):
         build_inr_splits("mnist", tmp_path / "x")
+
+
+# ----------------------------------------------------------------------------
+# issue 9: silent wrong results
+# ----------------------------------------------------------------------------
+
+MASKED = [3, 17, 38]
+
+
+def _mask() -> torch.Tensor:
+    mask = torch.zeros(40, dtype=torch.bool)
+    mask[MASKED] = True
+    return mask
+
+
+@pytest.mark.parametrize("select, expected", [
+    pytest.param(_mask(), MASKED, id="bool tensor"),
+    pytest.param(_mask().tolist(), MASKED, id="bool list"),
+    pytest.param(_mask().numpy(), MASKED, id="bool numpy"),
+    pytest.param(np.array([38, 2, 2]), [38, 2, 2], id="int numpy"),
+    pytest.param(torch.tensor([38, 2], dtype=torch.int32), [38, 2], id="int32 tensor"),
+    pytest.param([-1, 0, -40], [39, 0, 0], id="negative list"),
+    pytest.param(7, [7], id="int"),
+    pytest.param(np.int64(-2), [38], id="numpy int"),
+    pytest.param(torch.tensor(5), [5], id="0-d tensor"),
+    pytest.param(slice(30, None, 4), [30, 34, 38], id="slice"),
+    pytest.param([], [], id="empty list"),
+])
+def test_batch_and_params_select_exactly_the_asked_inrs(reference, select, expected):
+    ds = INRDataset(reference)
+    batch = ds.batch(select)
+    assert batch.num_graphs == len(expected)
+    assert batch.inr_index.tolist() == expected and batch.y.tolist() == ds.labels[expected].tolist()
+    w, b = ds.params(select)
+    for got, full in zip(w + b, ds.weights + ds.biases):
+        assert torch.equal(got, full[expected])
+
+
+def test_rerun_with_other_settings_is_refused_and_overwrite_replaces(tmp_path):
+    kw = dict(n_train=20, n_val=20, n_test=20, progress=False)
+    paths = build_inr_splits("digits", tmp_path, steps=3, **kw)
+    mtimes = {k: p.stat().st_mtime_ns for k, p in paths.items()}
+    with pytest.raises(ValueError, match=r"steps.*--overwrite"):
+        build_inr_splits("digits", tmp_path, steps=4, **kw)
+    assert {k: p.stat().st_mtime_ns for k, p in paths.items()} == mtimes           # nothing touched
+    build_inr_splits("digits", tmp_path, steps=3, **kw)                              # same settings: reused
+    assert {k: p.stat().st_mtime_ns for k, p in paths.items()} == mtimes
+    build_inr_splits("digits", tmp_path, steps=4, overwrite=True, **kw)
+    assert all(INRDataset(p).meta["fit"]["steps"] == 4 for p in paths.values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "test.pt", "train.pt", "val.pt"]
+    assert json.loads((tmp_path / "manifest.json").read_text())["settings"]["steps"] == 4
+
+
+def test_killed_runs_never_leave_a_mixed_directory(tmp_path):
+    from neuralgraph.train import load_splits
+
+    kw = dict(n_train=20, n_val=20, n_test=20, progress=False)
+    calls = []
+
+    def kill_after_two_splits(k, n):
+        calls.append(k)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    # a first run killed after train and val: a rerun with other settings is refused
+    with pytest.raises(KeyboardInterrupt):
+        build_inr_splits("digits", tmp_path, steps=3, on_chunk=kill_after_two_splits, **kw)
+    with pytest.raises(ValueError, match="steps"):
+        build_inr_splits("digits", tmp_path, steps=4, **kw)
+    build_inr_splits("digits", tmp_path, steps=3, **kw)
+    # an overwrite killed half-way keeps the complete old dataset in place
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        build_inr_splits("digits", tmp_path, steps=4, overwrite=True, on_chunk=kill_after_two_splits, **kw)
+    assert {d.meta["fit"]["steps"] for d in load_splits(tmp_path).values()} == {3}
+    calls.clear()
+    build_inr_splits("digits", tmp_path, steps=4, overwrite=True, on_chunk=lambda k, n: calls.append(k), **kw)
+    assert len(calls) == 1                                              # train and val were not refit
+    assert {d.meta["fit"]["steps"] for d in load_splits(tmp_path).values()} == {4}
+
+
+def test_load_splits_refuses_splits_fitted_with_other_settings(tmp_path):
+    from neuralgraph.train import load_splits
+
+    kw = dict(n_train=20, n_val=20, n_test=20, progress=False)
+    build_inr_splits("digits", tmp_path / "a", steps=3, **kw)
+    build_inr_splits("digits", tmp_path / "b", steps=4, **kw)
+    os.replace(tmp_path / "b" / "val.pt", tmp_path / "a" / "val.pt")
+    with pytest.raises(ValueError, match=r"val.pt.*steps"):
+        load_splits(tmp_path / "a")
+
+
+def test_num_classes_is_stored_not_guessed_from_labels(tmp_path, digits):
+    x, y = digits
+    keep = y < 5
+    path = fit_to_dataset(x[keep], y[keep].double(), tmp_path / "few.pt", steps=2, num_classes=10, progress=False)
+    ds = INRDataset(path)
+    assert ds.num_classes == 10 and ds.labels.dtype == torch.int64 and int(ds.labels.max()) == 4
+    assert torch.equal(ds.labels, y[keep])
+
+
+def test_diverging_fit_writes_nothing(tmp_path, digits):
+    x, y = digits
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        fit_to_dataset(x[:8], y[:8], tmp_path / "train.pt", w0=1e30, steps=3, num_classes=10, progress=False)
+    assert not (tmp_path / "train.pt").exists() and not any((tmp_path / "train.pt.chunks").glob("*.pt"))
+
+
+def test_corrupted_file_is_detected(reference, tmp_path):
+    path = tmp_path / "corrupt.pt"
+    path.write_bytes(reference.read_bytes())
+    INRDataset(path)
+    with open(path, "r+b") as f:
+        f.seek(path.stat().st_size // 2)
+        f.write(b"\xab" * 16)
+    with pytest.raises(ValueError, match="corrupt.pt.*checksum"):
+        INRDataset(path)
+    assert len(INRDataset(path, verify=False)) == 40                   # still readable when asked to
+
+
+def test_layers_with_zero_spread_normalise_by_one(tmp_path):
+    """A layer constant over the train split is centred, not divided by ~0 (val values would explode)."""
+    from neuralgraph.inr.dataset import normalize_params
+
+    arch = siren_architecture((2, 4, 1))
+    w = [torch.randn(6, 4, 2), torch.randn(6, 1, 4)]
+    b = [torch.full((6, 4), 0.25), torch.randn(6, 1)]
+    stats = layer_stats(w, b)
+    shifted = [b[0] + 0.01, b[1]]
+    _, nb = normalize_params(w, shifted, stats)
+    torch.testing.assert_close(nb[0], torch.full((6, 4), 0.01))
+    save_inr_dataset(tmp_path / "val.pt", w, shifted, torch.zeros(6, dtype=torch.long), arch, stats=stats,
+                     num_classes=2)
+    batch = INRDataset(tmp_path / "val.pt", normalize=True).batch(slice(None))
+    assert float(batch.x.abs().max()) < 10

@@ -171,3 +171,10 @@ def test_interrupt_stops_all_worker_threads_promptly(digits, monkeypatch):
     assert torch.get_num_threads() == threads_before
     with pytest.raises(ValueError, match="CPU"):
         fit_sirens(x.to("meta"), progress=False)
+
+
+def test_diverging_fit_raises_instead_of_returning_nan(digits):
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        fit_sirens(digits[0][:4], w0=1e30, steps=3, progress=False)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        fit_sirens(digits[0][:4], lr=1e30, steps=3, method="autograd", progress=False)

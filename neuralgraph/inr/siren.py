@@ -44,7 +44,7 @@ from ..architecture import Architecture, mlp_architecture
 __all__ = [
     "DEFAULT_WIDTHS", "DEFAULT_W0", "DEFAULT_STEPS", "DEFAULT_LR", "DEFAULT_OFFSET",
     "FitResult", "fit_sirens", "siren_architecture", "siren_init", "siren_forward",
-    "image_grid", "render", "psnr", "derive_seed",
+    "image_grid", "render", "psnr", "derive_seed", "check_fit_settings",
 ]
 
 DEFAULT_WIDTHS: tuple[int, ...] = (2, 32, 32, 1)
@@ -157,6 +157,36 @@ def _check_widths(widths: Sequence[int]) -> None:
         raise ValueError(f"widths must have >= 2 positive entries, got {list(widths)}")
 
 
+def check_fit_settings(*, steps: int, lr: float, w0: float, min_steps: int = 0) -> None:
+    """``ValueError`` naming every bad setting: ``steps`` an integer >= ``min_steps``, ``lr``/``w0`` finite > 0.
+
+    Settings that pass can still make a fit diverge (``w0 = 1e30``); the fit
+    itself raises ``FloatingPointError`` then (see :func:`fit_sirens`).
+    """
+    bad = []
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < min_steps:
+        bad.append(f"steps={steps!r} (an integer >= {min_steps})")
+    for name, value in (("lr", lr), ("w0", w0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+                math.isfinite(value) and value > 0):
+            bad.append(f"{name}={value!r} (a finite number > 0)")
+    if bad:
+        raise ValueError("invalid SIREN fit settings: " + ", ".join(bad))
+
+
+def _raise_if_diverged(mse: Tensor, params: Sequence[Tensor] = (), *, step: int, lr: float, w0: float) -> None:
+    """``FloatingPointError`` if any INR's loss ``mse [n]`` or stacked parameters are not finite."""
+    ok = torch.isfinite(mse)
+    if params or not bool(ok.all()):
+        for t in params:
+            ok &= torch.isfinite(t.reshape(t.shape[0], -1)).all(1)
+        bad = int((~ok).sum())
+        if bad:
+            raise FloatingPointError(
+                f"SIREN fitting diverged: {bad} of {ok.numel()} INRs have a non-finite loss or parameters "
+                f"after {step} steps (lr={lr}, w0={w0}); lower lr or w0")
+
+
 def _images_to_targets(images: Tensor, widths: Sequence[int]) -> Tensor:
     """``[n, H, W]`` or ``[n, H, W, C]`` -> ``[n, H*W, C]`` float32, with checks."""
     if images.dim() == 3:
@@ -171,8 +201,14 @@ def _images_to_targets(images: Tensor, widths: Sequence[int]) -> Tensor:
         raise ValueError(f"an image INR takes 2 input coordinates, widths[0] is {widths[0]}")
     if widths[-1] != C:
         raise ValueError(f"images have {C} channel(s) but widths[-1] is {widths[-1]}")
+    if n == 0 or H == 0 or W == 0:
+        raise ValueError(f"no images to fit: images have shape {tuple(images.shape)}")
     if not torch.isfinite(images).all():
         raise ValueError("images contain NaN or inf")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"images must be in [0, 1], got values in [{lo:g}, {hi:g}] "
+                         "(scale them, e.g. divide 8-bit images by 255)")
     return images.reshape(n, H * W, C).float()
 
 
@@ -194,6 +230,11 @@ def fit_sirens(
 ) -> FitResult:
     """Fit one SIREN per image (``[n, H, W]`` or ``[n, H, W, C]`` in ``[0, 1]``).
 
+    A fit that diverges (non-finite loss or parameters, e.g. ``lr`` or ``w0``
+    far too large) raises ``FloatingPointError`` as soon as it happens instead
+    of returning NaN networks; ``lr``/``w0`` must be finite and > 0 and
+    ``steps`` an integer >= 0 (``ValueError``).
+
     Deterministic given ``seed`` (initialisation of all ``n`` networks comes
     from one generator seeded with it), independent of ``batch_size`` up to
     float rounding of the batched kernels. ``workers`` threads (default: torch's
@@ -205,9 +246,8 @@ def fit_sirens(
     _check_widths(widths)
     if method not in ("fast", "autograd"):
         raise ValueError(f"method must be 'fast' or 'autograd', got {method!r}")
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    if batch_size < 1:
+    check_fit_settings(steps=steps, lr=lr, w0=w0)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     bad = [k for k in record_steps if not 0 <= int(k) <= steps]
     if bad:
@@ -222,8 +262,6 @@ def fit_sirens(
     arch = siren_architecture(widths, w0)
     history = {int(k): torch.empty(n) for k in record_steps}
     final_mse = torch.empty(n)
-    if n == 0:
-        return FitResult(weights, biases, torch.empty(0), arch, steps, history)
 
     workers = max(1, int(workers if workers is not None else torch.get_num_threads()))
     bs = min(batch_size, max(1, math.ceil(n / workers)))
@@ -246,6 +284,7 @@ def fit_sirens(
         hist = {k: v[s:e] for k, v in history.items()}
         fn = _fit_batch_fast if method == "fast" else _fit_batch_autograd
         fn(ws, bb, targets[s:e], H, W, w0, steps, lr, offset, betas, eps, hist, final_mse[s:e], tick)
+        _raise_if_diverged(final_mse[s:e], ws + bb, step=steps, lr=lr, w0=w0)
 
     try:
         if workers == 1 or len(starts) == 1:
@@ -301,6 +340,7 @@ def _fit_batch_autograd(weights, biases, Y, H, W, w0, steps, lr, offset, betas, 
 
     for step in range(steps):
         mse = mse_of(params)
+        _raise_if_diverged(mse.detach(), step=step, lr=lr, w0=w0)   # stop at once, not after all steps
         if step in history:
             history[step].copy_(mse.detach())
         opt.zero_grad(set_to_none=True)
@@ -457,6 +497,7 @@ def _fit_batch_fast(weights, biases, Y, H, W, w0, steps, lr, offset, betas, eps,
 
     for step in range(1, steps + 1):
         forward()
+        _raise_if_diverged(mse, step=step - 1, lr=lr, w0=w0)        # stop at once, not after all steps
         if step - 1 in history:
             history[step - 1].copy_(mse)
         backward()
