@@ -8,6 +8,7 @@ the user names the directory that holds the files.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def load_idx(path: str | os.PathLike) -> Tensor:
         raise ValueError(f"{path}: truncated IDX header (need {header} bytes, have {len(data)})")
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = _DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize                  # exact (np.prod can overflow int64)
     if len(data) - header != expected:
         raise ValueError(f"{path}: IDX payload has {len(data) - header} bytes, header dims {dims} "
                          f"with {dtype.itemsize}-byte items need {expected}")
@@ -89,7 +90,9 @@ def load_mnist(root: str | os.PathLike, split: str = "train", limit: int | None 
     """MNIST-format images ``[n, H, W]`` float32 in [0, 1] and labels ``[n]`` int64.
 
     ``root`` is a directory with the standard file names (gz or raw). ``limit``
-    keeps the first ``limit`` examples.
+    keeps the first ``limit`` examples. Images must be uint8 (scaled by 1/255)
+    or floats already in [0, 1]; labels integers >= 0 (``ValueError`` naming
+    the file otherwise).
     """
     if split not in MNIST_FILES:
         raise ValueError(f"split must be one of {sorted(MNIST_FILES)}, got {split!r}")
@@ -104,12 +107,25 @@ def load_mnist(root: str | os.PathLike, split: str = "train", limit: int | None 
         raise ValueError(f"{lab_path}: expected 1-d labels, got shape {tuple(labels.shape)}")
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{img_path} has {images.shape[0]} images but {lab_path} has {labels.shape[0]} labels")
+    if labels.dtype.is_floating_point:
+        raise ValueError(f"{lab_path}: labels must be integers, the file stores {labels.dtype}")
+    if labels.numel() and int(labels.min()) < 0:
+        raise ValueError(f"{lab_path}: negative label {int(labels.min())}")
     if limit is not None:
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0:
+            raise ValueError(f"limit must be an integer >= 0, got {limit!r}")
         images, labels = images[:limit], labels[:limit]
-    scale = 255.0 if images.dtype == torch.uint8 else 1.0
-    return images.float() / scale, labels.long()
+    if images.dtype == torch.uint8:
+        images = images.float() / 255.0
+    elif images.dtype.is_floating_point:
+        images = images.float()
+        if images.numel() and not (float(images.min()) >= 0.0 and float(images.max()) <= 1.0):
+            raise ValueError(f"{img_path}: floating-point images must be in [0, 1], got values in "
+                             f"[{float(images.min()):g}, {float(images.max()):g}]")
+    else:
+        raise ValueError(f"{img_path}: images must be uint8 (0..255) or floats in [0, 1], the file stores "
+                         f"{images.dtype}")
+    return images, labels.long()
 
 
 def load_fashion_mnist(root: str | os.PathLike, split: str = "train",

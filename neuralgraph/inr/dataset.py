@@ -500,7 +500,7 @@ def fit_to_dataset(
                                  batch_size=batch_size, seed=derive_seed(seed, k), workers=workers,
                                  progress=progress)
             except (ValueError, FloatingPointError) as err:
-                raise type(err)(f"{out_path}: images {s}..{e - 1}: {err}") from None
+                raise type(err)(f"{out_path}, chunk {k} (images {s}..{e - 1}): {err}") from None
             chunk = {"chunk": k, "start": s, "stop": e, "fingerprint": fps[k], "arch": arch.to_dict(),
                      "weights": res.weights, "biases": res.biases, "psnr": res.psnr}
             chunk["checksums"] = _checksums(chunk)
@@ -556,13 +556,20 @@ def _as_index(indices: Any, n: int) -> Tensor:
         return torch.arange(n)[indices]
     if isinstance(indices, (bool, np.bool_)):
         raise ValueError(f"a single bool is not an index; pass a boolean mask of length {n} or integer indices")
-    try:
-        idx = torch.as_tensor(np.asarray(indices) if not isinstance(indices, Tensor) else indices)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise ValueError(f"indices must be integers, a slice or a boolean mask, got {type(indices).__name__} "
-                         f"({e})") from None
-    if isinstance(indices, (list, tuple)) and len(indices) == 0:
-        idx = idx.long()                                          # [] is float64 for numpy
+    if isinstance(indices, Tensor):
+        idx = indices.cpu()
+    else:
+        try:
+            arr = np.asarray(indices)
+        except (TypeError, ValueError) as e:                      # ragged lists and the like
+            raise ValueError(f"indices must be integers, a slice or a boolean mask, got {type(indices).__name__} "
+                             f"({e})") from None
+        if arr.size == 0:
+            arr = arr.astype(np.int64)                            # [] is float64 for numpy
+        if arr.dtype.kind not in "biu":
+            raise ValueError(f"indices must be integers or a boolean mask, got {type(indices).__name__} of "
+                             f"dtype {arr.dtype}")
+        idx = torch.from_numpy(arr.astype(np.int64) if arr.dtype.kind in "iu" else arr)
     if idx.dtype == torch.bool:
         if idx.dim() != 1 or idx.shape[0] != n:
             raise ValueError(f"a boolean mask must have shape ({n},) for a dataset of {n} INRs, "

@@ -174,8 +174,12 @@ def check_fit_settings(*, steps: int, lr: float, w0: float, min_steps: int = 0) 
         raise ValueError("invalid SIREN fit settings: " + ", ".join(bad))
 
 
-def _raise_if_diverged(mse: Tensor, params: Sequence[Tensor] = (), *, step: int, lr: float, w0: float) -> None:
-    """``FloatingPointError`` if any INR's loss ``mse [n]`` or stacked parameters are not finite."""
+def _raise_if_diverged(mse: Tensor, params: Sequence[Tensor] = (), *, step: int, lr: float, w0: float,
+                       first: int = 0) -> None:
+    """``FloatingPointError`` if any INR's loss ``mse [n]`` or stacked parameters are not finite.
+
+    ``first``: the index of the first of these ``n`` INRs among the images being fitted (for the message).
+    """
     ok = torch.isfinite(mse)
     if params or not bool(ok.all()):
         for t in params:
@@ -183,8 +187,9 @@ def _raise_if_diverged(mse: Tensor, params: Sequence[Tensor] = (), *, step: int,
         bad = int((~ok).sum())
         if bad:
             raise FloatingPointError(
-                f"SIREN fitting diverged: {bad} of {ok.numel()} INRs have a non-finite loss or parameters "
-                f"after {step} steps (lr={lr}, w0={w0}); lower lr or w0")
+                f"SIREN fitting diverged after {step} steps: {bad} of the {ok.numel()} INRs of images "
+                f"{first}..{first + ok.numel() - 1} have a non-finite loss or parameters (lr={lr}, w0={w0}); "
+                "lower lr or w0")
 
 
 def _images_to_targets(images: Tensor, widths: Sequence[int]) -> Tensor:
@@ -283,8 +288,8 @@ def fit_sirens(
         bb = [b[s:e] for b in biases]
         hist = {k: v[s:e] for k, v in history.items()}
         fn = _fit_batch_fast if method == "fast" else _fit_batch_autograd
-        fn(ws, bb, targets[s:e], H, W, w0, steps, lr, offset, betas, eps, hist, final_mse[s:e], tick)
-        _raise_if_diverged(final_mse[s:e], ws + bb, step=steps, lr=lr, w0=w0)
+        fn(ws, bb, targets[s:e], H, W, w0, steps, lr, offset, betas, eps, hist, final_mse[s:e], tick, first=s)
+        _raise_if_diverged(final_mse[s:e], ws + bb, step=steps, lr=lr, w0=w0, first=s)
 
     try:
         if workers == 1 or len(starts) == 1:
@@ -328,7 +333,7 @@ def _progress_bar(total: int, enabled: bool):
 # ----------------------------------------------------------------------------
 
 def _fit_batch_autograd(weights, biases, Y, H, W, w0, steps, lr, offset, betas, eps,
-                        history, final_mse, tick) -> None:
+                        history, final_mse, tick, first=0) -> None:
     coords = image_grid(H, W)
     params = [p.detach().clone().requires_grad_(True) for p in [*weights, *biases]]
     M = len(weights)
@@ -340,7 +345,7 @@ def _fit_batch_autograd(weights, biases, Y, H, W, w0, steps, lr, offset, betas, 
 
     for step in range(steps):
         mse = mse_of(params)
-        _raise_if_diverged(mse.detach(), step=step, lr=lr, w0=w0)   # stop at once, not after all steps
+        _raise_if_diverged(mse.detach(), step=step, lr=lr, w0=w0, first=first)   # stop at once, not after all steps
         if step in history:
             history[step].copy_(mse.detach())
         opt.zero_grad(set_to_none=True)
@@ -373,7 +378,7 @@ def _sincos_(t: Tensor, sin_out: Tensor) -> None:
 
 @torch.no_grad()
 def _fit_batch_fast(weights, biases, Y, H, W, w0, steps, lr, offset, betas, eps,
-                    history, final_mse, tick) -> None:
+                    history, final_mse, tick, first=0) -> None:
     """Fit one batch in place (see the module docstring for the tricks).
 
     Notation: hidden layer m computes ``T_m = w0 (A_{m-1} W_m^T + b_m)``,
@@ -497,7 +502,7 @@ def _fit_batch_fast(weights, biases, Y, H, W, w0, steps, lr, offset, betas, eps,
 
     for step in range(1, steps + 1):
         forward()
-        _raise_if_diverged(mse, step=step - 1, lr=lr, w0=w0)        # stop at once, not after all steps
+        _raise_if_diverged(mse, step=step - 1, lr=lr, w0=w0, first=first)        # stop at once, not after all steps
         if step - 1 in history:
             history[step - 1].copy_(mse)
         backward()
