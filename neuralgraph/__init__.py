@@ -5,6 +5,7 @@ from .graph import (
     EDGE_RESIDUAL,
     EDGE_REVERSE,
     IDENTITY_NORM,
+    ModelState,
     NODE_HIDDEN,
     NODE_INPUT,
     NODE_OUTPUT,
@@ -23,7 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS", "Architecture", "LayerSpec", "ModuleSpec", "Residual", "Sine", "mlp_architecture",
-    "EDGE_FORWARD", "EDGE_RESIDUAL", "EDGE_REVERSE", "IDENTITY_NORM", "NODE_HIDDEN", "NODE_INPUT", "NODE_OUTPUT", "NeuralGraph",
+    "EDGE_FORWARD", "EDGE_RESIDUAL", "EDGE_REVERSE", "IDENTITY_NORM", "NODE_HIDDEN", "NODE_INPUT", "NODE_OUTPUT", "NeuralGraph", "ModelState",
     "batch_to_stacked", "graph_from_params", "pad_taps", "stacked_to_batch",
     "to_graph", "to_model", "to_models",
     "HiddenPermutation", "apply_permutation", "permute_hidden", "random_hidden_permutation",

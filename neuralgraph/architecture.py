@@ -24,6 +24,7 @@ __all__ = [
     "LayerSpec",
     "Architecture",
     "mlp_architecture",
+    "leaf_modules",
 ]
 
 #: Activation kind -> integer id stored per node (``node_act``); 0 = none.
@@ -48,7 +49,7 @@ class Sine(nn.Module):
 
     def __init__(self, w0: float = 30.0) -> None:
         super().__init__()
-        self.w0 = float(w0)
+        self.w0 = _finite(w0, "Sine w0")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sin(self.w0 * x)
@@ -101,7 +102,7 @@ class ModuleSpec:
         if k == "sigmoid":
             return nn.Sigmoid()
         if k == "leaky_relu":
-            return nn.LeakyReLU(a[0] if a else 0.01)
+            return nn.LeakyReLU(_finite(a[0], "LeakyReLU negative_slope") if a else 0.01)
         if k == "sine":
             return Sine(a[0] if a else 30.0)
         if k == "flatten":
@@ -137,9 +138,9 @@ class ModuleSpec:
         if isinstance(module, nn.Sigmoid):
             return ModuleSpec("sigmoid")
         if isinstance(module, nn.LeakyReLU):
-            return ModuleSpec("leaky_relu", (float(module.negative_slope),))
+            return ModuleSpec("leaky_relu", (_finite(module.negative_slope, f"{where}: LeakyReLU negative_slope"),))
         if isinstance(module, Sine):
-            return ModuleSpec("sine", (module.w0,))
+            return ModuleSpec("sine", (_finite(module.w0, f"{where}: Sine w0"),))
         if isinstance(module, nn.Flatten):
             return ModuleSpec("flatten", (module.start_dim, module.end_dim))
         if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
@@ -309,67 +310,41 @@ class Architecture:
 
     @staticmethod
     def from_module(model: nn.Module) -> "Architecture":
-        """Describe ``model`` (an ``nn.Sequential``, nested ones are flattened)."""
-        if not isinstance(model, nn.Sequential):
-            raise ValueError(
-                f"expected a torch.nn.Sequential, got {type(model).__name__}; "
-                "wrap the modules in nn.Sequential"
-            )
+        """Describe ``model`` (an ``nn.Sequential``, nested ones are flattened).
+
+        The Sequential is walked by position, as its ``forward`` runs it: a
+        parameter-free module used at several positions counts at each of them,
+        while a parametric layer used twice (tied weights) is refused. The chain
+        must be runnable on a batched input (``[B, features]`` for Linear,
+        ``[B, C, L]`` / ``[B, C, H, W]`` for Conv1d / Conv2d): the rank of the
+        tensor flowing through each module is checked. All parameters and float
+        buffers must share one dtype.
+        """
+        leaves = leaf_modules(model, markers=True)
+        _check_one_dtype(leaves)
         pre: list[ModuleSpec] = []
         layers: list[dict[str, Any]] = []
         residuals: list[tuple[int, int, int]] = []
         block: tuple[str, int] | None = None  # (where, first layer) of the open residual block
-        seen_pool = False
-        for where, module in _leaves(model, "model"):
+        flow = _Flow()
+        for where, module in leaves:
             if module is _BLOCK_START:
                 if block is not None:
                     raise ValueError(f"{where}: nested residual blocks are not supported")
                 block = (where, len(layers))
                 continue
             if module is _BLOCK_END:
-                start = block[1]
-                end = len(layers)
-                if end == start:
-                    raise ValueError(f"{where}: residual block has no Linear/Conv layer")
-                width_in = layers[start - 1]["out_features"] if start > 0 else layers[start]["in_features"]
-                if width_in != layers[end - 1]["out_features"]:
-                    raise ValueError(f"{where}: residual block maps {width_in} to {layers[end - 1]['out_features']} "
-                                     "features; x + body(x) needs equal widths")
-                residuals.append((start, end, len(layers[end - 1]["post"])))
+                residuals.append(_close_block(where, block[1], layers))
                 block = None
                 continue
-            if block is not None and block[1] == len(layers) and not isinstance(
-                    module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            if block is not None and block[1] == len(layers) and not isinstance(module, _PARAMETRIC):
                 raise ValueError(f"{where}: a residual block must start with a Linear/Conv layer")
             if block is not None and isinstance(module, (nn.Flatten, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
                 raise ValueError(f"{where}: pooling/flatten inside a residual block is not supported")
-            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            if isinstance(module, _PARAMETRIC):
                 _check_parameters(module, where)
-                if isinstance(module, nn.Linear):
-                    if layers and layers[-1]["kind"] != "linear" and not seen_pool:
-                        raise ValueError(
-                            f"{where}: Linear after a convolution needs global average "
-                            "pooling in between (AdaptiveAvgPool{1,2}d(1) + Flatten); "
-                            "otherwise spatial positions would become neurons"
-                        )
-                    spec = dict(kind="linear", in_features=module.in_features,
-                                out_features=module.out_features)
-                else:
-                    if layers and layers[-1]["kind"] == "linear":
-                        raise ValueError(f"{where}: convolution after Linear is not supported")
-                    if module.groups != 1:
-                        raise ValueError(f"{where}: grouped convolution (groups={module.groups}) is not supported")
-                    if module.padding_mode != "zeros":
-                        raise ValueError(f"{where}: padding_mode={module.padding_mode!r} is not supported")
-                    spec = dict(
-                        kind="conv1d" if isinstance(module, nn.Conv1d) else "conv2d",
-                        in_features=module.in_channels,
-                        out_features=module.out_channels,
-                        kernel_size=tuple(module.kernel_size),
-                        stride=tuple(module.stride),
-                        padding=module.padding if isinstance(module.padding, str) else tuple(module.padding),
-                        dilation=tuple(module.dilation),
-                    )
+                spec = _layer_dict(module, where)
+                flow.layer(spec["kind"], where)
                 if layers and layers[-1]["out_features"] != spec["in_features"]:
                     prev = layers[-1]
                     raise ValueError(
@@ -377,31 +352,21 @@ class Architecture:
                         f"{spec['in_features']} inputs but the previous {prev['kind']} layer "
                         f"has {prev['out_features']} outputs"
                     )
-                spec["bias"] = module.bias is not None
-                spec["post"] = []
                 layers.append(spec)
-                seen_pool = False
-            else:
-                m = ModuleSpec.from_module(module, where)
-                if m.is_norm:
-                    if not layers:
-                        raise ValueError(f"{where}: {m.kind} before the first Linear/Conv layer is not supported")
-                    if m.args[0] != layers[-1]["out_features"]:
-                        raise ValueError(f"{where}: {type(module).__name__} normalises {m.args[0]} features but the "
-                                         f"layer before it has {layers[-1]['out_features']} outputs")
-                    if any(p.is_norm for p in layers[-1]["post"]):
-                        raise ValueError(f"{where}: a second normalisation after one layer is not supported")
-                    if m.kind == "layernorm" and layers[-1]["kind"] != "linear":
-                        raise ValueError(f"{where}: LayerNorm after a convolution is not supported")
-                    _check_parameters(module, where)
-                if m.kind.startswith("global_avg_pool"):
-                    seen_pool = True
-                if m.kind == "flatten" and layers and layers[-1]["kind"] != "linear" and not seen_pool:
-                    raise ValueError(
-                        f"{where}: Flatten after a convolution without global average pooling "
-                        "is not supported (spatial positions would become neurons)"
-                    )
-                (layers[-1]["post"] if layers else pre).append(m)
+                continue
+            m = ModuleSpec.from_module(module, where)
+            if m.is_norm:
+                if not layers:
+                    raise ValueError(f"{where}: {m.kind} before the first Linear/Conv layer is not supported")
+                if m.args[0] != layers[-1]["out_features"]:
+                    raise ValueError(f"{where}: {type(module).__name__} normalises {m.args[0]} features but the "
+                                     f"layer before it has {layers[-1]['out_features']} outputs")
+                if any(p.is_norm for p in layers[-1]["post"]):
+                    raise ValueError(f"{where}: a second normalisation after one layer is not supported")
+                _check_parameters(module, where)
+            if layers:
+                flow.module(m, where)
+            (layers[-1]["post"] if layers else pre).append(m)
         if not layers:
             raise ValueError("model has no Linear or Conv layer")
         return Architecture(
@@ -470,24 +435,224 @@ def mlp_architecture(
     return Architecture(tuple(layers))
 
 
-def _leaves(model: nn.Sequential, prefix: str) -> Iterable[tuple[str, Any]]:
-    """Leaf modules in order; a :class:`Residual` is announced by start/end markers."""
-    for name, module in model.named_children():
+_PARAMETRIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+#: Every module class a neural graph can describe; a subclass must not override their ``forward``.
+_SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, Sine,
+              nn.Flatten, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Identity, nn.BatchNorm1d,
+              nn.BatchNorm2d, nn.LayerNorm, Residual, nn.Sequential)
+
+
+def _finite(value: float, what: str) -> float:
+    """``float(value)``, or a ``ValueError`` naming ``what`` if it is NaN or infinite."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value}")
+    return value
+
+
+def leaf_modules(model: nn.Module, markers: bool = False) -> list[tuple[str, Any]]:
+    """The modules ``model`` runs, in order and by position, with where each sits (``model[2][0]``).
+
+    Walks ``_modules`` (not ``named_children``, which skips a module seen
+    before), so a module used at two positions is listed twice, as ``forward``
+    runs it. Nested ``nn.Sequential`` are flattened; with ``markers=True`` a
+    :class:`Residual` block is announced by start/end markers. Raises
+    ``ValueError`` for what the walk cannot describe faithfully: a container
+    subclass with its own ``forward``, forward hooks, a ``None`` entry, and a
+    parametric layer (Linear, Conv, normalisation) used at two positions.
+    """
+    if not isinstance(model, nn.Sequential):
+        raise ValueError(
+            f"expected a torch.nn.Sequential, got {type(model).__name__}; "
+            "wrap the modules in nn.Sequential"
+        )
+    _check_plain(model, "model")
+    out: list[tuple[str, Any]] = []
+    _walk(model, "model", {}, out)
+    return out if markers else [(w, m) for w, m in out if m is not _BLOCK_START and m is not _BLOCK_END]
+
+
+def _walk(container: nn.Sequential, prefix: str, seen: dict[int, str], out: list) -> None:
+    for name, module in container._modules.items():
         where = f"{prefix}[{name}]"
+        if module is None:
+            raise ValueError(f"{where}: is None; nn.Sequential cannot run it")
+        _check_plain(module, where)
         if isinstance(module, Residual):
-            yield where, _BLOCK_START
-            yield from _leaves(module, where)
-            yield where, _BLOCK_END
+            out.append((where, _BLOCK_START))
+            _walk(module, where, seen, out)
+            out.append((where, _BLOCK_END))
         elif isinstance(module, nn.Sequential):
-            yield from _leaves(module, where)
+            _walk(module, where, seen, out)
         else:
-            yield where, module
+            has_state = any(True for _ in module.parameters()) or any(True for _ in module.buffers())
+            if has_state and id(module) in seen:
+                raise ValueError(
+                    f"{where} and {seen[id(module)]} are the same {type(module).__name__} object (tied weights): "
+                    "a neural graph has its own weights per layer; use separate modules (e.g. copy.deepcopy)"
+                )
+            seen.setdefault(id(module), where)
+            out.append((where, module))
+
+
+def _check_plain(module: nn.Module, where: str) -> None:
+    """Refuse a module whose computation is not what its supported base class computes."""
+    if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
+        raise ValueError(f"{where}: {type(module).__name__} is not initialised (its shapes are unknown); "
+                         "run one forward pass before converting")
+    base = next((c for c in type(module).__mro__ if c in _SUPPORTED), None)
+    if base is not None and type(module).forward is not base.forward:
+        raise ValueError(
+            f"{where}: {type(module).__name__} subclasses {base.__name__} but overrides forward; a neural graph "
+            f"would describe a plain {base.__name__}. Use plain modules (or a subclass without its own forward)"
+        )
+    if module._forward_hooks or module._forward_pre_hooks:
+        raise ValueError(
+            f"{where}: {type(module).__name__} has forward hooks (e.g. from weight_norm/spectral_norm), which "
+            "change what it computes; remove them (torch.nn.utils.remove_weight_norm, or use "
+            "torch.nn.utils.parametrize, whose weights are read as computed)"
+        )
+
+
+def _check_one_dtype(leaves: list[tuple[str, Any]]) -> None:
+    """All parameters and float buffers of the model share one dtype (a graph holds one)."""
+    first: tuple[str, torch.dtype] | None = None
+    for where, module in leaves:
+        if not isinstance(module, nn.Module):
+            continue
+        for name, t in [*module.named_parameters(), *module.named_buffers()]:
+            if not t.dtype.is_floating_point or torch.nn.parameter.is_lazy(t):
+                continue
+            if first is None:
+                first = (f"{where}.{name}", t.dtype)
+            elif t.dtype != first[1]:
+                raise ValueError(
+                    f"{where}.{name} is {_dtype_name(t.dtype)} but {first[0]} is {_dtype_name(first[1])}; "
+                    "a neural graph holds one dtype: call model.float() (or model.to(dtype)) first"
+                )
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _layer_dict(module: nn.Module, where: str) -> dict[str, Any]:
+    """The :class:`LayerSpec` fields of a Linear/Conv module (``post`` still empty)."""
+    if isinstance(module, nn.Linear):
+        spec = dict(kind="linear", in_features=module.in_features, out_features=module.out_features)
+    else:
+        if module.groups != 1:
+            raise ValueError(f"{where}: grouped convolution (groups={module.groups}) is not supported")
+        if module.padding_mode != "zeros":
+            raise ValueError(f"{where}: padding_mode={module.padding_mode!r} is not supported")
+        spec = dict(
+            kind="conv1d" if isinstance(module, nn.Conv1d) else "conv2d",
+            in_features=module.in_channels,
+            out_features=module.out_channels,
+            kernel_size=tuple(module.kernel_size),
+            stride=tuple(module.stride),
+            padding=module.padding if isinstance(module.padding, str) else tuple(module.padding),
+            dilation=tuple(module.dilation),
+        )
+    spec["bias"] = module.bias is not None
+    spec["post"] = []
+    return spec
+
+
+def _close_block(where: str, start: int, layers: list[dict[str, Any]]) -> tuple[int, int, int]:
+    """``(start, end, split)`` of a residual block that ends here, checking it is ``x + body(x)``-able."""
+    end = len(layers)
+    if end == start:
+        raise ValueError(f"{where}: residual block has no Linear/Conv layer")
+    width_in = layers[start - 1]["out_features"] if start > 0 else layers[start]["in_features"]
+    if width_in != layers[end - 1]["out_features"]:
+        raise ValueError(f"{where}: residual block maps {width_in} to {layers[end - 1]['out_features']} "
+                         "features; x + body(x) needs equal widths")
+    return start, end, len(layers[end - 1]["post"])
+
+
+class _Flow:
+    """The layout of the tensor flowing through the chain, to refuse chains that cannot run.
+
+    ``None`` before the first layer (the input is not known), ``"features"``
+    (``[B, F]``) after a Linear or a flattening, ``(d, pooled)`` (``[B, C, *d
+    spatial]``) after a ``Conv{d}d``, ``pooled`` once global pooling made the
+    spatial size 1.
+    """
+
+    def __init__(self) -> None:
+        self.state: str | tuple[int, bool] | None = None
+
+    def layer(self, kind: str, where: str) -> None:
+        s = self.state
+        if kind == "linear":
+            if isinstance(s, tuple):
+                if s[1]:
+                    raise ValueError(f"{where}: Linear after global average pooling needs nn.Flatten() in between "
+                                     f"(the pooled tensor is [B, C{', 1' * s[0]}])")
+                raise ValueError(
+                    f"{where}: Linear after a convolution needs global average "
+                    "pooling in between (AdaptiveAvgPool{1,2}d(1) + Flatten); "
+                    "otherwise spatial positions would become neurons"
+                )
+            self.state = "features"
+            return
+        d = int(kind[-2])
+        if s == "features":
+            raise ValueError(f"{where}: convolution after Linear is not supported")
+        if isinstance(s, tuple) and s[0] != d:
+            raise ValueError(f"{where}: Conv{d}d after a Conv{s[0]}d cannot run: it expects a {d + 2}-d input "
+                             f"but gets the {s[0] + 2}-d output of the Conv{s[0]}d")
+        self.state = (d, False)
+
+    def module(self, m: "ModuleSpec", where: str) -> None:
+        s = self.state
+        if m.kind.startswith("global_avg_pool"):
+            d = int(m.kind[-2])
+            if not isinstance(s, tuple):
+                raise ValueError(f"{where}: global average pooling after a Linear layer would average over "
+                                 "its neurons; pooling is supported only after a convolution")
+            if s[0] != d:
+                raise ValueError(f"{where}: AdaptiveAvgPool{d}d after a Conv{s[0]}d cannot run on its "
+                                 f"{s[0] + 2}-d output; use AdaptiveAvgPool{s[0]}d")
+            self.state = (d, True)
+        elif m.kind == "flatten":
+            self._flatten(m, where)
+        elif m.kind in ("batchnorm1d", "batchnorm2d"):
+            ok = {"batchnorm1d": ("features", (1, False), (1, True)), "batchnorm2d": ((2, False), (2, True))}[m.kind]
+            if s not in ok:
+                after = "a Linear layer" if s == "features" else f"a Conv{s[0]}d"
+                raise ValueError(f"{where}: {'BatchNorm1d' if m.kind == 'batchnorm1d' else 'BatchNorm2d'} "
+                                 f"cannot run after {after} (wrong input rank)")
+        elif m.kind == "layernorm" and s != "features":
+            raise ValueError(f"{where}: LayerNorm after a convolution is not supported")
+
+    def _flatten(self, m: "ModuleSpec", where: str) -> None:
+        s = self.state
+        start, end = m.args
+        if isinstance(s, tuple) and not s[1]:
+            raise ValueError(
+                f"{where}: Flatten after a convolution without global average pooling "
+                "is not supported (spatial positions would become neurons)"
+            )
+        rank = 2 if s == "features" else s[0] + 2
+        if not (-rank <= start < rank and -rank <= end < rank) or (start % rank, end % rank) != (1, rank - 1):
+            raise ValueError(f"{where}: Flatten(start_dim={start}, end_dim={end}) on the {rank}-d tensor "
+                             f"[B, C{', 1' * (rank - 2)}] must give [B, C]; use nn.Flatten() (start_dim=1, end_dim=-1)")
+        self.state = "features"
 
 
 def _check_parameters(module: nn.Module, where: str) -> None:
     tensors = list(module.named_parameters(recurse=False))
     tensors += [(n, b) for n, b in module.named_buffers(recurse=False) if b.dtype.is_floating_point]
     for pname, p in tensors:
+        if torch.nn.parameter.is_lazy(p):
+            raise ValueError(f"{where}: {type(module).__name__} is not initialised ({pname} is lazy); "
+                             "run one forward pass (or give its input size) before converting")
+        if p.device.type == "meta":
+            raise ValueError(f"{where}.{pname}: is on the meta device (no values); materialise the model "
+                             "(model.to_empty(device=...) and load its weights) before converting")
         if not p.dtype.is_floating_point:
             raise ValueError(f"{where}.{pname}: non-float parameter of dtype {p.dtype}")
         if not torch.isfinite(p).all():

@@ -24,25 +24,33 @@ Layout of a :class:`NeuralGraph` with layers ``0..M`` and widths ``d_0..d_M``:
   where there is none (the paper's "normalisation = node features"); always
   present, so graphs with and without normalisation batch together;
 * ``arch``        the :class:`~neuralgraph.architecture.Architecture` (a list
-  of them in a batch).
+  of them in a batch);
+* ``model_state`` the :class:`ModelState` (train/eval mode, BatchNorm step
+  counters) that, with the parameters, fixes what the rebuilt model computes
+  (a list of them in a batch). Graphs converted from a model keep its state;
+  graphs built from parameters alone (state dicts, :func:`graph_from_params`,
+  :func:`stacked_to_batch`) are in **eval mode** by default, as trained weights
+  are meant to be used.
 
 Everything a processor may change is in ``x`` and ``edge_attr``; the rest is
 structure, which the symmetry group leaves unchanged.
 """
 from __future__ import annotations
 
+import contextvars
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from .architecture import Architecture
+from .architecture import Architecture, leaf_modules
 
 __all__ = [
     "NODE_INPUT", "NODE_HIDDEN", "NODE_OUTPUT", "EDGE_FORWARD", "EDGE_REVERSE", "EDGE_RESIDUAL",
     "STRUCTURE_KEYS",
-    "NeuralGraph", "to_graph", "to_model", "to_models",
+    "NeuralGraph", "ModelState", "to_graph", "to_model", "to_models",
     "graph_from_params", "stacked_to_batch", "batch_to_stacked", "pad_taps", "IDENTITY_NORM",
 ]
 
@@ -57,9 +65,18 @@ EDGE_FORWARD, EDGE_REVERSE, EDGE_RESIDUAL = 0, 1, 2
 #: Node attributes that describe structure, not parameters (invariant under the symmetry group).
 STRUCTURE_KEYS = ("node_layer", "node_pos", "node_type", "node_act", "batch")
 
+#: Per-edge-feature keys whose width (taps) and dtype must agree across graphs batched together.
+_TAPS_KEYS = ("edge_attr", "edge_mask")
+#: Taps and dtype of the first graph's edge features while PyG collates a batch (see ``NeuralGraph.__inc__``).
+_COLLATING: contextvars.ContextVar[dict] = contextvars.ContextVar("neuralgraph_collating", default={})
+
 
 class NeuralGraph(Data):
-    """A PyG ``Data`` holding one network; see the module docstring for the fields."""
+    """A PyG ``Data`` holding one network; see the module docstring for the fields.
+
+    Batching graphs whose edge features differ in width (taps) or dtype raises a
+    ``ValueError`` that says how to make them agree.
+    """
 
     @property
     def num_layers(self) -> int:
@@ -70,63 +87,157 @@ class NeuralGraph(Data):
     def num_taps(self) -> int:
         return self.edge_attr.size(-1)
 
+    # PyG's collate asks the first graph for ``__cat_dim__`` of a key, then every graph for its
+    # ``__inc__``: that is where edge features of different widths can be told apart before torch.cat.
+    def __cat_dim__(self, key, value, *args, **kwargs):
+        if key in _TAPS_KEYS and isinstance(value, Tensor) and value.dim() == 2:
+            _COLLATING.set({**_COLLATING.get(), key: (value.size(-1), value.dtype)})
+        return super().__cat_dim__(key, value, *args, **kwargs)
+
+    def __inc__(self, key, value, *args, **kwargs):
+        first = _COLLATING.get().get(key) if key in _TAPS_KEYS else None
+        if first is not None and isinstance(value, Tensor) and value.dim() == 2:
+            if value.size(-1) != first[0]:
+                raise ValueError(
+                    f"cannot batch neural graphs with {first[0]} and {value.size(-1)} taps per edge ({key}): "
+                    f"convert with to_graph(..., taps=K) or pad with ng.pad_taps(graph, K), K >= "
+                    f"{max(first[0], value.size(-1))}"
+                )
+            if value.dtype != first[1]:
+                raise ValueError(f"cannot batch neural graphs of dtypes {first[1]} and {value.dtype} ({key}): "
+                                 "convert the models (or graphs) to one dtype first")
+        return super().__inc__(key, value, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """What besides its parameters decides what a model computes.
+
+    Args:
+        training: the model's mode (``model.training``); ``False`` (eval) for
+            graphs built from parameters alone.
+        flipped: positions (in :func:`~neuralgraph.architecture.leaf_modules`
+            order) of modules whose mode differs from ``training``, e.g. a
+            BatchNorm frozen in eval mode while the model trains.
+        batches_tracked: per parametric layer, ``num_batches_tracked`` of the
+            BatchNorm after it (0 where there is none); it weights the running
+            statistics when ``momentum=None``.
+    """
+
+    training: bool = False
+    flipped: tuple[int, ...] = ()
+    batches_tracked: tuple[int, ...] = ()
+
+    @staticmethod
+    def of(model: nn.Module) -> "ModelState":
+        """The state of a supported ``nn.Sequential``."""
+        leaves = [m for _, m in leaf_modules(model)]
+        counts = tuple(_batches_tracked(norm) for _, norm in _layer_modules(model))
+        return ModelState(
+            training=bool(model.training),
+            flipped=tuple(i for i, m in enumerate(leaves) if m.training != model.training),
+            batches_tracked=counts if any(counts) else (),
+        )
+
+    def apply(self, model: nn.Module) -> None:
+        """Put ``model`` (built from the same architecture) in this state."""
+        model.train(self.training)
+        leaves = [m for _, m in leaf_modules(model)]
+        if any(not 0 <= i < len(leaves) for i in self.flipped):
+            raise ValueError(f"model_state.flipped {self.flipped} names modules outside the {len(leaves)} of the model")
+        for i in self.flipped:
+            leaves[i].train(not self.training)
+        norms = [norm for _, norm in _layer_modules(model)]
+        if self.batches_tracked and len(self.batches_tracked) != len(norms):
+            raise ValueError(f"model_state.batches_tracked has {len(self.batches_tracked)} entries, "
+                             f"the architecture {len(norms)} layers")
+        for norm, count in zip(norms, self.batches_tracked):
+            if getattr(norm, "num_batches_tracked", None) is not None:
+                norm.num_batches_tracked.fill_(count)
+
+
+def _batches_tracked(norm: nn.Module | None) -> int:
+    t = getattr(norm, "num_batches_tracked", None)
+    return 0 if t is None else int(t)
+
+
+def _layer_modules(model: nn.Module) -> list[tuple[nn.Module, nn.Module | None]]:
+    """(parametric layer, normalisation after it or None) in the positional order of ``leaf_modules``."""
+    out: list[list] = []
+    for _, module in leaf_modules(model):
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            out.append([module, None])
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)) and out:
+            out[-1][1] = module
+    return [(layer, norm) for layer, norm in out]
+
 
 # ----------------------------------------------------------------------------
 # structure templates (shared by the single-graph and the stacked paths)
 # ----------------------------------------------------------------------------
 
 def _structure(arch: Architecture, device=None) -> dict[str, Tensor]:
-    widths = torch.tensor(arch.widths, device=device)
-    M = arch.num_layers
-    layer_of_node = torch.repeat_interleave(torch.arange(M + 1, device=device), widths)
-    starts = torch.cumsum(widths, 0) - widths
-    node_pos = torch.arange(int(widths.sum()), device=device) - starts[layer_of_node]
-    node_type = torch.full_like(layer_of_node, NODE_HIDDEN)
-    node_type[layer_of_node == 0] = NODE_INPUT
-    node_type[layer_of_node == M] = NODE_OUTPUT
-    acts = torch.tensor([0] + [l.activation_id for l in arch.layers], device=device)
-    src, dst, elayer, etype = [], [], [], []
+    """Structure fields of one graph, each written once into its final tensor (no per-layer temporaries)."""
+    widths, M = arch.widths, arch.num_layers
+    starts = [0]
+    for w in widths[:-1]:
+        starts.append(starts[-1] + w)
+    N, E = arch.num_nodes, arch.num_edges
+    long = dict(dtype=torch.long, device=device)
+    node_layer = torch.repeat_interleave(torch.arange(M + 1, **long), torch.tensor(widths, **long))
+    node_pos = torch.cat([torch.arange(w, **long) for w in widths])
+    node_type = torch.full((N,), NODE_HIDDEN, **long)
+    node_type[: widths[0]] = NODE_INPUT
+    node_type[starts[M]:] = NODE_OUTPUT
+    acts = torch.tensor([0] + [l.activation_id for l in arch.layers], **long)
+    edge_index = torch.empty(2, E, **long)
+    edge_layer = torch.empty(E, **long)
+    edge_type = torch.full((E,), EDGE_FORWARD, **long)
+    e = 0
     for m, layer in enumerate(arch.layers, start=1):
         d_in, d_out = layer.in_features, layer.out_features
-        i = torch.arange(d_out, device=device).repeat_interleave(d_in)
-        j = torch.arange(d_in, device=device).repeat(d_out)
-        dst.append(starts[m] + i)
-        src.append(starts[m - 1] + j)
-        elayer.append(torch.full((d_out * d_in,), m, device=device))
-        etype.append(torch.full((d_out * d_in,), EDGE_FORWARD, device=device))
+        n = d_in * d_out
+        # W_m in row-major order: target i repeats d_in times, source j cycles
+        edge_index[1, e:e + n].view(d_out, d_in).copy_((starts[m] + torch.arange(d_out, **long)).unsqueeze(1))
+        edge_index[0, e:e + n].view(d_out, d_in).copy_((starts[m - 1] + torch.arange(d_in, **long)).unsqueeze(0))
+        edge_layer[e:e + n] = m
+        e += n
     for start, end, _ in arch.residuals:
-        d = arch.widths[start]
-        src.append(starts[start] + torch.arange(d, device=device))
-        dst.append(starts[end] + torch.arange(d, device=device))
-        elayer.append(torch.full((d,), end, device=device))
-        etype.append(torch.full((d,), EDGE_RESIDUAL, device=device))
-    return dict(
-        edge_index=torch.stack([torch.cat(src), torch.cat(dst)]),
-        node_layer=layer_of_node,
-        node_pos=node_pos,
-        node_type=node_type,
-        node_act=acts[layer_of_node],
-        edge_layer=torch.cat(elayer),
-        edge_type=torch.cat(etype),
-    )
+        d = widths[start]
+        edge_index[0, e:e + d] = starts[start] + torch.arange(d, **long)
+        edge_index[1, e:e + d] = starts[end] + torch.arange(d, **long)
+        edge_layer[e:e + d] = end
+        edge_type[e:e + d] = EDGE_RESIDUAL
+        e += d
+    return dict(edge_index=edge_index, node_layer=node_layer, node_pos=node_pos, node_type=node_type,
+                node_act=acts[node_layer], edge_layer=edge_layer, edge_type=edge_type)
 
 
 def _edge_mask(arch: Architecture, taps: int, device=None) -> Tensor:
-    rows = [
-        (torch.arange(taps, device=device) < l.taps).expand(l.in_features * l.out_features, taps)
-        for l in arch.layers
-    ]
-    rows += [(torch.arange(taps, device=device) < 1).expand(arch.widths[s], taps) for s, _, _ in arch.residuals]
-    return torch.cat(rows)
+    mask = torch.empty(arch.num_edges, taps, dtype=torch.bool, device=device)
+    real = lambda k: torch.arange(taps, device=device) < k
+    e = 0
+    for l in arch.layers:
+        n = l.in_features * l.out_features
+        mask[e:e + n] = real(l.taps)
+        e += n
+    mask[e:] = real(1)  # residual edges: one tap
+    return mask
 
 
 def _check_taps(arch: Architecture, taps: int | None) -> int:
     need = arch.max_taps
     if taps is None:
         return need
+    _check_taps_value(taps)
     if taps < need:
         raise ValueError(f"taps={taps} is smaller than the largest kernel ({need} taps)")
     return taps
+
+
+def _check_taps_value(taps) -> None:
+    if isinstance(taps, bool) or not isinstance(taps, int) or taps < 1:
+        raise ValueError(f"taps must be a positive integer (edge features per weight), got {taps!r}")
 
 
 # ----------------------------------------------------------------------------
@@ -143,8 +254,10 @@ def to_graph(
 
     ``taps`` pads edge features to a common kernel size so that graphs of
     different CNNs batch together (default: the largest kernel of this model).
-    Unsupported modules, shape mismatches, non-float or non-finite parameters
-    raise ``ValueError`` naming the module.
+    The graph keeps the model's :class:`ModelState` (train/eval mode and
+    BatchNorm step counters); a state dict gives an eval-mode graph.
+    Unsupported modules, shape mismatches, non-float, mixed-dtype or non-finite
+    parameters raise ``ValueError`` naming the module.
     """
     if isinstance(model, Mapping):
         if arch is None:
@@ -154,46 +267,40 @@ def to_graph(
             module.load_state_dict(model, strict=True)
         except RuntimeError as e:
             raise ValueError(f"state dict does not match the architecture: {e}") from None
-        model = module
+        model = module.eval()  # trained weights: eval mode, as documented
+    if arch is not None and not isinstance(arch, Architecture):
+        raise ValueError(f"arch must be an Architecture, got {type(arch).__name__}")
+    if taps is not None:
+        _check_taps_value(taps)
     found = Architecture.from_module(model)
     if arch is not None and arch != found:
         raise ValueError("model does not match the given architecture")
-    params = [m for m in _parametric(model)]
-    norms = _norm_params(model, found) if found.has_norm else None
+    modules = _layer_modules(model)
+    norms = [_norm_rows(norm, layer.weight.dtype) if norm is not None else None for layer, norm in modules]
     return graph_from_params(
-        [m.weight.detach() for m in params],
-        [None if m.bias is None else m.bias.detach() for m in params],
+        [layer.weight.detach() for layer, _ in modules],
+        [None if layer.bias is None else layer.bias.detach() for layer, _ in modules],
         found,
         taps=taps,
-        norms=norms,
+        norms=norms if found.has_norm else None,
+        state=ModelState.of(model),
     )
 
 
-def _norm_modules(model: nn.Module, arch: Architecture) -> list[nn.Module | None]:
-    """The normalisation module after each parametric layer (None where there is none)."""
-    found = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm))]
-    it = iter(found)
-    return [next(it) if layer.norm is not None else None for layer in arch.layers]
+def _norm_rows(module: nn.Module, dtype: torch.dtype) -> Tensor:
+    """``[n, 4]`` (weight, bias, running_mean, running_var) of a norm module, identity where absent."""
+    n = module.weight.numel() if getattr(module, "weight", None) is not None else (
+        module.num_features if hasattr(module, "num_features") else module.normalized_shape[0])
+    cols = []
+    for name, default in zip(("weight", "bias", "running_mean", "running_var"), IDENTITY_NORM):
+        t = getattr(module, name, None)
+        cols.append(t.detach() if t is not None else torch.full((n,), default, dtype=dtype, device=_module_device(module)))
+    return torch.stack(cols, 1)
 
 
-def _norm_params(model: nn.Module, arch: Architecture) -> list[Tensor | None]:
-    rows = []
-    for layer, module in zip(arch.layers, _norm_modules(model, arch)):
-        if module is None:
-            rows.append(None)
-            continue
-        n = layer.out_features
-        ref = next(model.parameters())
-        cols = []
-        for name, default in zip(("weight", "bias", "running_mean", "running_var"), IDENTITY_NORM):
-            t = getattr(module, name, None)
-            cols.append(t.detach().to(ref.dtype) if t is not None else torch.full((n,), default, dtype=ref.dtype))
-        rows.append(torch.stack(cols, 1))
-    return rows
-
-
-def _parametric(model: nn.Module):
-    return (m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)))
+def _module_device(module: nn.Module) -> torch.device:
+    t = next(iter([*module.parameters(), *module.buffers()]), None)
+    return t.device if t is not None else torch.device("cpu")
 
 
 def graph_from_params(
@@ -203,17 +310,48 @@ def graph_from_params(
     *,
     taps: int | None = None,
     norms: Sequence[Tensor | None] | None = None,
+    state: ModelState | None = None,
 ) -> NeuralGraph:
     """One graph from per-layer weights ``[out, in, *kernel]`` and biases ``[out]``.
 
     ``norms[m]`` (``[out, 4]``) holds the normalisation parameters after layer m, if any.
+    ``state`` is the :class:`ModelState` to rebuild with (default: eval mode).
     """
+    weights, biases, norms = _as_layer_lists(arch, weights, biases, norms)
     add = lambda t: None if t is None else t.unsqueeze(0)
-    batch = stacked_to_batch([add(w) for w in weights], [add(b) for b in biases], arch, taps=taps,
-                             norms=None if norms is None else [add(n) for n in norms])
-    g = NeuralGraph(**{k: batch[k] for k in batch.keys() if k not in ("batch", "ptr")})
+    fields = _fields([add(w) for w in weights], [add(b) for b in biases], arch, taps,
+                     None if norms is None else [add(n) for n in norms])
+    g = NeuralGraph(**fields)
     g.arch = arch
+    g.model_state = _check_state(state)
     return g
+
+
+def _check_state(state: ModelState | None) -> ModelState:
+    if state is None:
+        return ModelState()
+    if not isinstance(state, ModelState):
+        raise ValueError(f"state must be a ModelState, got {type(state).__name__}")
+    return state
+
+
+def _as_layer_lists(arch, weights, biases, norms):
+    """Check the per-layer containers (not their shapes): lists of tensors, one per layer."""
+    if not isinstance(arch, Architecture):
+        raise ValueError(f"arch must be an Architecture, got {type(arch).__name__}")
+    for name, seq, optional in (("weights", weights, False), ("biases", biases, True), ("norms", norms, True)):
+        if seq is None and name == "norms":
+            continue
+        if isinstance(seq, (Tensor, str, bytes)) or not isinstance(seq, Sequence):
+            raise ValueError(f"{name} must be a list with one tensor per layer ({arch.num_layers}), "
+                             f"got {type(seq).__name__}")
+        for m, t in enumerate(seq, start=1):
+            if not (isinstance(t, Tensor) or (optional and t is None)):
+                raise ValueError(f"{name}[{m - 1}] (layer {m}) must be a torch.Tensor, got {type(t).__name__}")
+    if len(weights) != arch.num_layers or len(biases) != arch.num_layers:
+        raise ValueError(f"expected {arch.num_layers} weight and bias tensors, "
+                         f"got {len(weights)} and {len(biases)}")
+    return list(weights), list(biases), None if norms is None else list(norms)
 
 
 def stacked_to_batch(
@@ -223,6 +361,7 @@ def stacked_to_batch(
     *,
     taps: int | None = None,
     norms: Sequence[Tensor | None] | None = None,
+    state: ModelState | None = None,
 ) -> Batch:
     """B networks of one architecture -> a PyG ``Batch`` of B graphs, without a per-network loop.
 
@@ -230,41 +369,69 @@ def stacked_to_batch(
     (``None`` for a layer without bias). This is the fast path for INR datasets,
     where tens of thousands of networks share one architecture. For
     architectures with normalisation, ``norms[m]`` is ``[B, out, 4]`` (see ``node_norm``).
+    All tensors must share one dtype and device. Every network gets ``state``
+    (default: eval mode).
     """
-    if len(weights) != arch.num_layers or len(biases) != arch.num_layers:
-        raise ValueError(f"expected {arch.num_layers} weight and bias tensors, "
-                         f"got {len(weights)} and {len(biases)}")
+    weights, biases, norms = _as_layer_lists(arch, weights, biases, norms)
+    state = _check_state(state)
+    fields = _fields(weights, biases, arch, taps, norms)
+    return _batch(fields, arch, weights[0].shape[0], state)
+
+
+def _fields(weights: list[Tensor], biases: list[Tensor | None], arch: Architecture, taps: int | None,
+            norms: list[Tensor | None] | None) -> dict[str, Tensor]:
+    """All tensor fields of B graphs of one architecture, each allocated once at its final size."""
     B = weights[0].shape[0]
     K = _check_taps(arch, taps)
     dtype, device = weights[0].dtype, weights[0].device
     if not dtype.is_floating_point:
         raise ValueError(f"weights must be floating point, got {dtype}")
-    cols, bias_cols = [], [torch.zeros(B, arch.widths[0], dtype=dtype, device=device)]
+    if device.type == "meta":
+        raise ValueError("weights are on the meta device (no values); materialise them first")
+    N, E = arch.num_nodes, arch.num_edges
+    edge_attr = torch.empty(B, E, K, dtype=dtype, device=device)
+    x = torch.zeros(B, N, dtype=dtype, device=device)
+    e, node = 0, arch.widths[0]
     for m, (layer, w, b) in enumerate(zip(arch.layers, weights, biases), start=1):
         want = (B, *layer.weight_shape)
         if tuple(w.shape) != want:
             raise ValueError(f"layer {m} ({layer.kind}): weight has shape {tuple(w.shape)}, expected {want}")
-        w = w.reshape(B, layer.out_features * layer.in_features, layer.taps).to(dtype)
-        cols.append(torch.nn.functional.pad(w, (0, K - layer.taps)))
+        _same_kind(w, dtype, device, f"layer {m} ({layer.kind}): weight")
+        n = layer.out_features * layer.in_features
+        edge_attr[:, e:e + n, : layer.taps] = w.reshape(B, n, layer.taps)
+        edge_attr[:, e:e + n, layer.taps:] = 0
+        e += n
         if layer.bias:
             if b is None or tuple(b.shape) != (B, layer.out_features):
                 got = None if b is None else tuple(b.shape)
                 raise ValueError(f"layer {m} ({layer.kind}): bias has shape {got}, expected {(B, layer.out_features)}")
-            bias_cols.append(b.to(dtype))
-        else:
-            if b is not None:
-                raise ValueError(f"layer {m} ({layer.kind}) has no bias in the architecture but one was given")
-            bias_cols.append(torch.zeros(B, layer.out_features, dtype=dtype, device=device))
-    for start, _, _ in arch.residuals:
-        skip = torch.zeros(B, arch.widths[start], K, dtype=dtype, device=device)
-        skip[..., 0] = 1.0
-        cols.append(skip)
-    x = torch.cat(bias_cols, 1).reshape(-1, 1)
-    edge_attr = torch.cat(cols, 1).reshape(-1, K)
+            _same_kind(b, dtype, device, f"layer {m} ({layer.kind}): bias")
+            x[:, node:node + layer.out_features] = b
+        elif b is not None:
+            raise ValueError(f"layer {m} ({layer.kind}) has no bias in the architecture but one was given")
+        node += layer.out_features
+    edge_attr[:, e:] = 0
+    edge_attr[:, e:, 0] = 1.0  # residual skips: constant weight 1
     if not torch.isfinite(x).all() or not torch.isfinite(edge_attr).all():
         raise ValueError("parameters contain NaN or inf")
-    node_norm = _stack_norms(norms, arch, B, dtype, device)
-    return _replicate(_structure(arch, device), _edge_mask(arch, K, device), x, edge_attr, arch, B, node_norm)
+    s = _structure(arch, device)
+    fields = dict(x=x.view(-1, 1), edge_index=s.pop("edge_index"), edge_attr=edge_attr.view(-1, K),
+                  edge_mask=_edge_mask(arch, K, device), node_norm=_stack_norms(norms, arch, B, dtype, device), **s)
+    if B != 1:
+        offsets = torch.arange(B, device=device) * N
+        fields["edge_index"] = (fields["edge_index"].unsqueeze(1) + offsets.view(1, B, 1)).reshape(2, -1)
+        for k in ("edge_mask", *s):
+            v = fields[k]
+            fields[k] = v.repeat(B) if v.dim() == 1 else v.repeat(B, 1)
+    return fields
+
+
+def _same_kind(t: Tensor, dtype: torch.dtype, device: torch.device, what: str) -> None:
+    if t.dtype != dtype:
+        raise ValueError(f"{what} is {t.dtype} but layer 1's weight is {dtype}; "
+                         "pass all parameters in one dtype (e.g. .float())")
+    if t.device != device:
+        raise ValueError(f"{what} is on {t.device} but layer 1's weight is on {device}; move them to one device")
 
 
 def _stack_norms(norms, arch: Architecture, B: int, dtype, device) -> Tensor:
@@ -283,27 +450,25 @@ def _stack_norms(norms, arch: Architecture, B: int, dtype, device) -> Tensor:
         elif n is None or tuple(n.shape) != want:
             raise ValueError(f"layer {m}: norms[{m - 1}] has shape {None if n is None else tuple(n.shape)}, expected {want}")
         else:
-            rows.append(n.to(dtype))
+            _same_kind(n, dtype, device, f"layer {m}: norms[{m - 1}]")
+            rows.append(n)
     out = torch.cat(rows, 1).reshape(-1, 4)
     if not torch.isfinite(out).all():
         raise ValueError("normalisation parameters contain NaN or inf")
     return out
 
 
-def _replicate(s: dict[str, Tensor], mask: Tensor, x: Tensor, edge_attr: Tensor,
-               arch: Architecture, B: int, node_norm: Tensor) -> Batch:
-    n, e = arch.num_nodes, s["edge_layer"].numel()
-    device = x.device
-    node_offsets = torch.arange(B, device=device) * n
-    edge_index = (s["edge_index"].unsqueeze(1) + node_offsets.view(1, B, 1)).reshape(2, -1)
-    tile = lambda t: t.repeat(B) if t.dim() == 1 else t.repeat(B, 1)
+def _batch(fields: dict[str, Tensor], arch: Architecture, B: int, state: ModelState) -> Batch:
+    """Wrap the fields of B graphs of one architecture as a PyG ``Batch`` (slices written directly)."""
+    n, e = arch.num_nodes, arch.num_edges
+    device = fields["x"].device
     node_slices = torch.arange(B + 1) * n
     edge_slices = torch.arange(B + 1) * e
     batch = Batch(
         _base_cls=NeuralGraph,
-        x=x, edge_index=edge_index, edge_attr=edge_attr, edge_mask=tile(mask), node_norm=node_norm,
-        **{k: tile(v) for k, v in s.items() if k != "edge_index"},
+        **fields,
         arch=[arch] * B,
+        model_state=[state] * B,
         batch=torch.arange(B, device=device).repeat_interleave(n),
         ptr=torch.arange(B + 1, device=device) * n,
     )
@@ -313,17 +478,61 @@ def _replicate(s: dict[str, Tensor], mask: Tensor, x: Tensor, edge_attr: Tensor,
         "edge_mask": edge_slices, "node_layer": node_slices, "node_pos": node_slices,
         "node_type": node_slices, "node_act": node_slices, "edge_layer": edge_slices,
         "edge_type": edge_slices, "node_norm": node_slices, "arch": torch.arange(B + 1),
+        "model_state": torch.arange(B + 1),
     }
     zeros = torch.zeros(B, dtype=torch.long)
-    batch._inc_dict = {k: zeros for k in batch._slice_dict if k not in ("edge_index", "arch")}
+    batch._inc_dict = {k: zeros for k in batch._slice_dict if k not in ("edge_index", "arch", "model_state")}
     batch._inc_dict["edge_index"] = torch.arange(B) * n
     batch._inc_dict["arch"] = None
+    batch._inc_dict["model_state"] = None
     return batch
 
 
 # ----------------------------------------------------------------------------
 # graph -> model
 # ----------------------------------------------------------------------------
+
+def _check_layout(graph: Data, arch: Architecture, B: int, what: str) -> None:
+    """Every field ``to_model``/``batch_to_stacked`` reads has the size the architecture implies."""
+    N, E = B * arch.num_nodes, B * arch.num_edges
+    need = {"x": (N, None), "node_layer": (N,), "node_pos": (N,), "edge_index": (2, E), "edge_attr": (E, None),
+            "edge_layer": (E,), "edge_type": (E,)}
+    if arch.has_norm:
+        need["node_norm"] = (N, 4)
+    for key, shape in need.items():
+        value = getattr(graph, key, None)
+        if not isinstance(value, Tensor):
+            raise ValueError(f"{what}: the graph has no {key} tensor; it is not a neural graph")
+        if value.dim() != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
+            want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+            raise ValueError(f"{what}: {key} has shape {list(value.shape)}, expected {want} for "
+                             f"{B} x architecture {list(arch.widths)}")
+    dtype = graph.edge_attr.dtype
+    for key in ("x", "node_norm") if arch.has_norm else ("x",):
+        if graph[key].dtype != dtype:
+            raise ValueError(f"{what}: {key} is {graph[key].dtype} but edge_attr is {dtype}; use one dtype")
+    if graph.x.size(1) < 1:
+        raise ValueError(f"{what}: x has no feature column (the bias)")
+    if E:
+        lo, hi = graph.edge_index.aminmax()
+        if int(lo) < 0 or int(hi) >= N:
+            raise ValueError(f"{what}: edge_index has node ids outside 0..{N - 1}")
+
+
+def _graph_arch(graph: Data, arch: Architecture | None, what: str) -> list[Architecture]:
+    if arch is not None:
+        if not isinstance(arch, Architecture):
+            raise ValueError(f"{what}: arch must be an Architecture, got {type(arch).__name__}")
+    if "arch" not in graph:
+        if arch is None:
+            raise ValueError(f"{what}: the graph has no arch (its Architecture); pass arch=... or convert "
+                             "with to_graph / stacked_to_batch, which store it")
+        return [arch]
+    archs = graph.arch if isinstance(graph.arch, list) else [graph.arch]
+    if not all(isinstance(a, Architecture) for a in archs):
+        raise ValueError(f"{what}: graph.arch must hold Architecture objects")
+    return archs
+
 
 def _layer_params(graph: Data, arch: Architecture) -> tuple[list[Tensor], list[Tensor | None]]:
     """Dense per-layer weights/biases of one graph, read through ``edge_index``.
@@ -342,45 +551,76 @@ def _layer_params(graph: Data, arch: Architecture) -> tuple[list[Tensor], list[T
                              f"{spec.out_features}x{spec.in_features}")
         if graph.edge_attr.size(-1) < spec.taps:
             raise ValueError(f"layer {m}: edge features have {graph.edge_attr.size(-1)} taps, kernel needs {spec.taps}")
+        i, j = pos[dst[sel]], pos[src[sel]]
+        _check_layer_edges(graph, m, spec, sel, i, j)
         w = graph.edge_attr.new_zeros(spec.out_features, spec.in_features, spec.taps)
-        w[pos[dst[sel]], pos[src[sel]]] = graph.edge_attr[sel, : spec.taps]
+        w[i, j] = graph.edge_attr[sel, : spec.taps]
         weights.append(w.reshape(spec.weight_shape))
-        biases.append(graph.x[layer == m, 0].clone() if spec.bias else None)
+        bias_rows = layer == m
+        if int(bias_rows.sum()) != spec.out_features:
+            raise ValueError(f"layer {m}: graph has {int(bias_rows.sum())} neurons, expected {spec.out_features}")
+        biases.append(graph.x[bias_rows, 0].clone() if spec.bias else None)
     return weights, biases
+
+
+def _check_layer_edges(graph: Data, m: int, spec, sel: Tensor, i: Tensor, j: Tensor) -> None:
+    """Layer m's edges go from layer m-1 to layer m and hit every (out, in) pair exactly once."""
+    src, dst = graph.edge_index[:, sel]
+    if not bool((graph.node_layer[dst] == m).all()) or not bool((graph.node_layer[src] == m - 1).all()):
+        raise ValueError(f"layer {m}: some edges do not go from layer {m - 1} to layer {m} (edited edge_index?)")
+    if not (bool((i >= 0).all()) and bool((i < spec.out_features).all())
+            and bool((j >= 0).all()) and bool((j < spec.in_features).all())):
+        raise ValueError(f"layer {m}: node_pos outside the layer's {spec.out_features}x{spec.in_features} neurons")
+    hit = torch.zeros(spec.out_features * spec.in_features, dtype=torch.bool, device=i.device)
+    hit[i * spec.in_features + j] = True
+    if not bool(hit.all()):
+        raise ValueError(f"layer {m}: some (out, in) weights have no edge and others several (edited edge_index?)")
 
 
 def to_model(graph: Data, arch: Architecture | None = None) -> nn.Sequential:
     """Rebuild the ``nn.Sequential`` a single graph describes (bit-exact round trip).
 
+    The model is in the graph's :class:`ModelState` (the source model's mode,
+    eval for graphs built from parameters), so it computes the same function.
     Edited graphs (e.g. outputs of an equivariant processor written into ``x``
-    and ``edge_attr``) become working models the same way.
+    and ``edge_attr``) become working models the same way; fields edited to a
+    shape the architecture does not allow raise ``ValueError``.
     """
-    arch = arch if arch is not None else graph.arch
-    if isinstance(arch, list):
-        if len(arch) != 1:
-            raise ValueError(f"to_model takes one graph, got a batch of {len(arch)}; use to_models")
-        arch = arch[0]
+    archs = _graph_arch(graph, arch, "to_model")
+    if len(archs) != 1:
+        raise ValueError(f"to_model takes one graph, got a batch of {len(archs)}; use to_models")
+    arch = arch if arch is not None else archs[0]
+    _check_layout(graph, arch, 1, "to_model")
+    state = _graph_state(graph)
     model = arch.build().to(dtype=graph.edge_attr.dtype, device=graph.edge_attr.device)
     weights, biases = _layer_params(graph, arch)
     with torch.no_grad():
-        for module, w, b in zip(_parametric(model), weights, biases):
+        for m, ((module, norm), w, b) in enumerate(zip(_layer_modules(model), weights, biases), start=1):
             module.weight.copy_(w)
             if b is not None:
                 module.bias.copy_(b)
-        if arch.has_norm:
-            for m, module in enumerate(_norm_modules(model, arch), start=1):
-                if module is None:
-                    continue
-                rows = graph.node_norm[graph.node_layer == m]
-                for k, name in enumerate(("weight", "bias", "running_mean", "running_var")):
-                    t = getattr(module, name, None)
-                    if t is not None:
-                        t.copy_(rows[:, k])
+            if norm is None:
+                continue
+            rows = graph.node_norm[graph.node_layer == m]
+            for k, name in enumerate(("weight", "bias", "running_mean", "running_var")):
+                t = getattr(norm, name, None)
+                if t is not None:
+                    t.copy_(rows[:, k])
+        state.apply(model)
     return model
 
 
-def to_models(batch: Batch) -> list[nn.Sequential]:
-    """One model per graph of a batch."""
+def _graph_state(graph: Data) -> ModelState:
+    state = getattr(graph, "model_state", None) if "model_state" in graph else None
+    if isinstance(state, list):
+        state = state[0] if len(state) == 1 else None
+    return _check_state(state)
+
+
+def to_models(batch: Data) -> list[nn.Sequential]:
+    """One model per graph of a batch (a single graph gives a one-element list)."""
+    if not isinstance(batch, Batch):
+        return [to_model(batch)]
     return [to_model(batch.get_example(i)) for i in range(batch.num_graphs)]
 
 
@@ -388,22 +628,26 @@ def batch_to_stacked(batch: Batch, arch: Architecture | None = None) -> tuple[li
     """Inverse of :func:`stacked_to_batch` for a batch of one architecture, vectorised.
 
     Weights are read through node positions, so permuted or re-ordered graphs
-    are handled too.
+    are handled too. A single graph gives stacks of one.
     """
-    archs = batch.arch if isinstance(batch.arch, list) else [batch.arch]
+    archs = _graph_arch(batch, arch, "batch_to_stacked")
     arch = arch if arch is not None else archs[0]
     if any(a != arch for a in archs):
         raise ValueError("batch_to_stacked needs graphs of one architecture; use to_models for mixed batches")
     B = len(archs)
     n = arch.num_nodes
-    gb = batch.batch if "batch" in batch else torch.zeros(batch.num_nodes, dtype=torch.long, device=batch.x.device)
     if batch.num_nodes != B * n:
         raise ValueError(f"batch has {batch.num_nodes} nodes, expected {B}x{n} for this architecture")
+    _check_layout(batch, arch, B, "batch_to_stacked")
+    gb = batch.batch if "batch" in batch else torch.zeros(batch.num_nodes, dtype=torch.long, device=batch.x.device)
     src, dst = batch.edge_index
     g = gb[dst]
     weights, biases = [], []
     for m, spec in enumerate(arch.layers, start=1):
         sel = (batch.edge_layer == m) & (batch.edge_type == EDGE_FORWARD)
+        if int(sel.sum()) != B * spec.in_features * spec.out_features:
+            raise ValueError(f"layer {m} ({spec.kind}): batch has {int(sel.sum())} edges, expected "
+                             f"{B}x{spec.out_features}x{spec.in_features}")
         w = batch.edge_attr.new_zeros(B, spec.out_features, spec.in_features, spec.taps)
         w[g[sel], batch.node_pos[dst[sel]], batch.node_pos[src[sel]]] = batch.edge_attr[sel, : spec.taps]
         weights.append(w.reshape(B, *spec.weight_shape))
@@ -413,6 +657,7 @@ def batch_to_stacked(batch: Batch, arch: Architecture | None = None) -> tuple[li
 
 def pad_taps(graph: Data, taps: int) -> Data:
     """Zero-pad edge features (and mask) to ``taps``, so CNNs of different kernels batch."""
+    _check_taps_value(taps)
     K = graph.edge_attr.size(-1)
     if taps < K:
         raise ValueError(f"cannot pad {K} taps down to {taps}")

@@ -31,6 +31,9 @@ def random_hidden_permutation(graph: Data, generator: torch.Generator | None = N
     Vectorised over a whole batch: nodes are sorted by (graph, layer) with a
     random key inside hidden layers and their own position elsewhere.
     """
+    _check_graph(graph, "random_hidden_permutation")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     n = graph.num_nodes
     device = graph.x.device
     rand = torch.rand(n, generator=generator, device=generator.device if generator is not None else "cpu").to(device)
@@ -46,6 +49,34 @@ def random_hidden_permutation(graph: Data, generator: torch.Generator | None = N
     group = _graph_index(graph) * (int(graph.node_layer.max()) + 1) + graph.node_layer
     order = torch.argsort(key)
     return order[torch.argsort(group[order], stable=True)]
+
+
+def _check_graph(graph: Data, what: str) -> None:
+    """The structure fields the symmetry action reads are there and agree in size."""
+    if not isinstance(graph, Data):
+        raise ValueError(f"{what} needs a neural graph (torch_geometric Data), got {type(graph).__name__}")
+    for key in ("x", "node_layer", "node_type", "edge_index", "edge_type"):
+        if not isinstance(getattr(graph, key, None), Tensor):
+            raise ValueError(f"{what}: the graph has no {key}; convert the model with ng.to_graph first")
+    n, e = graph.x.size(0), graph.edge_index.size(1)
+    for key, size in (("node_layer", n), ("node_type", n), ("edge_type", e)):
+        if graph[key].shape != (size,):
+            raise ValueError(f"{what}: {key} has shape {list(graph[key].shape)}, expected [{size}] "
+                             f"({'nodes' if size == n else 'edges'} of the graph)")
+
+
+def _check_node_perm(graph: Data, node_perm: Tensor) -> None:
+    """``node_perm`` is a permutation of the nodes that keeps every node in its graph and layer."""
+    n = graph.num_nodes
+    if not isinstance(node_perm, Tensor) or node_perm.dtype != torch.long or node_perm.shape != (n,):
+        got = f"{node_perm.dtype} {list(node_perm.shape)}" if isinstance(node_perm, Tensor) else type(node_perm).__name__
+        raise ValueError(f"node_perm must be an int64 tensor of shape [{n}] (one entry per node), got {got}")
+    if not torch.equal(torch.sort(node_perm).values, torch.arange(n, device=node_perm.device)):
+        raise ValueError("node_perm is not a permutation of the nodes (repeated or out-of-range entries)")
+    group = _graph_index(graph) * (int(graph.node_layer.max()) + 1) + graph.node_layer
+    if not torch.equal(group[node_perm], group):
+        raise ValueError("node_perm moves nodes to another layer or graph; the symmetry group only "
+                         "permutes neurons inside one hidden layer")
 
 
 def _residual_ties(graph: Data) -> Tensor | None:
@@ -82,6 +113,8 @@ def apply_permutation(graph: Data, node_perm: Tensor) -> tuple[Data, HiddenPermu
     Structural node attributes stay; edges are relabelled and re-sorted into
     the canonical (target, source) order so the result rebuilds with ``to_model``.
     """
+    _check_graph(graph, "apply_permutation")
+    _check_node_perm(graph, node_perm)
     n = graph.num_nodes
     inverse = torch.empty_like(node_perm)
     inverse[node_perm] = torch.arange(n, device=node_perm.device)

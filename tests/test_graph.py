@@ -286,3 +286,152 @@ def test_atomic_save_gives_normal_permissions_and_never_half_writes(tmp_path):
         atomic_save({"a": Unpicklable()}, path)
     assert torch.equal(torch.load(path)["a"], torch.arange(3))  # old file intact
     assert [p.name for p in tmp_path.iterdir()] == ["data.pt"]  # no temporary left behind
+
+
+# ----------------------------------------------------------------------------
+# silent wrong results (issue #9): each of these converted to a different network before
+# ----------------------------------------------------------------------------
+
+def _same_function(model: nn.Module, rebuilt: nn.Module, x: torch.Tensor) -> None:
+    assert torch.equal(model(x), rebuilt(x))
+
+
+def test_module_used_twice_is_kept_at_every_position():
+    torch.manual_seed(0)
+    act = nn.Tanh()
+    shared_act = nn.Sequential(nn.Linear(2, 8), act, nn.Linear(8, 8), act, nn.Linear(8, 1))
+    repeated = nn.Sequential(nn.Linear(8, 8), *[nn.ReLU(), nn.Linear(8, 8)] * 1, *[nn.Sigmoid()] * 3)
+    for model in (shared_act, repeated):
+        rebuilt = ng.to_model(ng.to_graph(model))
+        assert str(rebuilt) == str(model)
+        _same_function(model, rebuilt, torch.randn(5, model[0].in_features))
+
+
+def test_shared_parametric_layer_is_refused_naming_both_positions():
+    lin = nn.Linear(8, 8)
+    with pytest.raises(ValueError, match=r"model\[2\].*model\[0\].*same Linear"):
+        ng.to_graph(nn.Sequential(lin, nn.ReLU(), lin))
+    with pytest.raises(ValueError, match=r"model\[2\].*model\[0\].*same Linear"):
+        ng.to_graph(nn.Sequential(*[nn.Linear(8, 8), nn.ReLU()] * 3))
+    bn = nn.BatchNorm1d(8)
+    with pytest.raises(ValueError, match=r"model\[3\].*model\[1\].*same BatchNorm1d"):
+        ng.to_graph(nn.Sequential(nn.Linear(8, 8), bn, nn.Linear(8, 8), bn))
+
+
+def test_subclasses_with_their_own_forward_are_refused():
+    class Doubling(nn.Sequential):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    class ScaledResidual(ng.Residual):
+        def forward(self, x):
+            return x + 0.5 * nn.Sequential.forward(self, x)
+
+    class Plain(nn.Sequential):
+        pass
+
+    class BiasFreeLinear(nn.Linear):
+        def forward(self, x):
+            return x @ self.weight.T
+
+    with pytest.raises(ValueError, match=r"model\[1\].*Doubling.*forward"):
+        ng.to_graph(nn.Sequential(nn.Linear(2, 3), Doubling(nn.Linear(3, 3))))
+    with pytest.raises(ValueError, match=r"model\[1\].*ScaledResidual.*forward"):
+        ng.to_graph(nn.Sequential(nn.Linear(2, 3), ScaledResidual(nn.Linear(3, 3))))
+    with pytest.raises(ValueError, match=r"model.*Doubling.*forward"):
+        ng.to_graph(Doubling(nn.Linear(2, 3)))
+    with pytest.raises(ValueError, match=r"model\[0\].*BiasFreeLinear.*forward"):
+        ng.to_graph(nn.Sequential(BiasFreeLinear(2, 3)))
+    model = Plain(nn.Linear(2, 3), nn.ReLU(), Plain(nn.Linear(3, 1)))
+    _same_function(model, ng.to_model(ng.to_graph(model)), torch.randn(4, 2))
+
+
+def _trained_bn_dropout_model() -> nn.Sequential:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 6), nn.BatchNorm1d(6, momentum=None), nn.ReLU(), nn.Dropout(0.5),
+                          nn.Linear(6, 2))
+    for _ in range(3):
+        model(torch.randn(16, 3))  # real running statistics, num_batches_tracked = 3
+    return model
+
+
+def test_round_trip_keeps_eval_mode_and_running_statistics():
+    model = _trained_bn_dropout_model().eval()
+    rebuilt = ng.to_model(ng.to_graph(model))
+    assert not rebuilt.training and not any(m.training for m in rebuilt.modules())
+    before = {k: v.clone() for k, v in rebuilt.state_dict().items()}
+    x = torch.randn(8, 3)
+    _same_function(model, rebuilt, x)
+    after = rebuilt.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "calling the rebuilt model changed its state"
+    assert int(rebuilt[1].num_batches_tracked) == 3
+
+
+def test_round_trip_keeps_train_mode_and_batch_counter():
+    model = _trained_bn_dropout_model().train()
+    rebuilt = ng.to_model(ng.to_graph(model))
+    assert rebuilt.training and int(rebuilt[1].num_batches_tracked) == 3
+    x = torch.randn(8, 3)
+    torch.manual_seed(1)
+    out = model(x)
+    torch.manual_seed(1)
+    assert torch.equal(rebuilt(x), out)  # same dropout mask, same batch statistics
+    # momentum=None averages with 1 / num_batches_tracked: the updated statistics agree too
+    assert torch.equal(rebuilt[1].running_mean, model[1].running_mean)
+    # a module kept in another mode than the model (BatchNorm frozen while training) keeps it
+    model[1].eval()
+    rebuilt = ng.to_model(ng.to_graph(model))
+    assert rebuilt.training and not rebuilt[1].training
+
+
+def test_mode_survives_batching_permutation_and_unbatching():
+    evald = _trained_bn_dropout_model().eval()
+    trained = _trained_bn_dropout_model().train()
+    batch = Batch.from_data_list([ng.to_graph(evald), ng.to_graph(trained)])
+    permuted, _ = ng.permute_hidden(batch, generator=torch.Generator().manual_seed(0))
+    a, b = ng.to_models(permuted)
+    assert not a.training and b.training
+
+
+def test_graphs_from_parameters_default_to_eval_mode():
+    arch = ng.Architecture.from_module(_trained_bn_dropout_model())
+    model = arch.build()  # fresh modules are in train mode
+    g = ng.to_graph(model.state_dict(), arch=arch)
+    assert not ng.to_model(g).training
+    W = [torch.randn(2, 6, 3), torch.randn(2, 2, 6)]
+    b = [torch.randn(2, 6), torch.randn(2, 2)]
+    norms = [torch.rand(2, 6, 4) + 0.5, None]
+    batch = ng.stacked_to_batch(W, b, arch, norms=norms)
+    assert not any(m.training for m in ng.to_models(batch))
+    assert not ng.to_model(ng.graph_from_params([w[0] for w in W], [x[0] for x in b], arch,
+                                                norms=[norms[0][0], None])).training
+
+
+def test_mixed_dtype_layers_are_refused_not_cast():
+    model = nn.Sequential(nn.Linear(2, 3).half(), nn.ReLU(), nn.Linear(3, 1))
+    with pytest.raises(ValueError, match=r"model\[2\]\.weight.*float32.*float16.*\.float\(\)"):
+        ng.to_graph(model)
+    norm = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3).double(), nn.Linear(3, 1))
+    with pytest.raises(ValueError, match=r"model\[1\]\.weight.*float64.*float32"):
+        ng.to_graph(norm)
+    with pytest.raises(ValueError, match=r"layer 2.*float64.*float32"):
+        ng.stacked_to_batch([torch.zeros(1, 3, 2), torch.zeros(1, 1, 3, dtype=torch.float64)],
+                            [torch.zeros(1, 3), torch.zeros(1, 1)], ng.mlp_architecture([2, 3, 1]))
+    half = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.Linear(3, 1)).half().eval()
+    rebuilt = ng.to_model(ng.to_graph(half))
+    assert all(p.dtype == torch.float16 for p in rebuilt.state_dict().values() if p.is_floating_point())
+
+
+def test_to_models_of_a_single_graph():
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    (rebuilt,) = ng.to_models(ng.to_graph(model))
+    _same_function(model, rebuilt, torch.randn(4, 2))
+
+
+def test_runnable_chains_only():
+    """A chain whose tensors cannot flow (wrong ranks) is refused instead of converted."""
+    ok = nn.Sequential(nn.Conv1d(1, 2, 3), nn.BatchNorm1d(2), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(1, -1),
+                       nn.Linear(2, 2), nn.BatchNorm1d(2), nn.Flatten(), nn.Linear(2, 1)).eval()
+    _same_function(ok, ng.to_model(ng.to_graph(ok)), torch.randn(3, 1, 9))
+    flat_mlp = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    _same_function(flat_mlp, ng.to_model(ng.to_graph(flat_mlp)), torch.randn(3, 1, 4, 4))
