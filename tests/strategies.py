@@ -26,12 +26,15 @@ def _randomise_norm(norm: nn.Module, generator: torch.Generator) -> nn.Module:
 def mlps(draw, max_layers: int = 5, max_width: int = 16, norms: bool = False) -> nn.Sequential:
     """A random MLP: 1-5 Linear layers, widths 1-16, random activations and bias flags.
 
-    With ``norms=True`` hidden layers may be followed by BatchNorm1d or LayerNorm (eval mode).
+    With ``norms=True`` hidden layers may be followed by BatchNorm1d or LayerNorm, and the model
+    is in train or eval mode. One activation object may be shared by every hidden layer (as
+    ``act = nn.Tanh()`` used twice), which the conversion must see at each position.
     """
     n_layers = draw(st.integers(1, max_layers))
     widths = draw(st.lists(st.integers(1, max_width), min_size=n_layers + 1, max_size=n_layers + 1))
     seed = draw(st.integers(0, 2**31 - 1))
     torch.manual_seed(seed)
+    shared = draw(st.sampled_from(ACTIVATION_MODULES))() if draw(st.booleans()) else None
     modules: list[nn.Module] = []
     for i in range(n_layers):
         modules.append(nn.Linear(widths[i], widths[i + 1], bias=draw(st.booleans()) or i == 0))
@@ -40,8 +43,8 @@ def mlps(draw, max_layers: int = 5, max_width: int = 16, norms: bool = False) ->
             if kind != "none":
                 norm = nn.BatchNorm1d(widths[i + 1]) if kind == "batch" else nn.LayerNorm(widths[i + 1])
                 modules.append(_randomise_norm(norm, torch.Generator().manual_seed(seed + i)))
-            modules.append(draw(st.sampled_from(ACTIVATION_MODULES))())
-    return nn.Sequential(*modules).eval()
+            modules.append(shared if shared is not None else draw(st.sampled_from(ACTIVATION_MODULES))())
+    return nn.Sequential(*modules).train(norms and draw(st.booleans()))
 
 
 @st.composite

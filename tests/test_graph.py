@@ -28,9 +28,11 @@ def assert_same_params(a: nn.Module, b: nn.Module) -> None:
 @given(st.one_of(mlps(), mlps(norms=True), cnns(), resnets()))
 def test_round_trip_is_bit_exact(model):
     graph = ng.to_graph(model)
-    rebuilt = ng.to_model(graph).eval()
+    rebuilt = ng.to_model(graph)
     assert_same_params(model, rebuilt)
     assert str(rebuilt) == str(model)
+    leaves = lambda m: [(type(leaf), leaf.training) for _, leaf in ng.architecture.leaf_modules(m)]
+    assert rebuilt.training == model.training and leaves(rebuilt) == leaves(model)
     x = model_input(model)
     assert torch.equal(model(x), rebuilt(x))
 
@@ -435,3 +437,42 @@ def test_runnable_chains_only():
     _same_function(ok, ng.to_model(ng.to_graph(ok)), torch.randn(3, 1, 9))
     flat_mlp = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
     _same_function(flat_mlp, ng.to_model(ng.to_graph(flat_mlp)), torch.randn(3, 1, 4, 4))
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda: nn.Sequential(nn.Linear(3, 5), nn.GELU(approximate="tanh"), nn.Linear(5, 2)), (4, 3)),
+        (lambda: nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5, track_running_stats=False), nn.Linear(5, 2)), (4, 3)),
+        (lambda: nn.Sequential(nn.Linear(3, 5, bias=False), nn.BatchNorm1d(5, affine=False), nn.ReLU(),
+                               nn.Linear(5, 2, bias=False)), (4, 3)),
+        (lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding="same"), nn.BatchNorm2d(3), nn.SiLU(),
+                               nn.Conv2d(3, 3, (1, 3), padding="valid", dilation=2), nn.AdaptiveAvgPool2d(1),
+                               nn.Flatten(1, -1), nn.Linear(3, 1)), (4, 2, 9, 9)),
+        (lambda: nn.Sequential(nn.Identity(), nn.Dropout(0.3), nn.Sequential(nn.Linear(3, 5), nn.Identity(),
+                                                                                nn.Sequential(nn.Dropout(0.5), nn.Tanh())),
+                               nn.Linear(5, 2), nn.Dropout(0.2)), (4, 3)),
+        (lambda: nn.Sequential(nn.Flatten(), nn.Linear(12, 4), nn.LayerNorm(4, bias=False), nn.LeakyReLU(0.2),
+                               nn.Linear(4, 2)), (4, 3, 2, 2)),
+    ],
+    ids=["gelu-tanh", "bn-no-stats", "no-bias-no-affine", "conv-same-dilated", "dropout-identity-nested",
+         "flatten-first-layernorm"],
+)
+def test_round_trip_is_exact_as_a_function(make, shape, mode):
+    """Unusual but supported modules rebuild into a model computing the same function, in the same mode."""
+    torch.manual_seed(0)
+    model = make()
+    model.train()
+    model(torch.randn(*shape))  # running statistics and counters move away from their defaults
+    model.train(mode == "train")
+    rebuilt = ng.to_model(ng.to_graph(model))
+    assert str(rebuilt) == str(nn.Sequential(*[m for _, m in ng.architecture.leaf_modules(model)]))
+    assert [m.training for m in rebuilt.modules() if not isinstance(m, nn.Sequential)] == \
+        [m.training for _, m in ng.architecture.leaf_modules(model)]
+    x = torch.randn(*shape)
+    torch.manual_seed(1)
+    out = model(x)
+    torch.manual_seed(1)
+    assert torch.equal(rebuilt(x), out)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values()))
