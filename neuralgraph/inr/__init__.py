@@ -1,18 +1,19 @@
 """Implicit neural representations: batched SIREN fitting and INR dataset files."""
 from .dataset import (
-    FORMAT_VERSION, INRDataset, INRLoader, RunningMoments, build_inr_splits, fit_to_dataset,
-    layer_stats, load_inr_file, normalize_params, save_inr_dataset,
+    FORMAT_VERSION, MANIFEST, SOURCE_NUM_CLASSES, INRDataset, INRLoader, RunningMoments, build_inr_splits,
+    check_labels, fit_to_dataset, layer_stats, load_inr_file, normalize_params, save_inr_dataset,
 )
 from .siren import (
     DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS,
-    FitResult, derive_seed, fit_sirens, image_grid, psnr, render, siren_architecture,
+    FitResult, check_fit_settings, derive_seed, fit_sirens, image_grid, psnr, render, siren_architecture,
     siren_forward, siren_init,
 )
 
 __all__ = [
     "DEFAULT_LR", "DEFAULT_OFFSET", "DEFAULT_STEPS", "DEFAULT_W0", "DEFAULT_WIDTHS",
-    "FitResult", "derive_seed", "fit_sirens", "image_grid", "psnr", "render",
+    "FitResult", "check_fit_settings", "derive_seed", "fit_sirens", "image_grid", "psnr", "render",
     "siren_architecture", "siren_forward", "siren_init",
-    "FORMAT_VERSION", "INRDataset", "INRLoader", "RunningMoments", "build_inr_splits",
-    "fit_to_dataset", "layer_stats", "load_inr_file", "normalize_params", "save_inr_dataset",
+    "FORMAT_VERSION", "MANIFEST", "SOURCE_NUM_CLASSES", "INRDataset", "INRLoader", "RunningMoments",
+    "build_inr_splits", "check_labels", "fit_to_dataset", "layer_stats", "load_inr_file", "normalize_params",
+    "save_inr_dataset",
 ]
