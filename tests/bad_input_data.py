@@ -232,8 +232,8 @@ CASES: list[Case] = [
                                                                             np.zeros(3), image_code=0x0D)),
          ValueError, "must be in [0, 1]"),
     # --- the fit-inrs command
-    cli_case("fit-inrs: --lr inf", FIT_INRS + ["--lr", "inf"], "--lr"),
-    cli_case("fit-inrs: --lr nan", FIT_INRS + ["--lr", "nan"], "--lr"),
+    cli_case("fit-inrs: --lr inf", FIT_INRS + ["--lr", "inf"], "lr"),     # argparse or build_inr_splits
+    cli_case("fit-inrs: --lr nan", FIT_INRS + ["--lr", "nan"], "lr"),
     cli_case("fit-inrs: --w0 1e30 diverges", FIT_INRS + ["--w0", "1e30"], "SIREN fitting diverged"),
     cli_case("fit-inrs: --root with digits", FIT_INRS + ["--root", "{tmp}"], "--source mnist"),
     cli_case("fit-inrs: --n-val beyond the data", FIT_INRS + ["--n-val", "100000"], "n_val=100000"),
