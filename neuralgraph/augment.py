@@ -16,6 +16,7 @@ randomness per network from ``generator``.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -163,6 +164,12 @@ class Augment:
     scale: float = 0.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.permute, bool):
+            raise ValueError(f"Augment permute={self.permute!r}: expected a bool (True or False)")
+        for name in ("noise_std", "dropout", "translate", "rotate", "scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"Augment {name}={value!r}: expected a finite float")
         if self.noise_std < 0 or not 0 <= self.dropout < 1:
             raise ValueError(f"need noise_std >= 0 and 0 <= dropout < 1, got {self.noise_std}, {self.dropout}")
         random_affine(0, self.translate, self.rotate, self.scale)  # validates

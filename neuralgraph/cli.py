@@ -11,7 +11,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import ast
+import math
 import sys
 import time
 from pathlib import Path
@@ -24,25 +24,49 @@ QUICKSTART: dict[str, Any] = {"model": "nggnn", "epochs": 20, "batch_size": 32, 
                               "model_kwargs": {"hidden": 32, "num_layers": 3}}
 
 
-def _kv(text: str) -> tuple[str, Any]:
-    """``key=value`` with a Python literal value (``hidden=64``, ``dims=(64,64)``, ``act='gelu'``)."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
+def _kv(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` split into ``(key, text)``; the text is read later by the annotated type of the
+    target (the model constructor's argument, the ``Augment`` field): see :mod:`neuralgraph.train.options`."""
+    key, sep, value = text.partition("=")
     key = key.strip().replace("-", "_")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _device(text: str) -> str:
+    """``--device``: cpu, cuda, cuda:N or auto, checked against this machine."""
+    from .train import resolve_device
+
     try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value                      # a bare word is a string
+        resolve_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _positive(kind):
     def parse(text: str):
         v = kind(text)
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if not v > 0 or not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
         return v
+    parse.__name__ = kind.__name__                 # argparse names the type in its messages
     return parse
+
+
+def _finite(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return v
+
+
+def _at_least_zero(text: str) -> float:
+    v = _finite(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,21 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, metrics, pictures)")
     t.add_argument("--model", choices=list(MODELS), default=DEFAULT_MODEL, help=f"default: {DEFAULT_MODEL}")
     t.add_argument("--model-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                   help="model hyper-parameter (repeatable), e.g. --model-arg hidden=64")
+                   help="model hyper-parameter (repeatable), read by the type of the constructor argument, "
+                        "e.g. --model-arg hidden=64 --model-arg use_probes=false --model-arg depths=2,3")
     t.add_argument("--epochs", type=_positive(int), default=10)
     t.add_argument("--batch-size", type=_positive(int), default=32, help="per process")
     t.add_argument("--lr", type=_positive(float), default=1e-3)
-    t.add_argument("--weight-decay", type=float, default=5e-4)
-    t.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warmup, then cosine decay")
-    t.add_argument("--clip-grad-norm", type=float, default=1.0, help="<= 0 disables clipping")
-    t.add_argument("--label-smoothing", type=float, default=0.0)
+    t.add_argument("--weight-decay", type=_at_least_zero, default=5e-4)
+    t.add_argument("--warmup-epochs", type=_at_least_zero, default=1.0, help="linear warmup, then cosine decay")
+    t.add_argument("--clip-grad-norm", type=_finite, default=1.0, help="<= 0 disables clipping")
+    t.add_argument("--label-smoothing", type=_at_least_zero, default=0.0, help="in [0, 1)")
     t.add_argument("--augment", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                   help="data augmentation (neuralgraph.augment.Augment field), e.g. --augment permute=True "
+                   help="data augmentation (neuralgraph.augment.Augment field), e.g. --augment permute=true "
                         "--augment noise_std=0.01")
     t.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="do not standardise weights per layer")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    t.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:N or auto")
     t.add_argument("--eval-batch-size", type=_positive(int), default=256)
     t.add_argument("--threads", type=_positive(int), help="torch intra-op threads")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (start fresh if absent)")
@@ -112,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", type=Path, default=Path("neuralgraph_quickstart"))
     q.add_argument("--model", choices=list(MODELS), default=QUICKSTART["model"])
     q.add_argument("--epochs", type=_positive(int), default=QUICKSTART["epochs"])
-    q.add_argument("--device", default="cpu")
+    q.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:N or auto")
     q.add_argument("--threads", type=_positive(int))
     q.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -137,13 +162,18 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .augment import Augment
     from .train import TrainConfig, train
+    from .train.options import dataclass_hints, parse_options
+    from .train.registry import parse_hyperparameters
 
-    cfg = TrainConfig(data=str(args.data), out=str(args.out), model=args.model, model_kwargs=dict(args.model_arg),
+    model_kwargs = parse_hyperparameters(args.model, args.model_arg)
+    augment = parse_options(args.augment, dataclass_hints(Augment), owner="--augment", noun="option")
+    cfg = TrainConfig(data=str(args.data), out=str(args.out), model=args.model, model_kwargs=model_kwargs,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                       warmup_epochs=args.warmup_epochs, clip_grad_norm=args.clip_grad_norm,
                       label_smoothing=args.label_smoothing, seed=args.seed, device=args.device,
-                      normalize=args.normalize, augment=dict(args.augment), eval_batch_size=args.eval_batch_size)
+                      normalize=args.normalize, augment=augment, eval_batch_size=args.eval_batch_size)
     res = train(cfg, resume=args.resume, progress=not args.quiet, stop_after_epoch=args.stop_after_epoch,
                 threads=args.threads)
     if res.finished:
@@ -153,7 +183,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _quickstart(args: argparse.Namespace) -> int:
     from .inr import INRDataset, build_inr_splits
-    from .train import TrainConfig, train
+    from .train import RunMismatch, TrainConfig, train
 
     t0 = time.perf_counter()
     out = args.out
@@ -167,7 +197,11 @@ def _quickstart(args: argparse.Namespace) -> int:
                       batch_size=QUICKSTART["batch_size"], lr=QUICKSTART["lr"],
                       model_kwargs=dict(QUICKSTART["model_kwargs"]) if args.model == QUICKSTART["model"] else {},
                       device=args.device)
-    res = train(cfg, resume=True, progress=not args.quiet, threads=args.threads)
+    try:
+        res = train(cfg, resume=True, progress=not args.quiet, threads=args.threads)
+    except RunMismatch as e:
+        raise ValueError(f"{e.run_dir} holds another run ({e.differences}); use another --out "
+                         f"or remove {e.run_dir}") from None
     run = res.run_dir
     print(f"\ntest accuracy ({args.model}, best validation epoch {res.best_epoch}): {res.test_acc:.2%}")
     print(f"pictures: {run / 'learning_curves.png'}, {run / 'reconstructions.png'}")
@@ -191,11 +225,13 @@ def _models(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (errors print one line, no traceback)."""
+    from .train import RunDirectoryBusy
+
     args = build_parser().parse_args(argv)
     commands = {"fit-inrs": _fit, "train": _train, "quickstart": _quickstart, "models": _models}
     try:
         return commands[args.command](args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError, FloatingPointError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError, FloatingPointError, RunDirectoryBusy) as e:
         print(f"neuralgraph {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -140,3 +140,16 @@ def test_augment_config(fitted):
         Augment(rotate=10)(*random_params(2, (3, 4, 1), 0))
     with pytest.raises(ValueError, match="layer 2"):
         permute_hidden_stacked([torch.zeros(2, 4, 2), torch.zeros(2, 1, 5)], [torch.zeros(2, 4), torch.zeros(2, 1)])
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"permute": "false"}, "permute"),             # a truthy string used to turn permutation on
+    ({"permute": 1}, "permute"),
+    ({"noise_std": float("inf")}, "noise_std"),
+    ({"translate": float("nan")}, "translate"),
+    ({"rotate": "5"}, "rotate"),
+    ({"dropout": True}, "dropout"),
+])
+def test_augment_refuses_values_of_the_wrong_type(kwargs, key):
+    with pytest.raises(ValueError, match=f"{key}="):
+        Augment(**kwargs)

@@ -4,13 +4,15 @@ from __future__ import annotations
 import csv
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 
 import neuralgraph as ng
 from neuralgraph.augment import permute_hidden_stacked
-from neuralgraph.inr import INRDataset, build_inr_splits, render
+from neuralgraph.inr import INRDataset, build_inr_splits, render, save_inr_dataset
 from neuralgraph.train import (FlatMLP, TrainConfig, build_model, evaluate, flat_params, load_checkpoint,
                                load_splits, load_trained, num_params, train)
 from neuralgraph.train.registry import MODELS
@@ -248,5 +250,80 @@ def test_errors(data, tmp_path):
         cfg(data, tmp_path / "r4", model="nope")
     with pytest.raises(ValueError, match="batch_size=0"):
         cfg(data, tmp_path / "r4", batch_size=0)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="permutte.*accepted"):
         cfg(data, tmp_path / "r4", augment={"permutte": True})
+
+
+def test_errors_are_single_lines_naming_what_to_change(data, tmp_path):
+    run(cfg(data, tmp_path / "r", epochs=2), stop_after_epoch=1)
+    with pytest.raises(ValueError) as info:                   # resume a run of another model
+        run(cfg(data, tmp_path / "r", epochs=2, model="mlp-aug"), resume=True)
+    message = str(info.value)
+    assert "\n" not in message and "model: checkpoint 'mlp' vs now 'mlp-aug'" in message and "--out" in message
+    with pytest.raises(ValueError, match="stop_after_epoch=5 is beyond epochs=2"):
+        run(cfg(data, tmp_path / "r", epochs=2), resume=True, stop_after_epoch=5)
+    with pytest.raises(ValueError, match="threads"):
+        run(cfg(data, tmp_path / "r", epochs=2), resume=True, threads=0)
+    with pytest.raises(ValueError, match="hidden.*>= 1"):
+        run(cfg(data, tmp_path / "r0", epochs=1, model_kwargs={"hidden": (64, 0)}))
+    with pytest.raises(ValueError, match="not a neuralgraph training checkpoint"):
+        load_trained(data / "train.pt")
+
+
+def test_classes_missing_from_the_training_split_are_refused(data, tmp_path):
+    """A class only val/test hold can never be predicted: the accuracy would be silently capped."""
+    copy = tmp_path / "data"
+    copy.mkdir()
+    for s in ("val", "test"):
+        (copy / f"{s}.pt").write_bytes((data / f"{s}.pt").read_bytes())
+    train = INRDataset(data / "train.pt")
+    keep = torch.nonzero(train.labels != 9).flatten()
+    weights, biases = train.params(keep)
+    save_inr_dataset(copy / "train.pt", weights, biases, train.labels[keep], train.arch,
+                     num_classes=10, source_index=train.source_index[keep], psnr=train.psnr[keep], meta=train.meta)
+    with pytest.raises(ValueError, match=r"label\(s\) \[9\].*train.pt"):
+        run(cfg(copy, tmp_path / "run", epochs=1))
+
+
+def test_flat_mlp_range_checks():
+    arch = ng.mlp_architecture([2, 8, 1], "sine", w0=30)
+    for kwargs, key in [({"hidden": (8, 0)}, "hidden"), ({"hidden": (-5,)}, "hidden"),
+                        ({"dropout": 1.0}, "dropout"), ({"dropout": float("nan")}, "dropout")]:
+        with pytest.raises(ValueError, match=key):
+            FlatMLP(10, arch, **kwargs)
+
+
+# ----------------------------------------------------------------------------
+# one run per directory
+# ----------------------------------------------------------------------------
+
+HOLD_LOCK = """
+import sys
+from neuralgraph.train.lock import lock_run_directory
+with lock_run_directory(sys.argv[1]):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_second_run_into_the_same_directory_is_refused(data, tmp_path):
+    """While another process holds the run directory, train() refuses it (naming directory and PID);
+    the lock goes away with the process that held it."""
+    from neuralgraph.train import RunDirectoryBusy
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirectoryBusy, match=f"{out}.*process {holder.pid}"):
+            run(cfg(data, out, epochs=1))
+        with pytest.raises(RunDirectoryBusy):
+            run(cfg(data, out, epochs=1), resume=True)
+        assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    res = run(cfg(data, out, epochs=1))                      # the dead holder released it
+    assert res.finished and (out / "last.pt").exists()
+    run(cfg(data, out, epochs=1), resume=True)               # and our own run released it too

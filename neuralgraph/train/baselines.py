@@ -9,6 +9,7 @@ of DWSNets); at evaluation time the stored order is used.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 import torch
@@ -64,9 +65,13 @@ class FlatMLP(nn.Module):
                  dropout: float = 0.0, permute_augment: bool = False) -> None:
         super().__init__()
         if out_dim < 1:
-            raise ValueError(f"out_dim must be >= 1, got {out_dim}")
+            raise ValueError(f"FlatMLP: out_dim must be >= 1, got {out_dim}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise ValueError(f"FlatMLP: dropout must be in [0, 1), got {dropout}")
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+            raise ValueError(f"FlatMLP: hidden must be a sequence of layer widths such as (256, 256), got {hidden!r}")
+        if any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in hidden):
+            raise ValueError(f"FlatMLP: hidden widths must be ints >= 1, got {tuple(hidden)}")
         self.arch = arch
         self.in_dim = num_params(arch)
         self.permute_augment = bool(permute_augment)

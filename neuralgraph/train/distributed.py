@@ -71,15 +71,21 @@ def init_distributed(device: str | torch.device = "cpu") -> tuple[DistInfo, torc
     """
     device = torch.device(device)
     world = _env_int("WORLD_SIZE", 1)
-    if world <= 1:
+    if world < 1:
+        raise ValueError(f"environment variable WORLD_SIZE={world} must be >= 1 (it is the number of processes)")
+    if world == 1:
         return DistInfo(), device
     missing = [k for k in _ENV if k not in os.environ]
     if missing:
         raise ValueError(f"WORLD_SIZE={world} but {missing} are not set; launch with torchrun "
                          "(e.g. `torchrun --nproc-per-node 2 -m neuralgraph train ...`)")
-    rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    rank, local_rank, port = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0), _env_int("MASTER_PORT", 0)
     if not 0 <= rank < world:
         raise ValueError(f"RANK={rank} is outside 0..{world - 1}")
+    if local_rank < 0:
+        raise ValueError(f"LOCAL_RANK={local_rank} must be >= 0")
+    if not 0 < port < 65536:
+        raise ValueError(f"MASTER_PORT={port} is not a TCP port (1..65535)")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but CUDA is not available")

@@ -17,13 +17,15 @@ from __future__ import annotations
 import importlib
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from torch import nn
 
 from ..architecture import Architecture
+from .options import check_options, parse_options, signature_hints
 
-__all__ = ["ModelSpec", "MODELS", "available_models", "build_model", "model_class"]
+__all__ = ["ModelSpec", "MODELS", "available_models", "build_model", "model_class", "hyperparameters",
+           "parse_hyperparameters", "check_hyperparameters"]
 
 #: Constructor arguments derived from the dataset's architecture when not given explicitly.
 ARCH_BOUNDS: dict[str, Callable[[Architecture], int]] = {
@@ -93,48 +95,107 @@ def _importable(name: str) -> bool:
     return True
 
 
-def _accepted_arguments(cls: Callable[..., nn.Module]) -> tuple[set[str], bool]:
-    """Named constructor arguments, following ``**kwargs`` up to the base classes' ``__init__``.
+def _accepted_arguments(cls: Callable[..., nn.Module]) -> tuple[dict[str, Any], bool]:
+    """Named constructor arguments and their annotations, following ``**kwargs`` up to the base classes.
 
-    Returns ``(names, open)``; ``open`` is True when a ``**kwargs`` is never resolved to
-    named arguments, so any keyword may be valid.
+    Returns ``({name: annotation}, open)``; ``open`` is True when a ``**kwargs`` is never
+    resolved to named arguments, so any keyword may be valid. A subclass's annotation
+    wins over its base class's.
     """
-    names: set[str] = set()
+    hints: dict[str, Any] = {}
     for klass in getattr(cls, "__mro__", (cls,)):
         init = klass.__dict__.get("__init__") if isinstance(klass, type) else klass
         if init is None:
             continue
+        for name, hint in signature_hints(init).items():
+            hints.setdefault(name, hint)
         params = inspect.signature(init).parameters
-        names |= {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            return names, False
+            return hints, False
         if klass is nn.Module:
             break
-    return names, True
+    return hints, True
+
+
+#: Constructor arguments the trainer sets from the dataset, never given as hyper-parameters.
+FROM_DATASET = ("out_dim", "arch")
+
+
+def hyperparameters(name: str) -> tuple[dict[str, Any], bool]:
+    """``({hyper-parameter: annotation}, open)`` of model ``name``: what ``--model-arg`` may set.
+
+    Excludes the arguments derived from the dataset (``out_dim``, ``arch``) and those
+    fixed by the model entry (``mlp-aug``'s ``permute_augment``).
+    """
+    hints, open_kwargs = _accepted_arguments(model_class(name))
+    return {k: v for k, v in hints.items() if k not in FROM_DATASET and k not in MODELS[name].fixed}, open_kwargs
+
+
+def _refuse_reserved(name: str, keys: Any) -> None:
+    for key in keys:
+        if key in FROM_DATASET:
+            raise ValueError(f"model {name!r}: {key} is set from the dataset and cannot be given as a hyper-parameter")
+        if key in MODELS[name].fixed:
+            raise ValueError(f"model {name!r} fixes {key}={MODELS[name].fixed[key]!r}; use another model name "
+                             f"to change it")
+
+
+def parse_hyperparameters(name: str, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Command-line ``(key, text)`` pairs read by the annotations of model ``name``'s constructor.
+
+    ``ValueError`` (one line naming the key and what it accepts) for unknown keys, keys
+    given twice and values that do not fit the annotation (``hidden=8.5`` for an ``int``,
+    ``use_probes=flase`` for a ``bool``).
+    """
+    _refuse_reserved(name, [k for k, _ in pairs])
+    hints, open_kwargs = hyperparameters(name)
+    if open_kwargs:                                # any keyword may be valid: unknown keys read as literals
+        hints = {**{k: Any for k, _ in pairs}, **hints}
+    return parse_options(pairs, hints, owner=f"model {name!r}", noun="hyper-parameter")
+
+
+def check_hyperparameters(name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` checked against model ``name``'s constructor annotations (the Python-API twin of
+    :func:`parse_hyperparameters`; strings are not converted, so ``"false"`` for a bool is refused)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"model_kwargs: expected a dict of {{name: value}}, got {type(values).__name__}")
+    _refuse_reserved(name, values)
+    hints, open_kwargs = hyperparameters(name)
+    if open_kwargs:
+        hints = {**{k: Any for k in values}, **hints}
+    return check_options(values, hints, owner=f"model {name!r}", noun="hyper-parameter")
 
 
 def build_model(name: str, out_dim: int, arch: Architecture | None = None, **hparams: Any) -> nn.Module:
     """Instantiate model ``name`` with ``out_dim`` outputs and the given hyper-parameters.
 
-    Unknown hyper-parameters raise a ``ValueError`` listing the accepted ones.
+    Unknown hyper-parameters, values of the wrong type and values the constructor
+    refuses (``hidden=0``) raise a one-line ``ValueError`` naming the model and the key.
+    Position tables given explicitly must hold the dataset's architecture (``max_in``
+    at least its input width, ...).
     """
     cls = model_class(name)
     spec = MODELS[name]
-    accepted, open_kwargs = _accepted_arguments(cls)
-    clash = sorted(set(hparams) & set(spec.fixed))
-    if clash:
-        raise ValueError(f"model {name!r} fixes {clash}; use another model name to change them")
+    check_hyperparameters(name, hparams)
+    accepted, _ = _accepted_arguments(cls)
     kwargs = {**hparams, **spec.fixed}
-    bad = [k for k in kwargs if k not in accepted and not open_kwargs]
-    if bad:
-        listed = sorted(accepted - {"self", "out_dim", "arch"})
-        raise ValueError(f"model {name!r} ({cls.__name__}) has no hyper-parameter(s) {bad}; accepted: {listed}")
     if arch is not None:
         for key, derive in ARCH_BOUNDS.items():
-            if key in accepted and key not in kwargs:
-                kwargs[key] = derive(arch)
+            if key not in accepted:
+                continue
+            need = derive(arch)
+            if key not in kwargs:
+                kwargs[key] = need
+            elif kwargs[key] < need:
+                raise ValueError(f"model {name!r}: {key}={kwargs[key]} is smaller than the dataset needs ({need}, "
+                                 f"from its architecture {arch.widths}); leave {key} out to size it automatically")
     if "arch" in accepted:
         if arch is None:
             raise ValueError(f"model {name!r} needs the dataset's architecture (arch=)")
         kwargs["arch"] = arch
-    return cls(out_dim=out_dim, **kwargs)
+    try:
+        return cls(out_dim=out_dim, **kwargs)
+    except ValueError as e:
+        if cls.__name__ in str(e):                 # the constructor already names itself
+            raise
+        raise ValueError(f"model {name!r} ({cls.__name__}): {e}") from e

@@ -25,11 +25,13 @@ Under ``torchrun`` the same function runs data-parallel (see
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,11 +46,13 @@ from ..inr import INRDataset, render
 from ..io import atomic_write_text
 from . import distributed as D
 from .checkpoint import capture_rng, config_mismatch, load_checkpoint, restore_rng, save_checkpoint
+from .lock import RunDirectoryBusy, lock_run_directory
+from .options import check_options, dataclass_hints
 from .plots import plot_learning_curves, plot_reconstructions
-from .registry import MODELS, build_model
+from .registry import MODELS, build_model, check_hyperparameters
 
 __all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "load_trained", "load_splits", "DEFAULT_MODEL",
-           "RESUME_MAY_CHANGE"]
+           "RESUME_MAY_CHANGE", "RunMismatch", "RunDirectoryBusy", "resolve_device"]
 
 #: The model ``neuralgraph train`` and ``quickstart`` use when none is named.
 DEFAULT_MODEL = "nggnn"
@@ -84,17 +88,24 @@ class TrainConfig:
     n_reconstructions: int = 32
 
     def __post_init__(self) -> None:
+        """Check every setting by its annotated type and range (one-line ``ValueError`` naming it)."""
         self.data, self.out = str(self.data), str(self.out)
+        check_options(self.to_dict(), dataclass_hints(TrainConfig), owner="TrainConfig", noun="setting")
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
-        checks = {"epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
-                  "weight_decay": self.weight_decay >= 0, "warmup_epochs": self.warmup_epochs >= 0,
-                  "label_smoothing": 0 <= self.label_smoothing < 1, "eval_batch_size": self.eval_batch_size >= 1,
-                  "n_reconstructions": self.n_reconstructions >= 0}
-        bad = [k for k, ok in checks.items() if not ok]
+        ranges = {"epochs": (self.epochs >= 1, ">= 1"), "batch_size": (self.batch_size >= 1, ">= 1"),
+                  "lr": (self.lr > 0, "> 0"), "weight_decay": (self.weight_decay >= 0, ">= 0"),
+                  "warmup_epochs": (self.warmup_epochs >= 0, ">= 0"),
+                  "label_smoothing": (0 <= self.label_smoothing < 1, "in [0, 1)"),
+                  "eval_batch_size": (self.eval_batch_size >= 1, ">= 1"),
+                  "n_reconstructions": (self.n_reconstructions >= 0, ">= 0")}
+        bad = [f"{k}={getattr(self, k)!r} (must be {rule})" for k, (ok, rule) in ranges.items() if not ok]
         if bad:
-            raise ValueError("invalid training settings: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
-        Augment(**self.augment)          # validates field names and values
+            raise ValueError("invalid training settings: " + ", ".join(bad))
+        _check_device_name(self.device)
+        check_hyperparameters(self.model, self.model_kwargs)
+        check_options(self.augment, dataclass_hints(Augment), owner="augment", noun="option")
+        Augment(**self.augment)          # ranges of the augmentation fields
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,7 +184,14 @@ def _data_name(ds: dict[str, INRDataset], config: TrainConfig) -> str:
 
 
 def _num_classes(ds: dict[str, INRDataset]) -> int:
-    return max(int(d.labels.max()) for d in ds.values()) + 1
+    """Classes of the classifier; refuses val/test labels the training split never shows."""
+    seen = set(ds["train"].labels.unique().tolist())
+    for s in ("val", "test"):
+        unseen = sorted(set(ds[s].labels.unique().tolist()) - seen)
+        if unseen:
+            raise ValueError(f"{ds[s].path} holds label(s) {unseen[:10]} that train.pt lacks: the classifier could "
+                             f"never predict them; fit splits whose train.pt holds every class")
+    return max(d.num_classes for d in ds.values())
 
 
 def _data_fingerprint(ds: dict[str, INRDataset]) -> dict[str, Any]:
@@ -248,12 +266,58 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(str(run_dir / "tb"))
 
 
-def _resolve_device(device: str) -> str:
+_DEVICE = re.compile(r"cpu|auto|cuda(:\d+)?")
+
+
+def _check_device_name(device: str) -> None:
+    if not _DEVICE.fullmatch(device):
+        raise ValueError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or auto")
+
+
+def resolve_device(device: str) -> str:
+    """``device`` checked against this machine (``auto`` -> ``cuda`` if available, else ``cpu``).
+
+    Accepts ``cpu``, ``cuda``, ``cuda:N`` (``N`` below the number of visible GPUs) and ``auto``;
+    anything else (``mps``, ``meta``, a typo) is a one-line ``ValueError``.
+    """
+    _check_device_name(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available on this machine; use cpu")
+        count = torch.cuda.device_count()
+        if ":" in device and int(device.split(":")[1]) >= count:
+            raise ValueError(f"device {device!r} requested but only {count} CUDA device(s) are visible "
+                             f"(cuda:0..cuda:{count - 1})")
     return device
+
+
+class RunMismatch(ValueError):
+    """The run directory holds a run made with other settings or data (``differences``: what differs)."""
+
+    def __init__(self, run_dir: Path, differences: str) -> None:
+        self.run_dir, self.differences = run_dir, differences
+        super().__init__(f"cannot resume {run_dir / 'last.pt'}: the run was made with other settings "
+                         f"({differences}); resume it with the same settings, or train into another "
+                         f"directory (--out) or remove {run_dir}")
+
+
+@contextlib.contextmanager
+def _hold_run_directory(run_dir: Path, info: D.DistInfo):
+    """Rank 0 locks the run directory for the whole run; every rank learns whether it could,
+    so all ranks stop together when another run holds it."""
+    with contextlib.ExitStack() as stack:
+        error = None
+        if info.is_main:
+            try:
+                stack.enter_context(lock_run_directory(run_dir))
+            except RunDirectoryBusy as e:
+                error = str(e)
+        error = D.broadcast_object(error, info)
+        if error is not None:
+            raise RunDirectoryBusy(error)
+        yield
 
 
 # ----------------------------------------------------------------------------
@@ -271,13 +335,20 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True, v
     in total (for time-sliced jobs; resume later). A finished run resumed
     again only re-evaluates and redraws.
     """
+    for name, value in (("threads", threads), ("stop_after_epoch", stop_after_epoch)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"{name}={value!r}: expected an int >= 1 (or None)")
+    if stop_after_epoch is not None and stop_after_epoch > config.epochs:
+        raise ValueError(f"stop_after_epoch={stop_after_epoch} is beyond epochs={config.epochs}: the run would "
+                         f"finish without stopping; lower --stop-after-epoch or raise --epochs")
     if threads is not None:
         torch.set_num_threads(threads)
-    device_name = _resolve_device(config.device)
+    device_name = resolve_device(config.device)
     was_initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
     info, device = D.init_distributed(device_name)
     try:
-        return _train(config, info, device, resume, progress, verbose, stop_after_epoch)
+        with _hold_run_directory(Path(config.out), info):
+            return _train(config, info, device, resume, progress, verbose, stop_after_epoch)
     finally:
         if not was_initialised:
             D.shutdown_distributed(info)
@@ -317,11 +388,10 @@ def _train(config: TrainConfig, info: D.DistInfo, device: torch.device, resume: 
         ck = load_checkpoint(last_path)
         diff = config_mismatch(ck["config"], config.to_dict(), ignore=RESUME_MAY_CHANGE)
         if diff:
-            raise ValueError(f"cannot resume {last_path}: the run was made with other settings:\n  "
-                             + "\n  ".join(diff))
+            raise RunMismatch(run_dir, "; ".join(diff))
         if ck.get("data") != data_fp:
-            raise ValueError(f"cannot resume {last_path}: the data in {config.data} differ from the data the run "
-                             f"was trained on (split sizes, fit fingerprints or architecture)")
+            raise RunMismatch(run_dir, f"data: the data in {config.data} differ from the data the run was trained "
+                                       f"on (split sizes, fit fingerprints or architecture)")
         if ck.get("world_size", 1) != info.world_size:
             raise ValueError(f"cannot resume {last_path}: it was trained with {ck.get('world_size', 1)} processes, "
                              f"this job has {info.world_size} (the data order would change)")
