@@ -67,6 +67,12 @@ def load_trained(path):
     return load(path)
 
 
+def load_trained_on(path, device):
+    from neuralgraph.train import load_trained as load
+
+    return load(path, device=device)
+
+
 CASES: list[Case] = [
     cli_case("train: missing data directory", ["train", "--data", "{tmp}/nonexistent", "--out", "{tmp}/run"],
              "data directory not found"),
@@ -115,6 +121,7 @@ CASES: list[Case] = [
     cli_case("eval-batch-size 0", [*T, "--eval-batch-size", "0"], "argument --eval-batch-size"),
     cli_case("threads 0", [*T, "--threads", "0"], "argument --threads"),
     cli_case("epochs 0", [*T[:-3], "--epochs", "0"], "argument --epochs"),
+    cli_case("seed beyond 64 bits", [*T, "--seed", str(2 ** 70)], "seed=1180591620717411303424 (must be in"),
     cli_case("stop-after-epoch beyond epochs", [*T, "--stop-after-epoch", "5"], "stop_after_epoch=5 is beyond epochs=1"),
     # run directories
     cli_case("out is a file", ["train", "--data", "{data}", "--out", "{tmp}/file", "--quiet"], "is a file",
@@ -161,6 +168,8 @@ CASES: list[Case] = [
     Case("train stop_after_epoch=0", lambda ctx: train_api(ctx, stop_after_epoch=0), ValueError, "stop_after_epoch=0"),
     Case("load_trained on a dataset file", lambda ctx: load_trained(ctx.data / "train.pt"), ValueError,
          "not a neuralgraph training checkpoint"),
+    Case("load_trained device meta", lambda ctx: load_trained_on(ctx.data / "train.pt", "meta"), ValueError,
+         "device 'meta' is not supported"),
     Case("load_trained on a directory without best.pt", lambda ctx: load_trained(ctx.tmp), FileNotFoundError,
          "checkpoint not found"),
 ]

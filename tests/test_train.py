@@ -268,6 +268,21 @@ def test_errors_are_single_lines_naming_what_to_change(data, tmp_path):
         run(cfg(data, tmp_path / "r0", epochs=1, model_kwargs={"hidden": (64, 0)}))
     with pytest.raises(ValueError, match="not a neuralgraph training checkpoint"):
         load_trained(data / "train.pt")
+    with pytest.raises(ValueError, match="device 'mps' is not supported"):
+        load_trained(tmp_path / "r", device="mps")
+    with pytest.raises(ValueError, match="batch_size=0"):
+        evaluate(load_trained(tmp_path / "r")[0], load_splits(data)["val"], batch_size=0)
+    with pytest.raises(ValueError, match="seed"):
+        cfg(data, tmp_path / "r", seed=2 ** 70)
+
+
+def test_a_best_checkpoint_of_another_run_is_refused_on_resume(data, tmp_path):
+    """best.pt left or copied from another run would otherwise become the reported test accuracy."""
+    run(cfg(data, tmp_path / "a", epochs=3), stop_after_epoch=2)
+    run(cfg(data, tmp_path / "b", epochs=3, seed=1), stop_after_epoch=2)
+    (tmp_path / "a" / "best.pt").write_bytes((tmp_path / "b" / "best.pt").read_bytes())
+    with pytest.raises(ValueError, match="best.pt is not the best epoch of the run"):
+        run(cfg(data, tmp_path / "a", epochs=3), resume=True)
 
 
 def test_classes_missing_from_the_training_split_are_refused(data, tmp_path):
@@ -306,9 +321,10 @@ with lock_run_directory(sys.argv[1]):
 """
 
 
-def test_a_second_run_into_the_same_directory_is_refused(data, tmp_path):
+def test_a_second_run_into_the_same_directory_is_refused(data, tmp_path, capsys):
     """While another process holds the run directory, train() refuses it (naming directory and PID);
     the lock goes away with the process that held it."""
+    from neuralgraph.cli import main
     from neuralgraph.train import RunDirectoryBusy
 
     out = tmp_path / "run"
@@ -320,6 +336,9 @@ def test_a_second_run_into_the_same_directory_is_refused(data, tmp_path):
             run(cfg(data, out, epochs=1))
         with pytest.raises(RunDirectoryBusy):
             run(cfg(data, out, epochs=1), resume=True)
+        assert main(["train", "--data", str(data), "--out", str(out), "--model", "mlp", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"process {holder.pid}" in err and "--out" in err, err
         assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
     finally:
         holder.kill()

@@ -14,6 +14,8 @@ accuracy of that epoch's weights. The run directory gets::
     learning_curves.png    loss / accuracy per epoch
     reconstructions.png    test INRs rendered as images, with predicted / true labels
     tb/                    TensorBoard events (only if tensorboard is installed)
+    .lock                  held (fcntl.flock) by the run using the directory: a second run into the
+                           same directory fails at once, naming the holder's PID (see train.lock)
 
 Reproducibility: every source of randomness is either derived from
 ``(seed, epoch, rank)`` (shuffling, augmentation) or checkpointed (global RNG
@@ -98,7 +100,8 @@ class TrainConfig:
                   "warmup_epochs": (self.warmup_epochs >= 0, ">= 0"),
                   "label_smoothing": (0 <= self.label_smoothing < 1, "in [0, 1)"),
                   "eval_batch_size": (self.eval_batch_size >= 1, ">= 1"),
-                  "n_reconstructions": (self.n_reconstructions >= 0, ">= 0")}
+                  "n_reconstructions": (self.n_reconstructions >= 0, ">= 0"),
+                  "seed": (-2 ** 63 <= self.seed < 2 ** 64, "in [-2**63, 2**64)")}
         bad = [f"{k}={getattr(self, k)!r} (must be {rule})" for k, (ok, rule) in ranges.items() if not ok]
         if bad:
             raise ValueError("invalid training settings: " + ", ".join(bad))
@@ -203,10 +206,16 @@ def _data_fingerprint(ds: dict[str, INRDataset]) -> dict[str, Any]:
 # evaluation
 # ----------------------------------------------------------------------------
 
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1")
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: INRDataset, *, batch_size: int = 256, device: torch.device | str = "cpu",
              info: D.DistInfo = D.DistInfo()) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over the whole split (sharded over ranks, exact)."""
+    _check_batch_size(batch_size)
     model = D.unwrap_model(model)
     was_training = model.training
     model.eval()
@@ -227,6 +236,7 @@ def evaluate(model: nn.Module, dataset: INRDataset, *, batch_size: int = 256, de
 def predict(model: nn.Module, dataset: INRDataset, indices: Tensor, *, batch_size: int = 256,
             device: torch.device | str = "cpu") -> Tensor:
     """Predicted labels for ``dataset[indices]``."""
+    _check_batch_size(batch_size)
     model = D.unwrap_model(model)
     was_training = model.training
     model.eval()
@@ -291,6 +301,19 @@ def resolve_device(device: str) -> str:
             raise ValueError(f"device {device!r} requested but only {count} CUDA device(s) are visible "
                              f"(cuda:0..cuda:{count - 1})")
     return device
+
+
+def _best_of_this_run(best_path: Path, last: dict[str, Any]) -> dict[str, Tensor]:
+    """The weights of ``best.pt``, checked to be the best epoch of the run in ``last.pt``
+    (a ``best.pt`` copied or left from another run would report another run's test accuracy)."""
+    best = load_checkpoint(best_path)
+    same_run = (not config_mismatch(best["config"], last["config"], ignore=RESUME_MAY_CHANGE)
+                and best["epoch"] == last["best"]["epoch"] and best["data"] == last["data"]
+                and best["history"] == last["history"][:best["epoch"]])
+    if not same_run:
+        raise ValueError(f"{best_path} is not the best epoch of the run in {best_path.parent / 'last.pt'} (another "
+                         f"run's file?); remove the run directory and train again")
+    return best["model"]
 
 
 class RunMismatch(ValueError):
@@ -401,7 +424,7 @@ def _train(config: TrainConfig, info: D.DistInfo, device: torch.device, resume: 
         start_epoch, history, best, elapsed = ck["epoch"], list(ck["history"]), ck["best"], float(ck["elapsed"])
         restore_rng(ck["rng"][info.rank])
         if best is not None:
-            best_state = load_checkpoint(best_path)["model"]
+            best_state = _best_of_this_run(best_path, ck)
         say(f"resuming {run_dir} after epoch {start_epoch}/{config.epochs}")
 
     ddp_model = D.wrap_model(model, info, device)
@@ -525,6 +548,7 @@ def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     path = Path(path)
     if path.is_dir():
         path = path / "best.pt"
+    device = resolve_device(str(device))
     ck = load_checkpoint(path)
     from ..architecture import Architecture
 
