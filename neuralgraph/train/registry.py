@@ -131,7 +131,15 @@ def hyperparameters(name: str) -> tuple[dict[str, Any], bool]:
     return {k: v for k, v in hints.items() if k not in FROM_DATASET and k not in MODELS[name].fixed}, open_kwargs
 
 
-def _refuse_reserved(name: str, keys: Any) -> None:
+#: Values the registry's contract (``Batch -> [num_graphs, out_dim]`` logits) requires where given.
+CLASSIFIER_ONLY = {"head": "invariant"}
+
+
+def _refuse_reserved(name: str, keys: Any, values: dict[str, Any] | None = None) -> None:
+    for key, need in CLASSIFIER_ONLY.items():
+        if values is not None and key in values and values[key] not in (need, repr(need)):
+            raise ValueError(f"model {name!r}: {key}={values[key]!r} does not give class logits; the registry's "
+                             f"models are classifiers ({key}={need!r}, the default)")
     for key in keys:
         if key in FROM_DATASET:
             raise ValueError(f"model {name!r}: {key} is set from the dataset and cannot be given as a hyper-parameter")
@@ -147,7 +155,7 @@ def parse_hyperparameters(name: str, pairs: Sequence[tuple[str, str]]) -> dict[s
     given twice and values that do not fit the annotation (``hidden=8.5`` for an ``int``,
     ``use_probes=flase`` for a ``bool``).
     """
-    _refuse_reserved(name, [k for k, _ in pairs])
+    _refuse_reserved(name, [k for k, _ in pairs], {k: v.strip().strip("'\"") for k, v in pairs})
     hints, open_kwargs = hyperparameters(name)
     if open_kwargs:                                # any keyword may be valid: unknown keys read as literals
         hints = {**{k: Any for k, _ in pairs}, **hints}
@@ -159,7 +167,7 @@ def check_hyperparameters(name: str, values: dict[str, Any]) -> dict[str, Any]:
     :func:`parse_hyperparameters`; strings are not converted, so ``"false"`` for a bool is refused)."""
     if not isinstance(values, dict):
         raise ValueError(f"model_kwargs: expected a dict of {{name: value}}, got {type(values).__name__}")
-    _refuse_reserved(name, values)
+    _refuse_reserved(name, values, values)
     hints, open_kwargs = hyperparameters(name)
     if open_kwargs:
         hints = {**{k: Any for k in values}, **hints}
