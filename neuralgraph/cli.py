@@ -225,13 +225,13 @@ def _models(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (errors print one line, no traceback)."""
-    from .train import RunDirectoryBusy
+    from .io import DirectoryBusy
 
     args = build_parser().parse_args(argv)
     commands = {"fit-inrs": _fit, "train": _train, "quickstart": _quickstart, "models": _models}
     try:
         return commands[args.command](args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError, FloatingPointError, RunDirectoryBusy) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError, FloatingPointError, DirectoryBusy) as e:
         print(f"neuralgraph {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -197,7 +197,7 @@ CASES: list[Case] = [
     Case("fit_sirens: images of rank 5", lambda ctx: _fit(torch.rand(2, 1, 8, 8, 1)), ValueError,
          "[n, H, W] or [n, H, W, C]"),
     Case("fit_sirens: w0=1e30 diverges", lambda ctx: _fit(DIGITS, w0=1e30, steps=3), FloatingPointError,
-         "SIREN fitting diverged after 2 steps: 2 of the 2 INRs of images 0..1"),
+         "SIREN fitting diverged after"),
     Case("fit_to_dataset: lr=1e30 diverges", lambda ctx: _fit_to_dataset(ctx, lr=1e30, steps=5),
          FloatingPointError, "train.pt, chunk 0 (images 0..3): SIREN fitting diverged"),
     Case("fit_to_dataset: chunk_size=0", lambda ctx: _fit_to_dataset(ctx, chunk_size=0), ValueError,

@@ -15,6 +15,7 @@ from neuralgraph.data import load_digits, load_mnist
 from neuralgraph.inr import (INRDataset, RunningMoments, build_inr_splits, fit_sirens, fit_to_dataset,
                              image_grid, layer_stats, load_inr_file, psnr, save_inr_dataset,
                              siren_architecture, siren_forward)
+from locking import locked_by_another_process
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "datasets" / "mnist"
@@ -304,8 +305,24 @@ def test_rerun_with_other_settings_is_refused_and_overwrite_replaces(tmp_path):
     assert {k: p.stat().st_mtime_ns for k, p in paths.items()} == mtimes
     build_inr_splits("digits", tmp_path, steps=4, overwrite=True, **kw)
     assert all(INRDataset(p).meta["fit"]["steps"] == 4 for p in paths.values())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "test.pt", "train.pt", "val.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "manifest.json", "test.pt", "train.pt", "val.pt"]
     assert json.loads((tmp_path / "manifest.json").read_text())["settings"]["steps"] == 4
+
+
+def test_a_second_fit_into_the_same_directory_is_refused(tmp_path, capsys):
+    """Two fits into one directory would interleave their splits: the second fails at once, naming the holder."""
+    from neuralgraph.cli import main
+    from neuralgraph.io import DirectoryBusy
+
+    out = tmp_path / "inrs"
+    with locked_by_another_process(out) as pid:
+        with pytest.raises(DirectoryBusy, match=f"{out}.*process {pid}"):
+            build_inr_splits("digits", out, n_train=20, n_val=20, n_test=20, steps=3, progress=False)
+        assert main(["fit-inrs", "--out", str(out), "--steps", "3", "--n-train", "20", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"process {pid}" in err, err
+        assert not any(out.glob("*.pt")) and not (out / "manifest.json").exists()
+    build_inr_splits("digits", out, n_train=20, n_val=20, n_test=20, steps=3, progress=False)  # released
 
 
 def test_killed_runs_never_leave_a_mixed_directory(tmp_path):

@@ -4,8 +4,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -17,6 +15,7 @@ from neuralgraph.train import (FlatMLP, TrainConfig, build_model, evaluate, flat
                                load_splits, load_trained, num_params, train)
 from neuralgraph.train.registry import MODELS
 
+from locking import locked_by_another_process
 
 
 @pytest.fixture(scope="module")
@@ -312,37 +311,22 @@ def test_flat_mlp_range_checks():
 # one run per directory
 # ----------------------------------------------------------------------------
 
-HOLD_LOCK = """
-import sys
-from neuralgraph.train.lock import lock_run_directory
-with lock_run_directory(sys.argv[1]):
-    print("locked", flush=True)
-    sys.stdin.read()
-"""
-
-
 def test_a_second_run_into_the_same_directory_is_refused(data, tmp_path, capsys):
     """While another process holds the run directory, train() refuses it (naming directory and PID);
     the lock goes away with the process that held it."""
     from neuralgraph.cli import main
-    from neuralgraph.train import RunDirectoryBusy
+    from neuralgraph.io import DirectoryBusy
 
     out = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RunDirectoryBusy, match=f"{out}.*process {holder.pid}"):
+    with locked_by_another_process(out) as pid:
+        with pytest.raises(DirectoryBusy, match=f"{out}.*process {pid}"):
             run(cfg(data, out, epochs=1))
-        with pytest.raises(RunDirectoryBusy):
+        with pytest.raises(DirectoryBusy):
             run(cfg(data, out, epochs=1), resume=True)
         assert main(["train", "--data", str(data), "--out", str(out), "--model", "mlp", "--quiet"]) == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and f"process {holder.pid}" in err and "--out" in err, err
+        assert len(err.splitlines()) == 1 and f"process {pid}" in err and "--out" in err, err
         assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
-    finally:
-        holder.kill()
-        holder.wait()
     res = run(cfg(data, out, epochs=1))                      # the dead holder released it
     assert res.finished and (out / "last.pt").exists()
     run(cfg(data, out, epochs=1), resume=True)               # and our own run released it too

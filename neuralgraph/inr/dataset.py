@@ -44,7 +44,7 @@ from torch_geometric.data import Batch
 from ..architecture import Architecture
 from ..augment import Augment
 from ..graph import stacked_to_batch
-from ..io import atomic_save, atomic_write_text
+from ..io import atomic_save, atomic_write_text, lock_directory
 from .siren import (DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS,
                     check_fit_settings, derive_seed, fit_sirens, siren_architecture)
 
@@ -877,8 +877,10 @@ def build_inr_splits(
     ``ValueError`` naming them, unless ``overwrite=True``: the new fit is then
     made in ``out_dir/.overwrite/`` (itself resumable) and replaces the old
     splits only once all three are complete, so an interrupted overwrite leaves
-    the old dataset intact, never a mix. ``on_chunk(k, num_chunks)`` is called
-    after every fitted chunk of every split (e.g. for logging).
+    the old dataset intact, never a mix. The directory is locked while the
+    fit runs (:func:`neuralgraph.io.lock_directory`): a second fit into it
+    fails at once. ``on_chunk(k, num_chunks)`` is called after every fitted
+    chunk of every split (e.g. for logging).
 
     ``w0=None`` picks the SIREN frequency for the image size: 30 (the DWSNets
     protocol) for 28x28 MNIST / Fashion-MNIST, :data:`DIGITS_W0` for the 8x8
@@ -912,15 +914,16 @@ def build_inr_splits(
     inputs = {name: _fingerprint({"images": _tensor_digest(x), "labels": _tensor_digest(y),
                                   "source_index": _tensor_digest(i)}) for name, (x, y, i) in splits.items()}
     manifest = json.loads(json.dumps({"format_version": FORMAT_VERSION, "settings": settings, "inputs": inputs}))
-    target = _prepare_directory(out_dir, manifest, overwrite)
-    for k, (name, (imgs, labs, src)) in enumerate(splits.items()):
-        fit_to_dataset(
-            imgs, labs, target / f"{name}.pt", num_classes=num_classes, source_index=src, chunk_size=chunk_size,
-            resume=resume, widths=widths, w0=w0, steps=steps, lr=lr, batch_size=batch_size,
-            seed=derive_seed(seed, 1000 + k), workers=workers, progress=progress, on_chunk=on_chunk,
-            meta={"source": source, "split": name, "dataset": settings,
-                  "source_split": "test" if (name == "test" and source != "digits") else
-                  ("train" if source != "digits" else "all")})
-    if target != out_dir:
-        _install(target, out_dir)
+    with lock_directory(out_dir, "INR dataset directory", "wait for that fit to finish or choose another --out"):
+        target = _prepare_directory(out_dir, manifest, overwrite)
+        for k, (name, (imgs, labs, src)) in enumerate(splits.items()):
+            fit_to_dataset(
+                imgs, labs, target / f"{name}.pt", num_classes=num_classes, source_index=src,
+                chunk_size=chunk_size, resume=resume, widths=widths, w0=w0, steps=steps, lr=lr,
+                batch_size=batch_size, seed=derive_seed(seed, 1000 + k), workers=workers, progress=progress,
+                on_chunk=on_chunk, meta={"source": source, "split": name, "dataset": settings,
+                                         "source_split": "test" if (name == "test" and source != "digits") else
+                                         ("train" if source != "digits" else "all")})
+        if target != out_dir:
+            _install(target, out_dir)
     return {name: out_dir / f"{name}.pt" for name in splits}

@@ -1,7 +1,6 @@
 """Training classifiers on INR datasets (single process or torchrun DDP), with baselines."""
 from .baselines import FlatMLP, flat_params, num_params
 from .checkpoint import load_checkpoint, save_checkpoint
-from .lock import RunDirectoryBusy
 from .registry import MODELS, available_models, build_model
 from .trainer import (DEFAULT_MODEL, RunMismatch, TrainConfig, TrainResult, evaluate, load_splits, load_trained,
                       resolve_device, train)
@@ -10,5 +9,5 @@ __all__ = [
     "FlatMLP", "flat_params", "num_params", "load_checkpoint", "save_checkpoint",
     "MODELS", "available_models", "build_model",
     "DEFAULT_MODEL", "TrainConfig", "TrainResult", "evaluate", "load_splits", "load_trained", "train",
-    "RunDirectoryBusy", "RunMismatch", "resolve_device",
+    "RunMismatch", "resolve_device",
 ]

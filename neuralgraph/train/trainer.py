@@ -15,7 +15,7 @@ accuracy of that epoch's weights. The run directory gets::
     reconstructions.png    test INRs rendered as images, with predicted / true labels
     tb/                    TensorBoard events (only if tensorboard is installed)
     .lock                  held (fcntl.flock) by the run using the directory: a second run into the
-                           same directory fails at once, naming the holder's PID (see train.lock)
+                           same directory fails at once, naming the holder's PID (see neuralgraph.io.lock_directory)
 
 Reproducibility: every source of randomness is either derived from
 ``(seed, epoch, rank)`` (shuffling, augmentation) or checkpointed (global RNG
@@ -45,16 +45,15 @@ from torch import Tensor, nn
 
 from ..augment import Augment
 from ..inr import INRDataset, render
-from ..io import atomic_write_text
+from ..io import DirectoryBusy, atomic_write_text, lock_directory
 from . import distributed as D
 from .checkpoint import capture_rng, config_mismatch, load_checkpoint, restore_rng, save_checkpoint
-from .lock import RunDirectoryBusy, lock_run_directory
 from .options import check_options, dataclass_hints
 from .plots import plot_learning_curves, plot_reconstructions
 from .registry import MODELS, build_model, check_hyperparameters
 
 __all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "load_trained", "load_splits", "DEFAULT_MODEL",
-           "RESUME_MAY_CHANGE", "RunMismatch", "RunDirectoryBusy", "resolve_device"]
+           "RESUME_MAY_CHANGE", "RunMismatch", "resolve_device"]
 
 #: The model ``neuralgraph train`` and ``quickstart`` use when none is named.
 DEFAULT_MODEL = "nggnn"
@@ -334,12 +333,12 @@ def _hold_run_directory(run_dir: Path, info: D.DistInfo):
         error = None
         if info.is_main:
             try:
-                stack.enter_context(lock_run_directory(run_dir))
-            except RunDirectoryBusy as e:
+                stack.enter_context(lock_directory(run_dir, "run directory"))
+            except DirectoryBusy as e:
                 error = str(e)
         error = D.broadcast_object(error, info)
         if error is not None:
-            raise RunDirectoryBusy(error)
+            raise DirectoryBusy(error)
         yield
 
 
