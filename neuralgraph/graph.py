@@ -584,12 +584,18 @@ def to_model(graph: Data, arch: Architecture | None = None) -> nn.Sequential:
     eval for graphs built from parameters), so it computes the same function.
     Edited graphs (e.g. outputs of an equivariant processor written into ``x``
     and ``edge_attr``) become working models the same way; fields edited to a
-    shape the architecture does not allow raise ``ValueError``.
+    shape the architecture does not allow raise ``ValueError``, and so does a
+    graph of standardised parameters (``INRDataset(normalize=True)``, which
+    keeps the real ones as ``x_raw`` / ``edge_attr_raw``).
     """
     archs = _graph_arch(graph, arch, "to_model")
     if len(archs) != 1:
         raise ValueError(f"to_model takes one graph, got a batch of {len(archs)}; use to_models")
     arch = arch if arch is not None else archs[0]
+    if "x_raw" in graph or "edge_attr_raw" in graph:
+        raise ValueError("to_model: this graph's x / edge_attr are standardised parameters (it carries x_raw / "
+                         "edge_attr_raw, from INRDataset(normalize=True)), not the network's weights; rebuild from "
+                         "dataset.batch(indices, normalize=False) or from the raw parameters")
     _check_layout(graph, arch, 1, "to_model")
     state = _graph_state(graph)
     model = arch.build().to(dtype=graph.edge_attr.dtype, device=graph.edge_attr.device)

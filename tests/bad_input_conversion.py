@@ -7,6 +7,8 @@ from torch_geometric.data import Batch, Data
 
 import neuralgraph as ng
 from bad_input import Case
+from dws_equiv import DWSNet
+from neuralgraph.inr import INRDataset
 
 
 def mlp() -> nn.Sequential:
@@ -187,6 +189,13 @@ CASES: list[Case] = [
     Case("batch_to_stacked edge_attr cut", lambda ctx: ng.batch_to_stacked(_set(ng.stacked_to_batch(*stacked(), ARCH),
                                                                                 edge_attr=torch.zeros(5, 1))),
          ValueError, "edge_attr has shape [5, 1], expected [24, *]"),
+    Case("to_model of a standardised dataset graph",
+         lambda ctx: ng.to_model(INRDataset(ctx.data / "train.pt", normalize=True)[0]), ValueError,
+         "standardised parameters (it carries x_raw"),
+    Case("to_models of an edit of a standardised batch",
+         lambda ctx: ng.to_models(DWSNet(head="equivariant", hidden=4, num_layers=1, max_in=2, max_out=1).edit(
+             INRDataset(ctx.data / "train.pt", normalize=True).batch([0, 1]))), ValueError,
+         "rebuild from dataset.batch(indices, normalize=False)"),
     # the symmetry action
     Case("permute_hidden generator type", lambda ctx: ng.permute_hidden(ng.to_graph(mlp()), generator=0), TypeError,
          "generator must be a torch.Generator, got int"),
