@@ -1,10 +1,14 @@
 """DWSNet: a stack of DWS layers with an invariant or an equivariant head."""
 from __future__ import annotations
 
+import copy
+import warnings
 from typing import Literal, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from neuralgraph import EDGE_FORWARD
 
 from .checks import check_graph_batch, check_positive_int, check_probability
 from .index import DWSIndex
@@ -13,7 +17,6 @@ from .readout import DWSReadout
 
 __all__ = ["DWSNet"]
 
-_FORWARD = 0
 
 
 class DWSNet(nn.Module):
@@ -30,12 +33,15 @@ class DWSNet(nn.Module):
 
     * ``head="invariant"``: ``forward(batch) -> Tensor[num_graphs, out_dim]``; the
       :class:`DWSReadout` vector goes through a 2-layer MLP (``mlp_hidden``).
-    * ``head="equivariant"``: ``forward(batch) -> (node_out [N, out_node], edge_out [E, out_edge])``
-      (defaults ``out_node = in_node``, ``out_edge = in_edge``: new biases and weights).
-      With ``edit_residual=True`` they are ``input + delta``. Input neurons and
-      residual edges get zeros (resp. keep their value under ``edit_residual``).
-      :meth:`edit` writes them into a copy of the batch that ``neuralgraph.to_model``
-      / ``to_models`` rebuild.
+    * ``head="equivariant"``: ``forward(batch) ->`` a shallow copy of the batch whose
+      ``x`` ``[N, out_node]`` and ``edge_attr`` ``[E, out_edge]`` are the head's output
+      (defaults ``out_node = in_node``, ``out_edge = in_edge``: new biases and weights,
+      which ``neuralgraph.to_models`` rebuilds), as NG-GNN / NG-T do. With
+      ``edit_residual=True`` they are ``input + delta``. Input neurons and residual
+      edges get zeros (resp. keep their value under ``edit_residual``).
+      :meth:`edits` gives the two tensors themselves.
+    * ``head=None``: ``forward(batch) -> (node [N, hidden], edge [E, hidden])``, the
+      equivariant features of the last layer (embeddings).
 
     ``tying`` / ``reduce`` / ``max_in`` / ``max_out`` / ``pair_mixing`` / ``max_layers`` /
     ``depths`` are passed to every :class:`DWSLayer`. The default ``tying="relation"``
@@ -50,7 +56,7 @@ class DWSNet(nn.Module):
         in_edge: int = 1,
         hidden: int = 32,
         num_layers: int = 4,
-        head: Literal["invariant", "equivariant"] = "invariant",
+        head: Literal["invariant", "equivariant"] | None = "invariant",
         reduce: Literal["mean", "sum", "max"] = "mean",
         tying: Literal["relation", "full"] = "relation",
         dropout: float = 0.0,
@@ -66,8 +72,8 @@ class DWSNet(nn.Module):
         edit_residual: bool = True,
     ) -> None:
         super().__init__()
-        if head not in ("invariant", "equivariant"):
-            raise ValueError(f"head must be 'invariant' or 'equivariant', got {head!r}")
+        if head not in ("invariant", "equivariant", None):
+            raise ValueError(f"head must be 'invariant', 'equivariant' or None, got {head!r}")
         if head == "invariant" and (out_dim is None or out_dim < 1):
             raise ValueError("an invariant DWSNet needs out_dim >= 1")
         check_positive_int("DWSNet", in_node=in_node, in_edge=in_edge, hidden=hidden, num_layers=num_layers,
@@ -92,7 +98,7 @@ class DWSNet(nn.Module):
             self.mlp = nn.Sequential(nn.Linear(self.readout.out_features, mh), nn.ReLU(), nn.Dropout(dropout),
                                      nn.Linear(mh, out_dim))
             self.out_dim = int(out_dim)
-        else:
+        elif head == "equivariant":
             self.out_node = int(out_node) if out_node is not None else self.in_node
             self.out_edge = int(out_edge) if out_edge is not None else self.in_edge
             if edit_residual and (self.out_node != self.in_node or self.out_edge != self.in_edge):
@@ -108,7 +114,7 @@ class DWSNet(nn.Module):
         """Equivariant hidden features ``(node [N, hidden], edge [E, hidden], index)``."""
         check_graph_batch(batch, "DWSNet")
         idx = index if index is not None else self.index(batch)
-        dtype = self.node_proj.weight.dtype if self.head == "equivariant" else self.mlp[0].weight.dtype
+        dtype = next(self.parameters()).dtype
         x, e = batch.x.to(dtype), batch.edge_attr.to(dtype)      # as the NG processors: the model's dtype
         if x.size(-1) != self.in_node or e.size(-1) != self.in_edge:
             raise ValueError(f"DWSNet built with in_node={self.in_node}, in_edge={self.in_edge}, got x "
@@ -123,37 +129,46 @@ class DWSNet(nn.Module):
             e = self.dropout(torch.relu(en(e)))
         return x, e, idx
 
-    def forward(self, batch) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(self, batch):
+        """Logits ``[num_graphs, out_dim]``, an edited batch, or ``(node, edge)`` features (see the class)."""
+        if self.head == "equivariant":
+            node, edge = self.edits(batch)
+            out = copy.copy(batch)                       # shallow: structure tensors are shared, not copied
+            out.x, out.edge_attr = node, edge
+            return out
         x, e, idx = self.features(batch)
         if self.head == "invariant":
             return self.mlp(self.readout(x, e, idx))
+        return x, e
+
+    def edits(self, batch) -> tuple[Tensor, Tensor]:
+        """The equivariant head's new ``x`` ``[N, out_node]`` and ``edge_attr`` ``[E, out_edge]``."""
+        if self.head != "equivariant":
+            raise ValueError("edits() needs head='equivariant'")
+        x, e, idx = self.features(batch)
         node = self.node_proj(x)
         edge = self.edge_proj(e)
         keep_n = torch.zeros(node.size(0), 1, dtype=node.dtype, device=node.device)
         keep_n[idx.hid] = 1
         keep_n[idx.on] = 1
-        is_w = (batch.edge_type == _FORWARD) if "edge_type" in batch and batch.edge_type is not None \
-            else torch.ones(edge.size(0), dtype=torch.bool, device=edge.device)
+        is_w = batch.edge_type == EDGE_FORWARD
         node = node * keep_n
         edge = edge * is_w.unsqueeze(-1).to(edge.dtype)
         if "edge_mask" in batch and batch.edge_mask is not None and batch.edge_mask.shape == edge.shape:
             edge = edge * batch.edge_mask.to(edge.dtype)          # padded kernel taps stay zero
         if self.edit_residual:
-            node = node + batch.x
-            edge = edge + batch.edge_attr
+            node = node + batch.x.to(node.dtype)
+            edge = edge + batch.edge_attr.to(edge.dtype)
         return node, edge
 
     @torch.no_grad()
     def edit(self, batch):
-        """A copy of ``batch`` whose ``x``/``edge_attr`` are the equivariant head's output.
+        """Deprecated: ``forward`` of an equivariant DWSNet returns the edited batch itself.
 
-        ``neuralgraph.to_model(result.get_example(i))`` / ``to_models(result)`` rebuild the edited networks.
+        Kept for old code: the edited batch, computed without gradients.
         """
+        warnings.warn("DWSNet.edit(batch) is deprecated: an equivariant DWSNet's forward(batch) returns the edited "
+                      "batch (as NG-GNN / NG-T do)", DeprecationWarning, stacklevel=2)
         if self.head != "equivariant":
             raise ValueError("edit() needs head='equivariant'")
-        if self.out_node != 1 or self.out_edge != batch.edge_attr.size(-1):
-            raise ValueError("edit() needs out_node=1 and out_edge equal to the number of taps")
-        node, edge = self(batch)
-        out = batch.clone()
-        out.x, out.edge_attr = node, edge
-        return out
+        return self(batch)

@@ -193,7 +193,7 @@ CASES: list[Case] = [
          lambda ctx: ng.to_model(INRDataset(ctx.data / "train.pt", normalize=True)[0]), ValueError,
          "standardised parameters (it carries x_raw"),
     Case("to_models of an edit of a standardised batch",
-         lambda ctx: ng.to_models(DWSNet(head="equivariant", hidden=4, num_layers=1, max_in=2, max_out=1).edit(
+         lambda ctx: ng.to_models(DWSNet(head="equivariant", hidden=4, num_layers=1, max_in=2, max_out=1)(
              INRDataset(ctx.data / "train.pt", normalize=True).batch([0, 1]))), ValueError,
          "rebuild from dataset.batch(indices, normalize=False)"),
     # the symmetry action

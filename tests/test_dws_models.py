@@ -104,8 +104,8 @@ def test_equivariant_head_is_equivariant(tying, reduce):
         net = make_net(seed, head="equivariant", tying=tying, reduce=reduce, edit_residual=seed % 2 == 0)
         permuted, perm = ng.permute_hidden(batch, torch.Generator().manual_seed(100 + seed))
         with torch.no_grad():
-            node, edge = net(batch)
-            node_p, edge_p = net(permuted)
+            node, edge = net.edits(batch)
+            node_p, edge_p = net.edits(permuted)
         assert node.shape == batch.x.shape and edge.shape == batch.edge_attr.shape
         torch.testing.assert_close(node_p, node[perm.node_perm], **TOL)
         torch.testing.assert_close(edge_p, edge[perm.edge_perm], **TOL)
@@ -133,8 +133,8 @@ def test_batch_independence(head, tying, reduce):
                 if head == "invariant":
                     torch.testing.assert_close(alone, out[i: i + 1], **TOL)
                 else:
-                    torch.testing.assert_close(alone[0], out[0][batch.batch == i], **TOL)
-                    torch.testing.assert_close(alone[1], out[1][edge_graph == i], **TOL)
+                    torch.testing.assert_close(alone.x, out.x[batch.batch == i], **TOL)
+                    torch.testing.assert_close(alone.edge_attr, out.edge_attr[edge_graph == i], **TOL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,8 +155,8 @@ def test_every_parameter_gets_a_gradient(head, tying):
         loss = nn.functional.cross_entropy(out, torch.tensor([0, 1, 2, 0, 1]))
     else:
         gen = torch.Generator().manual_seed(1)
-        loss = (out[0] - torch.randn(out[0].shape, generator=gen)).pow(2).sum() + \
-               (out[1] - torch.randn(out[1].shape, generator=gen)).pow(2).sum()
+        loss = (out.x - torch.randn(out.x.shape, generator=gen)).pow(2).sum() + \
+               (out.edge_attr - torch.randn(out.edge_attr.shape, generator=gen)).pow(2).sum()
     loss.backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
     assert not missing, f"no gradient for {missing}"
@@ -169,7 +169,8 @@ def test_every_parameter_gets_a_gradient(head, tying):
 def test_edit_rebuilds_working_models():
     batch = hetero_batch(3)
     net = make_net(0, head="equivariant", edit_residual=False)
-    edited = net.edit(batch)
+    with torch.no_grad():
+        edited = net(batch)
     models = ng.to_models(edited)
     originals = ng.to_models(batch)
     gen = torch.Generator().manual_seed(0)
@@ -193,7 +194,7 @@ def test_edit_with_zero_projections_is_identity(tying):
     with torch.no_grad():
         for p in (*net.node_proj.parameters(), *net.edge_proj.parameters()):
             p.zero_()
-    edited = net.edit(batch)
+        edited = net(batch)
     assert torch.equal(edited.x, batch.x) and torch.equal(edited.edge_attr, batch.edge_attr)
     gen = torch.Generator().manual_seed(0)
     for i, (m, m0) in enumerate(zip(ng.to_models(edited), ng.to_models(batch))):
@@ -212,13 +213,30 @@ def test_float64_graphs_run_in_the_models_dtype(head):
         out32, out64 = net(batch), net(double)
     if head == "invariant":
         out32, out64 = (out32,), (out64,)
+    else:
+        out32, out64 = (out32.x, out32.edge_attr), (out64.x, out64.edge_attr)
     for a, b in zip(out32, out64):
         torch.testing.assert_close(b.float(), a, rtol=1e-6, atol=1e-6)
 
 
 def test_edit_needs_equivariant_head():
     with pytest.raises(ValueError, match="equivariant"):
-        make_net(0).edit(hetero_batch(0))
+        make_net(0).edits(hetero_batch(0))
+
+
+def test_one_contract_for_every_processor_and_edit_is_deprecated():
+    """forward: logits (invariant), an edited batch (equivariant), features (no head); like NG-GNN / NG-T."""
+    batch = hetero_batch(5)
+    net = make_net(0, head="equivariant")
+    with torch.no_grad():
+        out = net(batch)
+        with pytest.warns(DeprecationWarning, match="forward"):
+            old = net.edit(batch)
+    assert type(out) is type(batch) and out.edge_index is batch.edge_index      # shallow copy of the structure
+    assert torch.equal(old.x, out.x) and torch.equal(old.edge_attr, out.edge_attr)
+    assert not torch.equal(batch.x, out.x)                                      # the input is left alone
+    features = make_net(0, head=None)(batch)
+    assert features[0].shape == (batch.num_nodes, 8) and features[1].shape == (batch.num_edges, 8)
 
 
 # ---------------------------------------------------------------------------------------------

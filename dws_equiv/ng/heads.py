@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
@@ -71,7 +73,7 @@ class EquivariantHead(nn.Module):
 
     def forward(self, graph: Data, h: Tensor, e: Tensor) -> Data:
         dx, dw = self.deltas(graph, h, e)
-        out = graph.clone()
+        out = copy.copy(graph)                     # shallow: structure tensors are shared, not copied
         out.x = graph.x + dx.to(graph.x.dtype)
         out.edge_attr = graph.edge_attr + dw.to(graph.edge_attr.dtype)
         return out
