@@ -45,8 +45,8 @@ from ..architecture import Architecture
 from ..augment import Augment
 from ..graph import stacked_to_batch
 from ..io import atomic_save, atomic_write_text, lock_directory
-from .siren import (DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS,
-                    check_fit_settings, derive_seed, fit_sirens, siren_architecture)
+from .siren import (DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS, _check_target_psnr,
+                    check_fit_settings, derive_seed, fit_sirens, resolve_device, siren_architecture)
 
 __all__ = [
     "FORMAT_VERSION", "RunningMoments", "layer_stats", "normalize_params", "save_inr_dataset", "load_inr_file",
@@ -427,6 +427,9 @@ def fit_to_dataset(
     keep_chunks: bool = False,
     on_chunk: Callable[[int, int], None] | None = None,
     meta: dict | None = None,
+    device: str | torch.device = "cpu",
+    target_psnr: float | None = None,
+    device_batch_size: int | None = None,
 ) -> Path:
     """Fit one SIREN per image and write the split file ``out_path``; resumable.
 
@@ -447,6 +450,14 @@ def fit_to_dataset(
     ``batch_size`` (integers >= 1), ``ValueError`` otherwise. A fit that
     diverges raises ``FloatingPointError`` naming ``out_path``, before
     anything of that chunk is written.
+
+    ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``) only says where chunks are
+    fitted (see :func:`~neuralgraph.inr.fit_sirens`): the file is the same
+    (tensors on CPU), a GPU-fitted dataset loads and trains like a CPU-fitted
+    one, and a fit may resume on another device. It is therefore not part of
+    the fingerprint, nor ``device_batch_size`` (INRs per batch on a GPU;
+    default from free memory). ``target_psnr`` (per-INR early stopping,
+    ``steps`` then being the maximum) changes the protocol and is.
     """
     out_path = Path(out_path)
     if images.dim() < 1 or images.shape[0] == 0:
@@ -454,7 +465,13 @@ def fit_to_dataset(
     n = images.shape[0]
     labels = check_labels(labels, n, num_classes, out_path)
     check_fit_settings(steps=steps, lr=lr, w0=w0, min_steps=1)
-    _check_count(chunk_size=chunk_size, batch_size=batch_size)
+    _check_count(chunk_size=chunk_size, batch_size=batch_size,
+                 **({} if device_batch_size is None else {"device_batch_size": device_batch_size}))
+    try:
+        dev = resolve_device(device)
+        _check_target_psnr(target_psnr)
+    except ValueError as err:
+        raise ValueError(f"{out_path}: {err}") from None
     source_index = torch.arange(n) if source_index is None else torch.as_tensor(source_index).long()
     if source_index.shape != (n,):
         raise ValueError(f"{out_path}: source_index must have shape ({n},), got {tuple(source_index.shape)}")
@@ -462,6 +479,8 @@ def fit_to_dataset(
     config = {"widths": [int(w) for w in widths], "w0": float(w0), "steps": int(steps), "lr": float(lr),
               "offset": float(offset), "seed": int(seed), "chunk_size": int(chunk_size),
               "batch_size": int(batch_size), "image_shape": list(images.shape[1:])}
+    if target_psnr is not None:                       # absent = fixed steps: older fingerprints stay valid
+        config["target_psnr"] = float(target_psnr)
     chunk_dir = out_path.with_name(out_path.name + ".chunks")
     num_chunks = max(1, math.ceil(n / chunk_size))
     bounds = [(k, k * chunk_size, min(n, (k + 1) * chunk_size)) for k in range(num_chunks)]
@@ -498,8 +517,9 @@ def fit_to_dataset(
                 continue
             try:
                 res = fit_sirens(images[s:e], widths=widths, w0=w0, steps=steps, lr=lr, offset=offset,
-                                 batch_size=batch_size, seed=derive_seed(seed, k), workers=workers,
-                                 progress=progress)
+                                 batch_size=batch_size if dev.type == "cpu" else device_batch_size,
+                                 seed=derive_seed(seed, k), workers=workers, progress=progress, device=dev,
+                                 target_psnr=target_psnr)
             except (ValueError, FloatingPointError) as err:
                 raise type(err)(f"{out_path}, chunk {k} (images {s}..{e - 1}): {err}") from None
             chunk = {"chunk": k, "start": s, "stop": e, "fingerprint": fps[k], "arch": arch.to_dict(),
@@ -854,6 +874,9 @@ def build_inr_splits(
     overwrite: bool = False,
     progress: bool = True,
     on_chunk: Callable[[int, int], None] | None = None,
+    device: str | torch.device = "cpu",
+    target_psnr: float | None = None,
+    device_batch_size: int | None = None,
 ) -> dict[str, Path]:
     """Make ``train.pt``, ``val.pt`` and ``test.pt`` INR splits in ``out_dir``.
 
@@ -888,6 +911,12 @@ def build_inr_splits(
     interpolate noise between pixels (a logistic regression on the INR's values
     at pixel midpoints: 28% test accuracy, against 92% at ``w0 = 10``), which
     starves models that probe the INR as a function.
+
+    ``device`` / ``device_batch_size`` pick where and in what batches the
+    INRs are fitted; they are not recorded in the manifest (a split fitted on
+    a GPU is the same protocol, and a CPU rerun resumes it). ``target_psnr``
+    (the DWSNets authors' protocol: ``steps=1000, lr=5e-4, target_psnr=40``)
+    is recorded, so datasets of the two protocols never mix.
     """
     if source not in SOURCE_NUM_CLASSES:
         raise ValueError(f"source must be one of {', '.join(map(repr, SOURCE_NUM_CLASSES))}, got {source!r}")
@@ -900,7 +929,10 @@ def build_inr_splits(
     if w0 is None:
         w0 = DIGITS_W0 if source == "digits" else DEFAULT_W0
     check_fit_settings(steps=steps, lr=lr, w0=w0, min_steps=1)
+    resolve_device(device)
+    _check_target_psnr(target_psnr)
     _check_count(chunk_size=chunk_size, batch_size=batch_size,
+                 **({} if device_batch_size is None else {"device_batch_size": device_batch_size}),
                  **{k: v for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)) if v is not None})
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer, got {seed!r}")
@@ -911,6 +943,8 @@ def build_inr_splits(
                 "lr": float(lr), "widths": [int(w) for w in widths], "w0": float(w0), "seed": int(seed),
                 "chunk_size": int(chunk_size), "batch_size": int(batch_size), "offset": DEFAULT_OFFSET,
                 "num_classes": num_classes}
+    if target_psnr is not None:                       # absent = fixed steps: older manifests stay valid
+        settings["target_psnr"] = float(target_psnr)
     inputs = {name: _fingerprint({"images": _tensor_digest(x), "labels": _tensor_digest(y),
                                   "source_index": _tensor_digest(i)}) for name, (x, y, i) in splits.items()}
     manifest = json.loads(json.dumps({"format_version": FORMAT_VERSION, "settings": settings, "inputs": inputs}))
@@ -921,7 +955,7 @@ def build_inr_splits(
                 imgs, labs, target / f"{name}.pt", num_classes=num_classes, source_index=src,
                 chunk_size=chunk_size, resume=resume, widths=widths, w0=w0, steps=steps, lr=lr,
                 batch_size=batch_size, seed=derive_seed(seed, 1000 + k), workers=workers, progress=progress,
-                on_chunk=on_chunk, meta={"source": source, "split": name, "dataset": settings,
+                on_chunk=on_chunk, device=device, target_psnr=target_psnr, device_batch_size=device_batch_size, meta={"source": source, "split": name, "dataset": settings,
                                          "source_split": "test" if (name == "test" and source != "digits") else
                                          ("train" if source != "digits" else "all")})
         if target != out_dir:
