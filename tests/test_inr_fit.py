@@ -178,3 +178,115 @@ def test_diverging_fit_raises_instead_of_returning_nan(digits):
         fit_sirens(digits[0][:4], w0=1e30, steps=3, progress=False)
     with pytest.raises(FloatingPointError, match="non-finite"):
         fit_sirens(digits[0][:4], lr=1e30, steps=3, method="autograd", progress=False)
+
+
+# ----------------------------------------------------------------------------
+# the device path (vectorised torch kernel, run here on CPU) and early stopping
+# ----------------------------------------------------------------------------
+
+def _max_diff(a, b) -> float:
+    return max(float((s - t).abs().max()) for s, t in zip(a.weights + a.biases, b.weights + b.biases))
+
+
+@needs_mnist
+@pytest.mark.parametrize("widths", [(2, 32, 32, 1), (2, 16, 24, 8, 1), (2, 1)])
+def test_device_path_on_cpu_matches_the_fast_cpu_path(mnist, widths):
+    """Same seed -> same networks and PSNR curve from the two independent hand-written kernels."""
+    x = mnist[0][:12]
+    kw = dict(widths=widths, steps=15, seed=3, progress=False, record_steps=[0, 7, 15], workers=1)
+    fast = fit_sirens(x, method="fast", **kw)
+    dev = fit_sirens(x, method="device", device="cpu", **kw)
+    slow = fit_sirens(x, method="autograd", **kw)
+    for a, b in zip(dev.weights + dev.biases, fast.weights + fast.biases):
+        assert a.device.type == "cpu"
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-6)
+    assert _max_diff(dev, slow) < 2e-5
+    for k in (0, 7, 15):
+        torch.testing.assert_close(dev.history[k], fast.history[k], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(dev.psnr, fast.psnr, rtol=1e-5, atol=1e-4)
+    assert bool((dev.steps_taken == 15).all())
+
+
+def test_device_path_multichannel_matches_autograd(digits):
+    x = digits[0][:6]
+    rgb = torch.stack([x, x.flip(-1), x.transpose(1, 2)], dim=-1)      # [n, 8, 8, 3]: no folded output scale
+    kw = dict(widths=(2, 16, 3), steps=10, progress=False, workers=1)
+    assert _max_diff(fit_sirens(rgb, method="device", batch_size=4, **kw),
+                     fit_sirens(rgb, method="autograd", **kw)) < 2e-5
+
+
+def test_early_stopping_freezes_each_inr_at_the_target(digits):
+    """target_psnr: an INR stops at the first step whose PSNR reaches the target, the others go on."""
+    x = digits[0][:16]
+    kw = dict(steps=150, lr=1e-3, seed=4, progress=False, workers=1)
+    es = fit_sirens(x, target_psnr=35.0, method="device", **kw)
+    k = es.steps_taken
+    assert k.dtype == torch.long and bool((k > 0).all()) and bool((k < 150).all())
+    assert int(k.min()) < int(k.max())                  # measured: ~60..110 steps at lr 1e-3 on 8x8 digits
+    assert bool((es.psnr >= 35.0).all())
+    # the frozen parameters are those of a plain fit stopped after steps_taken[i] steps
+    for i in (int(k.argmin()), int(k.argmax())):
+        plain = fit_sirens(x, **{**kw, "steps": int(k[i])})
+        for a, b in zip(es.weights + es.biases, plain.weights + plain.biases):
+            torch.testing.assert_close(a[i], b[i], rtol=1e-4, atol=2e-6)
+        # one step earlier it was still below the target
+        before = fit_sirens(x, **{**kw, "steps": int(k[i]) - 1})
+        assert float(before.psnr[i]) < 35.0 <= float(plain.psnr[i])
+    # the threaded CPU path runs the same protocol
+    fast = fit_sirens(x, target_psnr=35.0, method="fast", batch_size=5, **{**kw, "workers": 2})
+    assert torch.equal(fast.steps_taken, k)
+    torch.testing.assert_close(fast.psnr, es.psnr, rtol=1e-5, atol=1e-4)
+
+
+def test_early_stopping_ends_when_every_inr_converged(digits):
+    x = digits[0][:4]
+    res = fit_sirens(x, steps=5000, target_psnr=30.0, method="device", progress=False, check_every=10,
+                     record_steps=[4999])
+    assert int(res.steps_taken.max()) < 300             # the loop left long before 5000 steps
+    torch.testing.assert_close(res.history[4999], res.psnr)
+
+
+def test_fit_sirens_to_signals_fits_1d_sines():
+    """The self-supervised data of issue 11: 1 -> 32 -> 32 -> 1 SIRENs on a sin(b x), 2000 points of [-pi, pi)."""
+    from neuralgraph.inr import fit_sirens_to_signals
+
+    xs = torch.linspace(-torch.pi, torch.pi, 2001)[:-1]
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(6, generator=g) + 0.5, torch.rand(6, generator=g) * 2 + 0.5
+    y = a[:, None] * torch.sin(b[:, None] * xs)                          # [6, 2000]
+    kw = dict(steps=8, progress=False, workers=1)
+    dev = fit_sirens_to_signals(xs[:, None], y, method="device", **kw)
+    ref = fit_sirens_to_signals(xs[:, None], y, method="autograd", **kw)
+    fast = fit_sirens_to_signals(xs[:, None], y, method="fast", **kw)
+    assert _max_diff(dev, ref) < 1e-4 and _max_diff(dev, fast) < 1e-6
+    res = fit_sirens_to_signals(xs[:, None], y[:, :, None], steps=300, progress=False)
+    # measured: 48-58 dB after 300 steps
+    assert float(res.psnr.min()) > 40.0
+    w, bb = res.weights, res.biases
+    out = siren_forward(w, bb, xs[:, None])[..., 0]
+    assert float((out - y).abs().max()) < 0.05
+    assert list(res.arch.widths) == [1, 32, 32, 1]
+
+
+def test_device_settings_are_checked():
+    from neuralgraph.inr import device_batch_size, fit_sirens_to_signals, resolve_device
+
+    x = torch.rand(2, 4, 4)
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert device_batch_size(torch.device("cpu"), [2, 32, 32, 1], 784) >= 1
+    with pytest.raises(ValueError, match="device"):
+        fit_sirens(x, device="tpu", progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            fit_sirens(x, device="cuda", progress=False)
+    with pytest.raises(ValueError, match="target_psnr"):
+        fit_sirens(x, target_psnr=float("nan"), progress=False)
+    with pytest.raises(ValueError, match="autograd"):
+        fit_sirens(x, target_psnr=30.0, method="autograd", progress=False)
+    with pytest.raises(ValueError, match="check_every"):
+        fit_sirens(x, method="device", check_every=0, progress=False)
+    with pytest.raises(ValueError, match="coords"):
+        fit_sirens_to_signals(torch.rand(10, 2), torch.rand(3, 10, 1), progress=False)   # widths[0] is 1
+    with pytest.raises(ValueError, match="targets"):
+        fit_sirens_to_signals(torch.rand(10, 1), torch.rand(10), progress=False)

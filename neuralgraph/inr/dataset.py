@@ -430,6 +430,7 @@ def fit_to_dataset(
     device: str | torch.device = "cpu",
     target_psnr: float | None = None,
     device_batch_size: int | None = None,
+    method: str | None = None,
 ) -> Path:
     """Fit one SIREN per image and write the split file ``out_path``; resumable.
 
@@ -456,7 +457,8 @@ def fit_to_dataset(
     (tensors on CPU), a GPU-fitted dataset loads and trains like a CPU-fitted
     one, and a fit may resume on another device. It is therefore not part of
     the fingerprint, nor ``device_batch_size`` (INRs per batch on a GPU;
-    default from free memory). ``target_psnr`` (per-INR early stopping,
+    default from free memory) and ``method`` (``"device"`` runs the GPU code
+    path on CPU). ``target_psnr`` (per-INR early stopping,
     ``steps`` then being the maximum) changes the protocol and is.
     """
     out_path = Path(out_path)
@@ -519,7 +521,7 @@ def fit_to_dataset(
                 res = fit_sirens(images[s:e], widths=widths, w0=w0, steps=steps, lr=lr, offset=offset,
                                  batch_size=batch_size if dev.type == "cpu" else device_batch_size,
                                  seed=derive_seed(seed, k), workers=workers, progress=progress, device=dev,
-                                 target_psnr=target_psnr)
+                                 target_psnr=target_psnr, method=method)
             except (ValueError, FloatingPointError) as err:
                 raise type(err)(f"{out_path}, chunk {k} (images {s}..{e - 1}): {err}") from None
             chunk = {"chunk": k, "start": s, "stop": e, "fingerprint": fps[k], "arch": arch.to_dict(),
@@ -877,6 +879,7 @@ def build_inr_splits(
     device: str | torch.device = "cpu",
     target_psnr: float | None = None,
     device_batch_size: int | None = None,
+    method: str | None = None,
 ) -> dict[str, Path]:
     """Make ``train.pt``, ``val.pt`` and ``test.pt`` INR splits in ``out_dir``.
 
@@ -912,7 +915,7 @@ def build_inr_splits(
     at pixel midpoints: 28% test accuracy, against 92% at ``w0 = 10``), which
     starves models that probe the INR as a function.
 
-    ``device`` / ``device_batch_size`` pick where and in what batches the
+    ``device`` / ``device_batch_size`` / ``method`` pick where and in what batches the
     INRs are fitted; they are not recorded in the manifest (a split fitted on
     a GPU is the same protocol, and a CPU rerun resumes it). ``target_psnr``
     (the DWSNets authors' protocol: ``steps=1000, lr=5e-4, target_psnr=40``)
@@ -955,7 +958,8 @@ def build_inr_splits(
                 imgs, labs, target / f"{name}.pt", num_classes=num_classes, source_index=src,
                 chunk_size=chunk_size, resume=resume, widths=widths, w0=w0, steps=steps, lr=lr,
                 batch_size=batch_size, seed=derive_seed(seed, 1000 + k), workers=workers, progress=progress,
-                on_chunk=on_chunk, device=device, target_psnr=target_psnr, device_batch_size=device_batch_size, meta={"source": source, "split": name, "dataset": settings,
+                on_chunk=on_chunk, device=device, target_psnr=target_psnr, device_batch_size=device_batch_size,
+                method=method, meta={"source": source, "split": name, "dataset": settings,
                                          "source_split": "test" if (name == "test" and source != "digits") else
                                          ("train" if source != "digits" else "all")})
         if target != out_dir:
