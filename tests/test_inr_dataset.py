@@ -407,3 +407,52 @@ def test_layers_with_zero_spread_normalise_by_one(tmp_path):
                      num_classes=2)
     batch = INRDataset(tmp_path / "val.pt", normalize=True).batch(slice(None))
     assert float(batch.x.abs().max()) < 10
+
+
+def test_a_split_fitted_by_the_device_path_is_the_same_dataset(tmp_path, digits, reference):
+    """The GPU code path (run here on CPU) writes the same file format and the same fingerprint as the fast
+    CPU path, so a device-fitted dataset loads like a CPU one and a fit may resume on another device."""
+    x, y = digits
+    path = tmp_path / "train.pt"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)           # tiny batches: intra-op threads only add contention on a shared machine
+    try:
+        fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS, seed=7, progress=False, num_classes=10,
+                       method="device", keep_chunks=True)
+    finally:
+        torch.set_num_threads(threads)
+    A, B = load_inr_file(path), load_inr_file(reference)
+    assert A["meta"]["fingerprint"] == B["meta"]["fingerprint"] and A["meta"]["fit"] == B["meta"]["fit"]
+    for s, t in zip(A["weights"] + A["biases"], B["weights"] + B["biases"]):
+        assert s.device.type == "cpu" and s.dtype == torch.float32
+        torch.testing.assert_close(s, t, rtol=1e-4, atol=2e-6)
+    assert torch.equal(A["labels"], B["labels"])
+    batch = INRDataset(path, normalize=True).batch([0, 5, 39])
+    assert batch.num_graphs == 3 and torch.isfinite(batch.x).all()
+    # drop one device-fitted chunk: the CPU rerun refits only that one and keeps the others
+    chunks = sorted((tmp_path / "train.pt.chunks").glob("chunk_*.pt"))
+    kept = chunks[0].stat().st_mtime_ns
+    chunks[1].unlink()
+    path.unlink()
+    fit_to_dataset(x, y, path, chunk_size=16, steps=STEPS, seed=7, progress=False, num_classes=10)
+    assert chunks[0].exists() is False or chunks[0].stat().st_mtime_ns == kept
+    torch.testing.assert_close(load_inr_file(path)["weights"][1], B["weights"][1], rtol=1e-4, atol=2e-6)
+
+
+def test_early_stopping_is_part_of_the_fingerprint(tmp_path):
+    """target_psnr changes the protocol: recorded in the manifest and the split, a rerun without it is refused."""
+    kw = dict(n_train=20, n_val=20, n_test=20, steps=300, progress=False)
+    paths = build_inr_splits("digits", tmp_path, target_psnr=30.0, **kw)
+    assert json.loads((tmp_path / "manifest.json").read_text())["settings"]["target_psnr"] == 30.0
+    train = INRDataset(paths["train"])
+    assert train.meta["fit"]["target_psnr"] == 30.0
+    assert float(train.psnr.min()) >= 30.0                       # measured: 8x8 digits reach 30 dB in 40-70 steps
+    with pytest.raises(ValueError, match="target_psnr"):
+        build_inr_splits("digits", tmp_path, **kw)
+    # the device (and the batch size on it) is not a setting: the same directory is resumed, nothing refit
+    mtimes = {k: p.stat().st_mtime_ns for k, p in paths.items()}
+    build_inr_splits("digits", tmp_path, target_psnr=30.0, method="device", device="cpu", device_batch_size=7, **kw)
+    assert {k: p.stat().st_mtime_ns for k, p in paths.items()} == mtimes
+    # a fixed-step fit keeps the manifest of older versions (no target_psnr key)
+    build_inr_splits("digits", tmp_path / "fixed", **kw)
+    assert "target_psnr" not in json.loads((tmp_path / "fixed" / "manifest.json").read_text())["settings"]
