@@ -158,3 +158,46 @@ def test_probes_run_the_raw_networks_of_a_normalised_dataset(tmp_path):
     # and they still permute with the graph
     permuted, perm = ng.permute_hidden(normed, torch.Generator().manual_seed(0))
     torch.testing.assert_close(probes(permuted), probes(normed)[perm.node_perm], rtol=1e-5, atol=1e-5)
+
+
+def _float64(batch: Batch) -> Batch:
+    out = batch.clone()
+    for key in ("x", "edge_attr", "node_norm"):
+        if key in out and out[key] is not None and out[key].dtype.is_floating_point:
+            out[key] = out[key].double()
+    return out
+
+
+@pytest.mark.parametrize("name", ["NGGNN", "NGTransformer"])
+def test_nothing_cached_survives_a_dtype_change(name):
+    """Forward, convert (``.double()``), forward again: the same outputs as a fresh float64 model.
+
+    The CPU twin of the device-move bug (a per-architecture cache keeping the old device/dtype);
+    tests/test_cuda.py checks the move to CUDA itself.
+    """
+    import dws_equiv.ng as ngm
+
+    cls = getattr(ngm, name)
+    models = [nn.Sequential(nn.Linear(2, 6), ng.Sine(30.0), nn.Linear(6, 1)),
+              nn.Sequential(nn.Linear(3, 5), nn.LayerNorm(5), nn.GELU(), nn.Linear(5, 2)),
+              nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))]
+    batch = _batch(models)
+
+    def make():
+        torch.manual_seed(0)
+        return cls(out_dim=3, hidden=16, num_layers=2, n_probes=4, probe_image_size=IMAGE, max_in=16,
+                   max_out=16).eval()
+
+    with torch.no_grad():
+        net = make()
+        out32 = net(batch)
+        out64 = net.double()(_float64(batch))                  # the same object, after running in float32
+        fresh = make().double()(_float64(batch))
+        back = net.float()(batch)
+    assert out64.dtype == torch.float64
+    torch.testing.assert_close(out64, fresh, rtol=0, atol=0)
+    torch.testing.assert_close(out64.float(), out32, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(back, out32, rtol=0, atol=0)
+    # a batch left on another device than the model: one clear error, not a matmul mismatch inside vmap
+    with pytest.raises(ValueError, match="batch.to"):
+        net(batch.to("meta"))

@@ -14,6 +14,13 @@ Input neurons get the probe input itself. Because the values are a function of t
 permuting hidden neurons permutes them identically (equivariance), and they are
 differentiable w.r.t. the probe inputs (and the graph's parameters).
 
+Devices and dtypes: nothing is cached between calls. The activation modules of an
+architecture are parameter-free and rebuilt on every forward (:func:`_build_modules`), the
+probe inputs are read from the parameters (so they follow ``.to(device)`` / ``.double()``)
+and cast to the graph's dtype, and every gathered tensor is made on the graph's device. A
+graph on another device than the probes is refused with one clear error instead of a
+matmul device mismatch deep inside ``vmap``.
+
 Input-size rule: probe points are ``[P, max_in]``; a network with ``d_0`` inputs sees the
 first ``d_0`` coordinates. Probe images are ``[P, max_in, S, S]``; a Conv2d network with
 ``c`` input channels sees the first ``c`` channels, a Conv1d network the first row
@@ -160,6 +167,9 @@ class ProbeFeatures(nn.Module):
         B = num_graphs(graph)
         if len(archs) != B:
             raise ValueError(f"graph has {B} graphs but {len(archs)} architectures")
+        if graph.x.device != self.points.device:
+            raise ValueError(f"ProbeFeatures: the graph is on {graph.x.device} but the model is on "
+                             f"{self.points.device}; move the batch with batch.to(device)")
         gb = graph_index(graph)
         dtype = graph.x.dtype
         # group graphs by architecture (metadata only; one vectorised forward per group)
