@@ -1,0 +1,558 @@
+"""Zoo files: generating a zoo (resumable, in chunks) and loading it as PyG batches of neural graphs.
+
+A zoo file is ``torch.save`` of a dict::
+
+    format_version  int (ZOO_FORMAT)
+    family          "small_cnn" | "wild_park" | "mlp"
+    archs           [Architecture.to_dict()]           the architectures of the zoo
+    groups          [{"arch": a, "index": [n_g] network ids,
+                      "weights": [W_m [n_g, C, out, in, *k]], "biases": [b_m [n_g, C, out] or None],
+                      "norms": [[n_g, C, out, 4] or None]}]   parameters at the C checkpoints
+    hparams         [dict] per network (see specs.sample_zoo; "arch" indexes archs)
+    epochs          [C] int64, the checkpoint epochs (0 = initialisation)
+    metrics         {"train_loss", "train_acc", "test_loss", "test_acc": [n, C] float32}
+    meta            settings (data set, image size, sizes, seed, ...) and fingerprint
+    checksums       {"sha256": {tensor name: hex digest}}
+
+Networks are numbered ``0..n-1``; a group holds the networks of one
+architecture (mixed architectures in one file). Train metrics are measured in
+eval mode on the first ``n_train_eval`` training images (the same images for
+every network, whatever its training subset), test metrics on the test split.
+
+Data: MNIST / Fashion-MNIST IDX files (``load_mnist``), images in [0, 1],
+downsampled by averaging ``28 // image_size`` x ``28 // image_size`` blocks
+(14x14 by default, for CPU speed; 28 keeps the originals); ``n_train`` /
+``n_test`` keep the first images of the official splits. ``digits`` (sklearn's
+8x8 digits, 1297 train / 500 test, stratified) needs no files.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+
+from ..architecture import Architecture
+from ..graph import NeuralGraph, stacked_to_batch, to_model
+from ..inr.dataset import _as_index, _compact, _fingerprint, _sha256, _tensor_digest
+from ..inr.siren import derive_seed
+from ..io import atomic_save, lock_directory
+from .specs import FAMILIES, sample_zoo
+from .train import check_trainable, train_group
+
+__all__ = ["ZOO_FORMAT", "DATASETS", "load_zoo_data", "generate_zoo", "load_zoo_file", "ZooDataset",
+           "concat_batches", "METRICS"]
+
+ZOO_FORMAT = 1
+DATASETS = ("mnist", "fashion_mnist", "digits")
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+_KEYS = ("format_version", "family", "archs", "groups", "hparams", "epochs", "metrics", "meta", "checksums")
+
+
+def _count(name: str, value: Any, low: int = 1, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def load_zoo_data(dataset: str, root: str | os.PathLike | None = None, image_size: int = 14,
+                  n_train: int | None = None, n_test: int | None = None) -> dict[str, Tensor]:
+    """Training and test images ``[n, 1, S, S]`` in [0, 1] and labels for a zoo.
+
+    ``image_size`` must divide 28 (28, 14, 7) for MNIST-format data and be 8 for ``digits``.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"zoo dataset must be one of {DATASETS}, got {dataset!r}")
+    _count("n_train", n_train, optional=True)
+    _count("n_test", n_test, optional=True)
+    if dataset == "digits":
+        if image_size != 8:
+            raise ValueError(f"digits are 8x8: image_size must be 8, got {image_size!r}")
+        from sklearn.model_selection import train_test_split
+
+        from ..data import load_digits
+
+        x, y = load_digits()
+        tr, te = train_test_split(np.arange(len(y)), test_size=500, stratify=y.numpy(), random_state=0)
+        tr, te = torch.from_numpy(np.sort(tr)), torch.from_numpy(np.sort(te))
+        data = {"train_x": x[tr, None], "train_y": y[tr], "test_x": x[te, None], "test_y": y[te]}
+        for split, cap in (("train", n_train), ("test", n_test)):
+            if cap is not None:
+                data[f"{split}_x"], data[f"{split}_y"] = data[f"{split}_x"][:cap], data[f"{split}_y"][:cap]
+        return data
+    if root is None:
+        raise ValueError(f"dataset {dataset!r} needs root= (a directory with its IDX files)")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1 or 28 % image_size:
+        raise ValueError(f"image_size must divide 28 (28, 14 or 7), got {image_size!r}")
+    from ..data import load_mnist
+
+    out = {}
+    for split, cap in (("train", n_train), ("test", n_test)):
+        x, y = load_mnist(root, split, limit=cap)
+        if x.shape[1:] != (28, 28):
+            raise ValueError(f"{root}: expected 28x28 images, got {tuple(x.shape[1:])}")
+        x = x[:, None]
+        if image_size != 28:
+            x = F.avg_pool2d(x, 28 // image_size)
+        out[f"{split}_x"], out[f"{split}_y"] = x.contiguous(), y
+    return out
+
+
+# ----------------------------------------------------------------------------
+# checksums and validation
+# ----------------------------------------------------------------------------
+
+def _named_tensors(obj: dict) -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+    for g, group in enumerate(obj["groups"]):
+        out[f"groups.{g}.index"] = group["index"]
+        for key in ("weights", "biases", "norms"):
+            for m, t in enumerate(group[key]):
+                if t is not None:
+                    out[f"groups.{g}.{key}.{m}"] = t
+    for key, t in obj.get("metrics", {}).items():
+        out[f"metrics.{key}"] = t
+    if "epochs" in obj:
+        out["epochs"] = obj["epochs"]
+    return out
+
+
+def _checksums(obj: dict) -> dict:
+    return {"sha256": {k: _sha256(t) for k, t in _named_tensors(obj).items()}}
+
+
+def load_zoo_file(path: str | os.PathLike, verify: bool = True) -> dict:
+    """Load and validate a zoo file (``ValueError`` naming the file if it is not a valid one).
+
+    Checks the format version, keys, architectures, that every network is in
+    exactly one group, tensor shapes (networks x checkpoints x layer shape)
+    and, with ``verify``, the sha256 of every tensor.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"zoo file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear error
+        raise ValueError(f"{path}: not a readable zoo file ({type(e).__name__}: {e})") from None
+    if not isinstance(obj, dict) or any(k not in obj for k in _KEYS):
+        missing = [k for k in _KEYS if not isinstance(obj, dict) or k not in obj]
+        raise ValueError(f"{path}: not a zoo file (missing {missing})")
+    if obj["format_version"] != ZOO_FORMAT:
+        raise ValueError(f"{path}: zoo format_version {obj['format_version']}, this code reads {ZOO_FORMAT}")
+    try:
+        archs = [Architecture.from_dict(a) for a in obj["archs"]]
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"{path}: unreadable architecture ({type(e).__name__}: {e})") from None
+    n, C = len(obj["hparams"]), int(obj["epochs"].numel())
+    seen = torch.zeros(n, dtype=torch.long)
+    for g, group in enumerate(obj["groups"]):
+        a = group["arch"]
+        if not isinstance(a, int) or not 0 <= a < len(archs):
+            raise ValueError(f"{path}: group {g} names architecture {a!r}, the file has {len(archs)}")
+        idx = group["index"]
+        if idx.dtype != torch.long or idx.dim() != 1 or (idx.numel() and (idx.min() < 0 or idx.max() >= n)):
+            raise ValueError(f"{path}: group {g} index must be int64 network ids in [0, {n})")
+        seen.index_add_(0, idx, torch.ones_like(idx))
+        arch, B = archs[a], idx.numel()
+        for m, layer in enumerate(arch.layers):
+            shapes = {"weights": (B, C, *layer.weight_shape),
+                      "biases": (B, C, layer.out_features) if layer.bias else None,
+                      "norms": (B, C, layer.out_features, 4) if layer.norm is not None else None}
+            for key, want in shapes.items():
+                t = group[key][m] if m < len(group[key]) else "missing"
+                got = None if t is None else tuple(t.shape) if isinstance(t, Tensor) else t
+                if got != want:
+                    raise ValueError(f"{path}: group {g} {key}[{m}] has shape {got}, expected {want}")
+    if not bool((seen == 1).all()):
+        raise ValueError(f"{path}: every network must be in exactly one group "
+                         f"({int((seen == 0).sum())} in none, {int((seen > 1).sum())} in several)")
+    for key in METRICS:
+        t = obj["metrics"].get(key)
+        if not isinstance(t, Tensor) or tuple(t.shape) != (n, C):
+            raise ValueError(f"{path}: metrics[{key!r}] must have shape ({n}, {C})")
+    if verify:
+        stored = obj["checksums"].get("sha256", {}) if isinstance(obj["checksums"], dict) else {}
+        actual = _checksums(obj)["sha256"]
+        bad = sorted(k for k in set(stored) | set(actual) if stored.get(k) != actual.get(k))
+        if bad:
+            raise ValueError(f"{path}: checksum mismatch in {', '.join(bad[:5])}: the file is corrupted")
+    obj["archs"] = archs
+    return obj
+
+
+# ----------------------------------------------------------------------------
+# generation
+# ----------------------------------------------------------------------------
+
+def _chunk_ok(path: Path, k: int, start: int, stop: int, fingerprint: str) -> dict | None:
+    """A finished chunk file, or None if missing, corrupt or from another run."""
+    if not path.is_file():
+        return None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        ok = (obj.get("chunk") == k and obj.get("start") == start and obj.get("stop") == stop
+              and obj.get("fingerprint") == fingerprint and obj.get("checksums") == _checksums(obj)
+              and sorted(i for g in obj["groups"] for i in g["index"].tolist()) == list(range(start, stop)))
+    except Exception:  # noqa: BLE001 - a half-written or foreign file is retrained, never trusted
+        return None
+    return obj if ok else None
+
+
+def generate_zoo(
+    out_path: str | os.PathLike,
+    *,
+    family: str = "small_cnn",
+    dataset: str = "mnist",
+    root: str | os.PathLike | None = None,
+    num_networks: int = 300,
+    epochs: int = 3,
+    checkpoints: Sequence[int] | None = None,
+    image_size: int = 14,
+    n_train: int | None = 10000,
+    n_test: int | None = 2000,
+    n_train_eval: int = 2000,
+    batch_size: int = 32,
+    seed: int = 0,
+    chunk_size: int = 128,
+    num_architectures: int = 8,
+    hidden_choices: Sequence[Sequence[int]] = ((32,), (32, 32)),
+    device: str | torch.device = "cpu",
+    resume: bool = True,
+    overwrite: bool = False,
+    keep_chunks: bool = False,
+    progress: bool = True,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Train a zoo of ``num_networks`` classifiers and write it to ``out_path``; resumable.
+
+    Networks ``[k * chunk_size, (k + 1) * chunk_size)`` form chunk ``k``; within
+    a chunk the networks of each architecture train together
+    (:func:`~neuralgraph.zoo.train.train_group`). Each finished chunk is saved
+    atomically as ``<out_path>.chunks/chunk_XXXXX.pt`` with the fingerprint of
+    the settings and data; a rerun reuses every valid chunk (a corrupt or
+    foreign one is retrained), so an interrupted run continues where it
+    stopped and ends with the same bits as an uninterrupted one (every
+    random draw is seeded by the network's seed or by ``(seed, chunk, architecture,
+    epoch)``). ``on_chunk(k, num_chunks)`` runs after chunk ``k`` is on disk.
+    If ``out_path`` already holds this exact zoo nothing is redone; a zoo of
+    other settings is refused unless ``overwrite``.
+
+    Args:
+        family: ``small_cnn``, ``wild_park`` or ``mlp`` (see :mod:`neuralgraph.zoo.specs`).
+        dataset, root, image_size, n_train, n_test: the data (:func:`load_zoo_data`).
+        epochs: training epochs; ``checkpoints``: epochs recorded (default ``0, 1, ..., epochs``
+            up to 5 of them, always including 0 and ``epochs``).
+        n_train_eval: training images (the first ones) the train metrics are measured on.
+        device: ``"cpu"``, ``"cuda"``, ... (``"auto"``: CUDA when available).
+    """
+    out_path = Path(out_path)
+    if family not in FAMILIES:
+        raise ValueError(f"zoo family must be one of {FAMILIES}, got {family!r}")
+    for name, value in (("num_networks", num_networks), ("epochs", epochs), ("batch_size", batch_size),
+                        ("chunk_size", chunk_size), ("n_train_eval", n_train_eval)):
+        _count(name, value)
+    _count("seed", seed, low=0)
+    if checkpoints is None:
+        checkpoints = sorted({0, epochs, *np.linspace(0, epochs, 5).round().astype(int).tolist()})
+    checkpoints = sorted(set(int(c) for c in checkpoints))
+    if not checkpoints or checkpoints[0] < 0 or checkpoints[-1] > epochs:
+        raise ValueError(f"checkpoints must be epochs in [0, {epochs}], got {checkpoints}")
+    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                          "cpu" if device == "auto" else device)
+    data = load_zoo_data(dataset, root, image_size, n_train, n_test)
+    if data["train_x"].shape[0] < batch_size:
+        raise ValueError(f"{dataset}: {data['train_x'].shape[0]} training images, fewer than batch_size={batch_size}")
+    archs, hparams = sample_zoo(family, num_networks, seed, in_channels=1, image_size=data["train_x"].shape[-1],
+                                hidden_choices=hidden_choices, num_architectures=num_architectures)
+    for a in archs:
+        check_trainable(a)
+    config = {"family": family, "dataset": dataset, "num_networks": int(num_networks), "epochs": int(epochs),
+              "checkpoints": checkpoints, "image_size": int(data["train_x"].shape[-1]),
+              "n_train": int(data["train_x"].shape[0]), "n_test": int(data["test_x"].shape[0]),
+              "n_train_eval": int(n_train_eval), "batch_size": int(batch_size), "seed": int(seed),
+              "chunk_size": int(chunk_size), "num_architectures": int(num_architectures),
+              "hidden_choices": [list(map(int, h)) for h in hidden_choices], "device_type": device.type}
+    fingerprint = _fingerprint({**config, **{k: _tensor_digest(v) for k, v in data.items()}})
+    if out_path.is_file():
+        try:
+            existing = load_zoo_file(out_path)["meta"].get("fingerprint")
+        except ValueError:
+            existing = None
+        if existing == fingerprint and resume:
+            return out_path
+        if not overwrite:
+            raise ValueError(f"{out_path} holds a zoo of other settings; pass overwrite=True (--overwrite) "
+                             "or choose another output file")
+    chunk_dir = out_path.with_name(out_path.name + ".chunks")
+    train_x, train_y = data["train_x"].to(device), data["train_y"].to(device)
+    eval_sets = {"train": (train_x[:n_train_eval], train_y[:n_train_eval]),
+                 "test": (data["test_x"].to(device), data["test_y"].to(device))}
+    bounds = [(k, s, min(num_networks, s + chunk_size)) for k, s in enumerate(range(0, num_networks, chunk_size))]
+    done: dict[int, dict] = {}
+    with lock_directory(chunk_dir, "zoo chunk directory", "wait for the other zoo run to finish"):
+        if resume:
+            for k, s, e in bounds:
+                c = _chunk_ok(chunk_dir / f"chunk_{k:05d}.pt", k, s, e, fingerprint)
+                if c is not None:
+                    done[k] = c
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=num_networks * epochs, unit="net-epoch", desc=f"training {out_path.name}",
+                       initial=sum((e - s) * epochs for k, s, e in bounds if k in done))
+        try:
+            for k, s, e in bounds:
+                if k in done:
+                    continue
+                chunk = _train_chunk(k, s, e, archs, hparams, train_x, train_y, eval_sets, epochs, checkpoints,
+                                     batch_size, seed, bar)
+                chunk.update(chunk=k, start=s, stop=e, fingerprint=fingerprint)
+                chunk["checksums"] = _checksums(chunk)
+                atomic_save(chunk, chunk_dir / f"chunk_{k:05d}.pt")
+                done[k] = chunk
+                if on_chunk is not None:
+                    on_chunk(k, len(bounds))
+        finally:
+            if bar is not None:
+                bar.close()
+        obj = _merge(done, bounds, archs, hparams, checkpoints, family,
+                     {**config, "fingerprint": fingerprint})
+        atomic_save(obj, out_path)
+        if not keep_chunks:
+            for k, _, _ in bounds:
+                (chunk_dir / f"chunk_{k:05d}.pt").unlink(missing_ok=True)
+    try:
+        chunk_dir.rmdir()
+    except OSError:
+        pass
+    return out_path
+
+
+def _train_chunk(k, s, e, archs, hparams, train_x, train_y, eval_sets, epochs, checkpoints, batch_size, seed,
+                 bar) -> dict:
+    by_arch: dict[int, list[int]] = {}
+    for i in range(s, e):
+        by_arch.setdefault(hparams[i]["arch"], []).append(i)
+    groups, metrics = [], {m: torch.empty(e - s, len(checkpoints)) for m in METRICS}
+    for a in sorted(by_arch):
+        idx = by_arch[a]
+        res = train_group(archs[a], [hparams[i] for i in idx], train_x, train_y, eval_sets, epochs=epochs,
+                          checkpoints=checkpoints, batch_size=batch_size, group_seed=derive_seed(seed, 7, k, a),
+                          on_epoch=None if bar is None else (lambda _e, n=len(idx): bar.update(n)))
+        pos = torch.tensor(idx) - s
+        for m in METRICS:
+            metrics[m][pos] = res[m]
+        groups.append({"arch": a, "index": torch.tensor(idx, dtype=torch.long),
+                       "weights": [_compact(t, torch.float32) for t in res["weights"]],
+                       "biases": [None if t is None else _compact(t, torch.float32) for t in res["biases"]],
+                       "norms": [None if t is None else _compact(t, torch.float32) for t in res["norms"]]})
+    return {"groups": groups, "metrics": metrics}
+
+
+def _merge(done: dict, bounds, archs, hparams, checkpoints, family, meta) -> dict:
+    chunks = [done[k] for k, _, _ in bounds]
+    groups = []
+    for a in range(len(archs)):
+        parts = [g for c in chunks for g in c["groups"] if g["arch"] == a]
+        if not parts:
+            continue
+        cat = lambda key, m: None if parts[0][key][m] is None else torch.cat([p[key][m] for p in parts])
+        groups.append({"arch": a, "index": torch.cat([p["index"] for p in parts]),
+                       **{key: [cat(key, m) for m in range(archs[a].num_layers)]
+                          for key in ("weights", "biases", "norms")}})
+    obj = {"format_version": ZOO_FORMAT, "family": family, "archs": [a.to_dict() for a in archs], "groups": groups,
+           "hparams": list(hparams), "epochs": torch.tensor(checkpoints, dtype=torch.long),
+           "metrics": {m: torch.cat([c["metrics"][m] for c in chunks]) for m in METRICS}, "meta": meta}
+    obj["checksums"] = _checksums(obj)
+    return obj
+
+
+# ----------------------------------------------------------------------------
+# loading
+# ----------------------------------------------------------------------------
+
+class ZooSplit(NamedTuple):
+    train: Tensor
+    val: Tensor
+    test: Tensor
+
+
+class ZooDataset:
+    """A zoo file, loaded: targets, splits by network, and PyG batches of neural graphs.
+
+    Attributes: ``archs``, ``hparams`` (per network), ``epochs`` (checkpoint
+    epochs), ``metrics`` (``[n, C]`` each), ``valid`` (``[n]``: every parameter and
+    metric finite; a diverged network is not valid and is left out of
+    :meth:`split`), ``taps`` (the largest kernel area of the zoo; every batch
+    is padded to it, so batches of any networks of the zoo concatenate).
+    """
+
+    def __init__(self, path: str | os.PathLike, verify: bool = True) -> None:
+        self.path = Path(path)
+        obj = load_zoo_file(self.path, verify=verify)
+        self.family: str = obj["family"]
+        self.archs: list[Architecture] = obj["archs"]
+        self.groups: list[dict] = obj["groups"]
+        self.hparams: list[dict] = obj["hparams"]
+        self.epochs: list[int] = obj["epochs"].tolist()
+        self.metrics: dict[str, Tensor] = obj["metrics"]
+        self.meta: dict = obj["meta"]
+        n = len(self.hparams)
+        self.group_of = torch.empty(n, dtype=torch.long)
+        self.row_of = torch.empty(n, dtype=torch.long)
+        valid = torch.ones(n, dtype=torch.bool)
+        for g, group in enumerate(self.groups):
+            self.group_of[group["index"]] = g
+            self.row_of[group["index"]] = torch.arange(group["index"].numel())
+            for key in ("weights", "biases", "norms"):
+                for t in group[key]:
+                    if t is not None:
+                        valid[group["index"]] &= torch.isfinite(t.flatten(1)).all(1)
+        for t in self.metrics.values():
+            valid &= torch.isfinite(t).all(1)
+        self.valid = valid
+        self.taps = max(a.max_taps for a in self.archs)
+
+    def __len__(self) -> int:
+        return len(self.hparams)
+
+    def checkpoint(self, epoch: int | None = None) -> int:
+        """Position of ``epoch`` among the checkpoints (``None``: the last)."""
+        if epoch is None:
+            return len(self.epochs) - 1
+        if epoch not in self.epochs:
+            raise ValueError(f"{self.path}: no checkpoint at epoch {epoch!r}; the zoo has epochs {self.epochs}")
+        return self.epochs.index(epoch)
+
+    def targets(self, epoch: int | None = None, metric: str = "test_acc") -> Tensor:
+        """``[n]`` the metric of every network at the checkpoint ``epoch`` (default the last)."""
+        if metric not in self.metrics:
+            raise ValueError(f"unknown metric {metric!r}; the zoo records {sorted(self.metrics)}")
+        return self.metrics[metric][:, self.checkpoint(epoch)]
+
+    def split(self, val: float = 0.15, test: float = 0.15, seed: int = 0) -> ZooSplit:
+        """Disjoint train / val / test network ids (valid networks only), shuffled with ``seed``.
+
+        A network is in exactly one split with all its checkpoints, so no
+        network's weights reach two splits.
+        """
+        for name, f in (("val", val), ("test", test)):
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f < 1:
+                raise ValueError(f"{name} fraction must be in [0, 1), got {f!r}")
+        if val + test >= 1:
+            raise ValueError(f"val + test fractions must be < 1, got {val} + {test}")
+        ids = self.valid.nonzero().reshape(-1)
+        ids = ids[torch.randperm(ids.numel(), generator=torch.Generator().manual_seed(int(seed)))]
+        n_val, n_test = int(round(val * ids.numel())), int(round(test * ids.numel()))
+        if ids.numel() - n_val - n_test < 1:
+            raise ValueError(f"{self.path}: {ids.numel()} valid networks are too few to split")
+        return ZooSplit(ids[n_val + n_test:].sort().values, ids[:n_val].sort().values,
+                        ids[n_val:n_val + n_test].sort().values)
+
+    def params(self, indices: Any, epoch: int | None = None) -> list[tuple[Architecture, Tensor, dict]]:
+        """Per group among ``indices``: ``(arch, network ids [b], {"weights", "biases", "norms"} stacked [b, ...])``."""
+        idx = _as_index(indices, len(self))
+        c = self.checkpoint(epoch)
+        out = []
+        for g, group in enumerate(self.groups):
+            sel = idx[self.group_of[idx] == g]
+            if sel.numel() == 0:
+                continue
+            rows = self.row_of[sel]
+            out.append((self.archs[group["arch"]], sel,
+                        {key: [None if t is None else t[rows, c] for t in group[key]]
+                         for key in ("weights", "biases", "norms")}))
+        return out
+
+    def batch(self, indices: Any, epoch: int | None = None, metric: str = "test_acc") -> Batch:
+        """PyG ``Batch`` of the selected networks' graphs at checkpoint ``epoch``, one ``stacked_to_batch`` per group.
+
+        Graphs come grouped by architecture (in group order, then by network id
+        within a group): ``batch.net_index`` holds each graph's network id,
+        ``batch.y`` its target (``metric`` at ``epoch``).
+        """
+        y_all = self.targets(epoch, metric)
+        parts = []
+        for arch, ids, p in self.params(indices, epoch):
+            b = stacked_to_batch(p["weights"], p["biases"], arch, taps=self.taps,
+                                 norms=p["norms"] if arch.has_norm else None)
+            _graph_attr(b, "y", y_all[ids])
+            _graph_attr(b, "net_index", ids)
+            parts.append(b)
+        if not parts:
+            raise ValueError("no networks selected")
+        return concat_batches(parts)
+
+    def model(self, i: int, epoch: int | None = None) -> nn.Sequential:
+        """Network ``i`` at checkpoint ``epoch`` as an ``nn.Sequential`` (eval mode), through its neural graph."""
+        return to_model(self.batch([int(i)], epoch).get_example(0))
+
+
+def _graph_attr(b: Batch, key: str, value: Tensor) -> None:
+    b[key] = value
+    b._slice_dict[key] = torch.arange(value.numel() + 1)
+    b._inc_dict[key] = torch.zeros(value.numel(), dtype=torch.long)
+
+
+_EDGE_KEYS = ("edge_index", "edge_attr", "edge_mask", "edge_layer", "edge_type")
+
+
+def concat_batches(batches: Sequence[Batch]) -> Batch:
+    """One PyG ``Batch`` holding the graphs of several (e.g. one per architecture), without a per-graph loop.
+
+    Every batch must have the same keys and edge-feature width (pad with ``taps=``).
+    """
+    if len(batches) == 1:
+        return batches[0]
+    keys = set(batches[0]._slice_dict)
+    for b in batches[1:]:
+        if set(b._slice_dict) != keys:
+            raise ValueError(f"cannot concatenate batches with different fields: {sorted(keys ^ set(b._slice_dict))}")
+        if b.edge_attr.size(-1) != batches[0].edge_attr.size(-1):
+            raise ValueError(f"cannot concatenate batches with {batches[0].edge_attr.size(-1)} and "
+                             f"{b.edge_attr.size(-1)} taps per edge; build them with the same taps=")
+    node_off = [0]
+    graph_off = [0]
+    for b in batches:
+        node_off.append(node_off[-1] + b.num_nodes)
+        graph_off.append(graph_off[-1] + b.num_graphs)
+    fields: dict[str, Any] = {}
+    slices: dict[str, Tensor] = {}
+    incs: dict[str, Any] = {}
+    for key in keys:
+        vals = [b[key] for b in batches]
+        if isinstance(vals[0], list):
+            fields[key] = [v for vs in vals for v in vs]
+        elif key == "edge_index":
+            fields[key] = torch.cat([v + node_off[j] for j, v in enumerate(vals)], 1)
+        else:
+            fields[key] = torch.cat(vals, 0)
+        sl = [b._slice_dict[key] for b in batches]
+        offs = [0]
+        for s in sl:
+            offs.append(offs[-1] + int(s[-1]))
+        slices[key] = torch.cat([s[:-1] + offs[j] for j, s in enumerate(sl)] + [sl[-1][-1:] + offs[-2]])
+        inc = [b._inc_dict[key] for b in batches]
+        if inc[0] is None:
+            incs[key] = None
+        elif key == "edge_index":
+            incs[key] = torch.cat([v + node_off[j] for j, v in enumerate(inc)])
+        else:
+            incs[key] = torch.cat(inc)
+    device = batches[0].x.device
+    out = Batch(_base_cls=NeuralGraph, **fields,
+        batch=torch.cat([b.batch + graph_off[j] for j, b in enumerate(batches)]),
+        ptr=torch.cat([batches[0].ptr[:1]] + [b.ptr[1:] + node_off[j] for j, b in enumerate(batches)]).to(device))
+    out._num_graphs = graph_off[-1]
+    out._slice_dict = slices
+    out._inc_dict = incs
+    return out
