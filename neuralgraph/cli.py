@@ -5,6 +5,7 @@ Examples::
     neuralgraph quickstart --out ng_quickstart            # digits INRs -> trained classifier + pictures
     neuralgraph fit-inrs --source mnist --root ../shared/datasets/mnist --out mnist_inrs --n-train 5000
     neuralgraph train --data mnist_inrs --model nggnn --epochs 20 --out runs/nggnn
+    neuralgraph train --task edit --data mnist_inrs --model nggnn --out runs/dilate   # INR editing
     neuralgraph train ... --resume                        # continue an interrupted run
     torchrun --nproc-per-node 2 -m neuralgraph train ...  # data-parallel (gloo on CPU, nccl on GPU)
 """
@@ -100,12 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "refused otherwise); the old splits stay until the new ones are complete")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    t = sub.add_parser("train", help="train a classifier on an INR dataset",
-                       description="Train a classifier on DIR/{train,val,test}.pt; model selection on validation "
-                                   "accuracy, test accuracy reported at the best validation epoch.")
+    from .tasks import TASKS
+
+    t = sub.add_parser("train", help="train a processor on a dataset of networks (classify, edit, ...)",
+                       description="Train a processor for a task on DIR/{train,val,test}.pt; model selection on the "
+                                   "validation metrics, test metrics reported at the best validation epoch. Tasks: "
+                                   + "; ".join(f"{n}: {c.description}" for n, c in TASKS.items()))
     t.add_argument("--data", type=Path, required=True, help="directory from `neuralgraph fit-inrs`")
     t.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, metrics, pictures)")
     t.add_argument("--model", choices=list(MODELS), default=DEFAULT_MODEL, help=f"default: {DEFAULT_MODEL}")
+    t.add_argument("--task", choices=list(TASKS), default="classify", help="default: classify")
+    t.add_argument("--task-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="task option (repeatable), e.g. --task-arg size=3 for edit")
     t.add_argument("--model-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="model hyper-parameter (repeatable), read by the type of the constructor argument, "
                         "e.g. --model-arg hidden=64 --model-arg use_probes=false --model-arg depths=2,3")
@@ -115,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=_at_least_zero, default=5e-4)
     t.add_argument("--warmup-epochs", type=_at_least_zero, default=1.0, help="linear warmup, then cosine decay")
     t.add_argument("--clip-grad-norm", type=_finite, default=1.0, help="<= 0 disables clipping")
-    t.add_argument("--label-smoothing", type=_at_least_zero, default=0.0, help="in [0, 1)")
+    t.add_argument("--label-smoothing", type=_at_least_zero, default=0.0, help="in [0, 1) (task classify)")
     t.add_argument("--augment", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="data augmentation (neuralgraph.augment.Augment field), e.g. --augment permute=true "
                         "--augment noise_std=0.01")
@@ -165,11 +172,14 @@ def _train(args: argparse.Namespace) -> int:
     from .augment import Augment
     from .train import TrainConfig, train
     from .train.options import dataclass_hints, parse_options
+    from .tasks import parse_task_options
     from .train.registry import parse_hyperparameters
 
     model_kwargs = parse_hyperparameters(args.model, args.model_arg)
+    task_kwargs = parse_task_options(args.task, args.task_arg)
     augment = parse_options(args.augment, dataclass_hints(Augment), owner="--augment", noun="option")
     cfg = TrainConfig(data=str(args.data), out=str(args.out), model=args.model, model_kwargs=model_kwargs,
+                      task=args.task, task_kwargs=task_kwargs,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                       warmup_epochs=args.warmup_epochs, clip_grad_norm=args.clip_grad_norm,
                       label_smoothing=args.label_smoothing, seed=args.seed, device=args.device,
@@ -177,7 +187,9 @@ def _train(args: argparse.Namespace) -> int:
     res = train(cfg, resume=args.resume, progress=not args.quiet, stop_after_epoch=args.stop_after_epoch,
                 threads=args.threads)
     if res.finished:
-        print(f"test accuracy: {res.test_acc:.2%}  (run directory: {res.run_dir})")
+        shown = (f"test accuracy: {res.test_acc:.2%}" if res.task == "classify" else
+                 "test " + ", ".join(f"{k} {v:.4g}" for k, v in res.test_metrics.items()))
+        print(f"{shown}  (run directory: {res.run_dir})")
     return 0
 
 

@@ -90,10 +90,10 @@ def test_false_turns_features_off(small_data, tmp_path):
 
 
 @pytest.mark.parametrize("model, pairs, expect", [
-    ("nggnn", [("use_probes", "NO"), ("hidden", "16"), ("rff_sigma", "2"), ("head", "invariant")],
-     {"use_probes": False, "hidden": 16, "rff_sigma": 2.0, "head": "invariant"}),
-    ("nggnn", [("use_probes", "1"), ("aggregators", "mean,max"), ("head", "'invariant'")],
-     {"use_probes": True, "aggregators": ("mean", "max"), "head": "invariant"}),
+    ("nggnn", [("use_probes", "NO"), ("hidden", "16"), ("rff_sigma", "2")],
+     {"use_probes": False, "hidden": 16, "rff_sigma": 2.0}),
+    ("nggnn", [("use_probes", "1"), ("aggregators", "mean,max")],
+     {"use_probes": True, "aggregators": ("mean", "max")}),
     ("dwsnet", [("norm", "Yes"), ("reduce", "sum"), ("depths", "(2, 3)"), ("mlp_hidden", "None")],
      {"norm": True, "reduce": "sum", "depths": (2, 3), "mlp_hidden": None}),
     ("mlp", [("hidden", "[64, 32]"), ("dropout", "0.5")], {"hidden": (64, 32), "dropout": 0.5}),

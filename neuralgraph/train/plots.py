@@ -1,4 +1,4 @@
-"""Pictures of a training run: learning curves and INR reconstructions with predicted labels.
+"""Pictures of a training run: learning curves, INR reconstructions with predicted labels, image rows.
 
 Both use matplotlib's non-interactive ``Agg`` canvas (no display needed) and are
 written atomically, like every other artefact of a run.
@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .. import io
 
-__all__ = ["plot_learning_curves", "plot_reconstructions", "save_figure"]
+__all__ = ["plot_learning_curves", "plot_reconstructions", "plot_image_rows", "save_figure"]
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
@@ -28,24 +28,64 @@ def _figure(w: float, h: float):
     return Figure(figsize=(w, h))
 
 
+#: Axis labels of known metrics; others are labelled by their name.
+METRIC_LABELS = {"loss": "loss", "acc": "accuracy", "tau": "Kendall's tau", "unedited": "MSE of the unedited INR"}
+
+
 def plot_learning_curves(history: Sequence[Mapping[str, float]], path: str | os.PathLike,
-                         best_epoch: int | None = None, title: str | None = None) -> Path:
-    """Loss and accuracy per epoch (train and validation), best epoch marked."""
+                         best_epoch: int | None = None, title: str | None = None,
+                         metrics: Sequence[str] = ("loss", "acc"), loss_label: str = "cross-entropy") -> Path:
+    """One panel per metric (train and validation per epoch), best epoch marked.
+
+    ``history`` rows hold ``train_<m>`` and ``val_<m>`` for each ``m`` in ``metrics``
+    (rows of metrics.csv). Accuracy panels span ``[0, 1]``; a loss panel whose values
+    span more than two decades uses a log scale.
+    """
     if not history:
         raise ValueError("no epochs to plot")
     epochs = [h["epoch"] for h in history]
-    fig = _figure(10, 3.8)
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    for ax, key, label in ((ax_loss, "loss", "cross-entropy"), (ax_acc, "acc", "accuracy")):
-        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", ms=3, label="train")
-        ax.plot(epochs, [h[f"val_{key}"] for h in history], "s-", ms=3, label="validation")
+    metrics = [m for m in metrics if f"train_{m}" in history[0] or f"val_{m}" in history[0]]
+    fig = _figure(5 * len(metrics), 3.8)
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, key in zip(axes, metrics):
+        for split, marker, label in (("train", "o-", "train"), ("val", "s-", "validation")):
+            values = [h.get(f"{split}_{key}") for h in history]
+            if all(v is not None and v == v for v in values):
+                ax.plot(epochs, values, marker, ms=3, label=label)
         if best_epoch is not None:
             ax.axvline(best_epoch, color="gray", ls="--", lw=1, label=f"best val (epoch {best_epoch})")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
+        ax.set_ylabel(loss_label if key == "loss" else METRIC_LABELS.get(key, key))
         ax.grid(alpha=0.3)
-    ax_acc.set_ylim(0, 1)
-    ax_acc.legend(loc="lower right")
+        if key == "acc":
+            ax.set_ylim(0, 1)
+        values = [v for h in history for v in (h.get(f"train_{key}"), h.get(f"val_{key}")) if v is not None]
+        if key == "loss" and values and min(values) > 0 and max(values) / min(values) > 100:
+            ax.set_yscale("log")
+    axes[-1].legend(loc="best")
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_image_rows(rows: Mapping[str, Tensor], path: str | os.PathLike, title: str | None = None) -> Path:
+    """Rows of ``[n, H, W]`` grey images (same ``n`` per row), each row labelled; values clipped to ``[0, 1]``."""
+    if not rows:
+        raise ValueError("no rows to draw")
+    n = {name: imgs.shape[0] for name, imgs in rows.items()}
+    if len(set(n.values())) != 1 or min(n.values()) == 0:
+        raise ValueError(f"every row needs the same number (> 0) of images, got {n}")
+    ncols = next(iter(n.values()))
+    fig = _figure(1.2 * ncols + 1.2, 1.3 * len(rows) + (0.4 if title else 0))
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    for r, (name, imgs) in enumerate(rows.items()):
+        imgs = imgs.detach().float().clamp(0, 1).cpu()
+        for k in range(ncols):
+            ax = axes[r, k]
+            ax.imshow(imgs[k].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(name, fontsize=8)
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)

@@ -128,19 +128,19 @@ def hyperparameters(name: str) -> tuple[dict[str, Any], bool]:
     fixed by the model entry (``mlp-aug``'s ``permute_augment``).
     """
     hints, open_kwargs = _accepted_arguments(model_class(name))
-    return {k: v for k, v in hints.items() if k not in FROM_DATASET and k not in MODELS[name].fixed}, open_kwargs
+    return {k: v for k, v in hints.items() if k not in FROM_DATASET + FROM_TASK and k not in MODELS[name].fixed}, \
+        open_kwargs
 
 
-#: Values the registry's contract (``Batch -> [num_graphs, out_dim]`` logits) requires where given.
-CLASSIFIER_ONLY = {"head": "invariant"}
+#: Constructor arguments the trainer sets from the task (``--task``), never given as hyper-parameters.
+FROM_TASK = ("head",)
 
 
 def _refuse_reserved(name: str, keys: Any, values: dict[str, Any] | None = None) -> None:
-    for key, need in CLASSIFIER_ONLY.items():
-        if values is not None and key in values and values[key] not in (need, repr(need)):
-            raise ValueError(f"model {name!r}: {key}={values[key]!r} does not give class logits; the registry's "
-                             f"models are classifiers ({key}={need!r}, the default)")
     for key in keys:
+        if key in FROM_TASK:
+            raise ValueError(f"model {name!r}: {key} is set by the task (--task: classify and regress use the "
+                             f"invariant head, edit the equivariant one) and cannot be given as a hyper-parameter")
         if key in FROM_DATASET:
             raise ValueError(f"model {name!r}: {key} is set from the dataset and cannot be given as a hyper-parameter")
         if key in MODELS[name].fixed:
@@ -174,8 +174,12 @@ def check_hyperparameters(name: str, values: dict[str, Any]) -> dict[str, Any]:
     return check_options(values, hints, owner=f"model {name!r}", noun="hyper-parameter")
 
 
-def build_model(name: str, out_dim: int, arch: Architecture | None = None, **hparams: Any) -> nn.Module:
+def build_model(name: str, out_dim: int | None, arch: Architecture | None = None, *, head: str = "invariant",
+                **hparams: Any) -> nn.Module:
     """Instantiate model ``name`` with ``out_dim`` outputs and the given hyper-parameters.
+
+    ``head`` is the task's (``"invariant"``: ``[num_graphs, out_dim]``; ``"equivariant"``:
+    an edited batch; ``out_dim`` is then ``None``).
 
     Unknown hyper-parameters, values of the wrong type and values the constructor
     refuses (``hidden=0``) raise a one-line ``ValueError`` naming the model and the key.
@@ -201,8 +205,14 @@ def build_model(name: str, out_dim: int, arch: Architecture | None = None, **hpa
         if arch is None:
             raise ValueError(f"model {name!r} needs the dataset's architecture (arch=)")
         kwargs["arch"] = arch
+    if "head" in accepted:
+        kwargs["head"] = head
+    elif head != "invariant":
+        raise ValueError(f"model {name!r} ({cls.__name__}) has no {head} head")
+    if out_dim is not None:
+        kwargs["out_dim"] = out_dim
     try:
-        return cls(out_dim=out_dim, **kwargs)
+        return cls(**kwargs)
     except ValueError as e:
         if cls.__name__ in str(e):                 # the constructor already names itself
             raise

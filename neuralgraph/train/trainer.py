@@ -1,18 +1,22 @@
-"""Train a classifier on an INR dataset: the library's end-to-end job.
+"""Train a processor on a dataset of networks: the library's end-to-end job, for every task.
 
-``train(TrainConfig(data=..., out=..., model=...))`` reads ``train.pt`` /
-``val.pt`` / ``test.pt`` from ``data`` (made by ``neuralgraph fit-inrs`` or
-:func:`neuralgraph.inr.build_inr_splits`), trains with AdamW, linear warmup
-then cosine decay and gradient-norm clipping, selects the epoch with the best
-validation accuracy (ties: lower validation loss) and reports the test
-accuracy of that epoch's weights. The run directory gets::
+``train(TrainConfig(data=..., out=..., model=..., task=...))`` reads the
+train / val / test splits of ``data`` (INR datasets from ``neuralgraph fit-inrs``
+or :func:`neuralgraph.inr.build_inr_splits`), trains with AdamW, linear warmup
+then cosine decay and gradient-norm clipping, selects the epoch whose
+validation metrics the task ranks best (classification: accuracy, ties by the
+lower loss) and reports the test metrics of that epoch's weights. What is
+optimised and measured is the task's (:mod:`neuralgraph.tasks`: ``classify``,
+``edit``, ...); the loop, checkpoints, resume and DDP are the same for all.
+The run directory gets::
 
-    metrics.csv            epoch, train_loss, train_acc, val_loss, val_acc, lr (of the epoch's last
-                           step), time (cumulative seconds of training and validation)
+    metrics.csv            epoch, train_<m> and val_<m> for each metric m of the task (classify:
+                           loss, acc), lr (of the epoch's last step), time (cumulative seconds)
     last.pt / best.pt      checkpoints (atomic), see neuralgraph.train.checkpoint
-    results.json           best epoch, validation and test accuracy, timings
-    learning_curves.png    loss / accuracy per epoch
-    reconstructions.png    test INRs rendered as images, with predicted / true labels
+    results.json           best epoch, validation and test metrics, timings
+    learning_curves.png    the task's metrics per epoch
+    <task pictures>        classify: reconstructions.png (test INRs rendered, predicted / true
+                           label); edit: edits.png (input / target / edited INR)
     tb/                    TensorBoard events (only if tensorboard is installed)
     .lock                  held (fcntl.flock) by the run using the directory: a second run into the
                            same directory fails at once, naming the holder's PID (see neuralgraph.io.lock_directory)
@@ -44,16 +48,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..augment import Augment
-from ..inr import INRDataset, render
+from ..inr import INRDataset
+from ..tasks import TASKS, Classify, Task, make_task
 from ..io import DirectoryBusy, atomic_write_text, lock_directory
 from . import distributed as D
 from .checkpoint import capture_rng, config_mismatch, load_checkpoint, restore_rng, save_checkpoint
 from .options import check_options, dataclass_hints
-from .plots import plot_learning_curves, plot_reconstructions
+from .plots import plot_learning_curves
 from .registry import MODELS, build_model, check_hyperparameters
 
-__all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "load_trained", "load_splits", "DEFAULT_MODEL",
-           "RESUME_MAY_CHANGE", "RunMismatch", "resolve_device"]
+__all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "evaluate_split", "load_trained", "load_splits",
+           "DEFAULT_MODEL", "RESUME_MAY_CHANGE", "RunMismatch", "resolve_device", "metric_columns"]
 
 #: The model ``neuralgraph train`` and ``quickstart`` use when none is named.
 DEFAULT_MODEL = "nggnn"
@@ -62,8 +67,12 @@ DEFAULT_MODEL = "nggnn"
 #: (they do not change what is computed, or only where it runs).
 RESUME_MAY_CHANGE = frozenset({"data", "out", "device", "eval_batch_size", "n_reconstructions"})
 
-METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "time")
 SPLITS = ("train", "val", "test")
+
+
+def metric_columns(task: Task) -> tuple[str, ...]:
+    """Columns of metrics.csv for ``task``: epoch, train_<m>..., val_<m>..., lr, time."""
+    return ("epoch", *(f"train_{m}" for m in task.metrics), *(f"val_{m}" for m in task.metrics), "lr", "time")
 
 
 @dataclass
@@ -74,13 +83,15 @@ class TrainConfig:
     out: str
     model: str = DEFAULT_MODEL
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    task: str = "classify"               # neuralgraph.tasks.TASKS
+    task_kwargs: dict[str, Any] = field(default_factory=dict)   # the task's options
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
     clip_grad_norm: float = 1.0          # <= 0 disables clipping
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0         # classify only
     seed: int = 0
     device: str = "cpu"                  # "cpu", "cuda", "cuda:1" or "auto"
     normalize: bool = True               # standardise each layer with train-split statistics
@@ -106,11 +117,24 @@ class TrainConfig:
             raise ValueError("invalid training settings: " + ", ".join(bad))
         _check_device_name(self.device)
         check_hyperparameters(self.model, self.model_kwargs)
+        self.make_task()                 # task name and options
         check_options(self.augment, dataclass_hints(Augment), owner="augment", noun="option")
         Augment(**self.augment)          # ranges of the augmentation fields
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def make_task(self) -> Task:
+        """The :class:`~neuralgraph.tasks.Task` this run trains (``label_smoothing`` goes to ``classify``)."""
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        kwargs = dict(self.task_kwargs)
+        if self.label_smoothing:
+            if self.task != "classify":
+                raise ValueError(f"label_smoothing={self.label_smoothing} applies to task 'classify' only, "
+                                 f"not {self.task!r}")
+            kwargs["label_smoothing"] = self.label_smoothing
+        return make_task(self.task, **kwargs)
 
 
 @dataclass
@@ -119,17 +143,32 @@ class TrainResult:
 
     run_dir: Path
     model: str
+    task: str
     num_params: int
     epochs_done: int
     best_epoch: int
-    best_val_acc: float
-    best_val_loss: float
-    test_acc: float | None          # None when the run stopped before its last epoch
-    test_loss: float | None
+    val_metrics: dict[str, float]        # of the best epoch
+    test_metrics: dict[str, float] | None  # None when the run stopped before its last epoch
     train_time_s: float
     history: list[dict[str, float]]
     finished: bool
     classifier: nn.Module | None = field(default=None, repr=False)   # best-validation weights, eval mode
+
+    @property
+    def best_val_acc(self) -> float:
+        return self.val_metrics.get("acc", float("nan"))
+
+    @property
+    def best_val_loss(self) -> float:
+        return self.val_metrics.get("loss", float("nan"))
+
+    @property
+    def test_acc(self) -> float | None:
+        return None if self.test_metrics is None else self.test_metrics.get("acc")
+
+    @property
+    def test_loss(self) -> float | None:
+        return None if self.test_metrics is None else self.test_metrics.get("loss")
 
 
 # ----------------------------------------------------------------------------
@@ -185,17 +224,6 @@ def _data_name(ds: dict[str, INRDataset], config: TrainConfig) -> str:
     return f"{source} INRs ({Path(config.data).name})" if source else Path(config.data).name
 
 
-def _num_classes(ds: dict[str, INRDataset]) -> int:
-    """Classes of the classifier; refuses val/test labels the training split never shows."""
-    seen = set(ds["train"].labels.unique().tolist())
-    for s in ("val", "test"):
-        unseen = sorted(set(ds[s].labels.unique().tolist()) - seen)
-        if unseen:
-            raise ValueError(f"{ds[s].path} holds label(s) {unseen[:10]} that train.pt lacks: the classifier could "
-                             f"never predict them; fit splits whose train.pt holds every class")
-    return max(d.num_classes for d in ds.values())
-
-
 def _data_fingerprint(ds: dict[str, INRDataset]) -> dict[str, Any]:
     return {s: {"n": len(d), "fingerprint": d.meta.get("fingerprint"), "arch": d.arch.to_dict()}
             for s, d in ds.items()}
@@ -211,38 +239,35 @@ def _check_batch_size(batch_size: int) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: INRDataset, *, batch_size: int = 256, device: torch.device | str = "cpu",
-             info: D.DistInfo = D.DistInfo()) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over the whole split (sharded over ranks, exact)."""
+def evaluate_split(model: nn.Module, dataset: Any, task: Task, *, batch_size: int = 256,
+                   device: torch.device | str = "cpu", info: D.DistInfo = D.DistInfo()) -> dict[str, float]:
+    """The task's metrics over a whole split (sharded over ranks, exact: per-network values are gathered)."""
     _check_batch_size(batch_size)
     model = D.unwrap_model(model)
     was_training = model.training
     model.eval()
     idx = D.eval_shard(len(dataset), info)
-    sums = torch.zeros(3, dtype=torch.float64, device=device)
-    for s in range(0, len(idx), batch_size):
-        b = dataset.batch(idx[s:s + batch_size]).to(device)
-        logits = model(b)
-        sums[0] += F.cross_entropy(logits.float(), b.y, reduction="sum").double()
-        sums[1] += (logits.argmax(1) == b.y).sum()
-        sums[2] += b.y.numel()
-    D.all_reduce_sum(sums, info)
+    values = [task.collect(model(b), b) for b in
+              (dataset.batch(idx[s:s + batch_size]).to(device) for s in range(0, len(idx), batch_size))]
     model.train(was_training)
-    return float(sums[0] / sums[2]), float(sums[1] / sums[2])
+    return task.summarize(_gather(values, info))
+
+
+def _gather(values: list[dict[str, Tensor]], info: D.DistInfo) -> dict[str, Tensor]:
+    """Per-network values of the batches of every rank, concatenated (on CPU)."""
+    local = {k: torch.cat([v[k].detach().cpu() for v in values]) for k in values[0]} if values else {}
+    if not info.enabled:
+        return local
+    parts = [p for p in D.all_gather_objects(local, info) if p]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
 @torch.no_grad()
-def predict(model: nn.Module, dataset: INRDataset, indices: Tensor, *, batch_size: int = 256,
-            device: torch.device | str = "cpu") -> Tensor:
-    """Predicted labels for ``dataset[indices]``."""
-    _check_batch_size(batch_size)
-    model = D.unwrap_model(model)
-    was_training = model.training
-    model.eval()
-    out = [model(dataset.batch(indices[s:s + batch_size]).to(device)).argmax(1).cpu()
-           for s in range(0, len(indices), batch_size)]
-    model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+def evaluate(model: nn.Module, dataset: INRDataset, *, batch_size: int = 256, device: torch.device | str = "cpu",
+             info: D.DistInfo = D.DistInfo()) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of a classifier over the whole split (see :func:`evaluate_split`)."""
+    metrics = evaluate_split(model, dataset, Classify(), batch_size=batch_size, device=device, info=info)
+    return metrics["loss"], metrics["acc"]
 
 
 # ----------------------------------------------------------------------------
@@ -258,12 +283,12 @@ def _lr_lambda(warmup: int, total: int):
     return f
 
 
-def _write_metrics(history: list[dict[str, float]], path: Path) -> None:
+def _write_metrics(history: list[dict[str, float]], path: Path, columns: tuple[str, ...]) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     w.writeheader()
     for h in history:
-        w.writerow({k: h[k] for k in METRIC_COLUMNS})
+        w.writerow({k: h[k] for k in columns})
     atomic_write_text(buf.getvalue(), path)
 
 
@@ -376,174 +401,222 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True, v
             D.shutdown_distributed(info)
 
 
-def _train(config: TrainConfig, info: D.DistInfo, device: torch.device, resume: bool, progress: bool,
-           verbose: bool, stop_after_epoch: int | None) -> TrainResult:
-    main = info.is_main
-    say = (lambda *a: print(*a, flush=True)) if (verbose and main) else (lambda *a: None)
-    run_dir = Path(config.out)
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+@dataclass
+class _Run:
+    """What one training run holds between its steps."""
 
-    ds = load_splits(config.data, normalize=config.normalize)
-    num_classes = _num_classes(ds)
-    arch = ds["train"].arch
-    data_fp = _data_fingerprint(ds)
-    augment = Augment(**config.augment) if config.augment else None
+    config: TrainConfig
+    task: Task
+    splits: dict[str, Any]
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    augment: Augment | None
+    data_fp: dict[str, Any]
+    num_params: int
+    columns: tuple[str, ...]
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, Any] | None = None           # {"epoch": e, "val_<m>": ...} of the best epoch so far
+    best_state: dict[str, Tensor] | None = None
+    elapsed: float = 0.0
 
+
+def _setup(config: TrainConfig, info: D.DistInfo, device: torch.device) -> _Run:
+    """Data, task, model, optimizer and schedule of a fresh run."""
+    task = config.make_task()
+    splits = task.load_splits(config.data, normalize=config.normalize)
+    task.setup(splits)
+    arch = splits["train"].arch
     torch.manual_seed(config.seed)                    # same initial weights on every rank
-    model = build_model(config.model, num_classes, arch=arch, **config.model_kwargs).to(device)
-    num_params = sum(p.numel() for p in model.parameters())
+    model = build_model(config.model, task.out_dim(), arch=arch, head=task.head, **config.model_kwargs).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    n_train = len(ds["train"])
-    per_rank = -(-n_train // info.world_size)
+    per_rank = -(-len(splits["train"]) // info.world_size)
     steps_per_epoch = -(-per_rank // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup = min(total_steps, int(round(config.warmup_epochs * steps_per_epoch)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, total_steps))
     torch.manual_seed(D._mix(config.seed, info.rank, 7))   # training randomness (dropout, in-model augmentation)
+    return _Run(config=config, task=task, splits=splits, model=model, optimizer=optimizer, scheduler=scheduler,
+                augment=Augment(**config.augment) if config.augment else None, data_fp=_data_fingerprint(splits),
+                num_params=sum(p.numel() for p in model.parameters()), columns=metric_columns(task))
 
-    start_epoch, history, best, elapsed = 0, [], None, 0.0
-    best_state = None
-    if last_path.exists() and not resume:
-        raise FileExistsError(f"{run_dir} already holds a run ({last_path.name}); pass --resume to continue it "
-                              f"or choose another output directory")
-    if last_path.exists():
-        ck = load_checkpoint(last_path)
-        diff = config_mismatch(ck["config"], config.to_dict(), ignore=RESUME_MAY_CHANGE)
-        if diff:
-            raise RunMismatch(run_dir, "; ".join(diff))
-        if ck.get("data") != data_fp:
-            raise RunMismatch(run_dir, f"data: the data in {config.data} differ from the data the run was trained "
-                                       f"on (split sizes, fit fingerprints or architecture)")
-        if ck.get("world_size", 1) != info.world_size:
-            raise ValueError(f"cannot resume {last_path}: it was trained with {ck.get('world_size', 1)} processes, "
-                             f"this job has {info.world_size} (the data order would change)")
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        start_epoch, history, best, elapsed = ck["epoch"], list(ck["history"]), ck["best"], float(ck["elapsed"])
-        restore_rng(ck["rng"][info.rank])
-        if best is not None:
-            best_state = _best_of_this_run(best_path, ck)
+
+def _resume(run: _Run, run_dir: Path, info: D.DistInfo) -> int:
+    """Load ``last.pt`` into ``run`` (refusing another run's files); returns the epochs already done."""
+    last_path = run_dir / "last.pt"
+    ck = load_checkpoint(last_path)
+    saved = dict(ck["config"])
+    saved.setdefault("task", "classify")              # runs made before tasks existed
+    saved.setdefault("task_kwargs", {})
+    diff = config_mismatch(saved, run.config.to_dict(), ignore=RESUME_MAY_CHANGE)
+    if diff:
+        raise RunMismatch(run_dir, "; ".join(diff))
+    if ck.get("data") != run.data_fp:
+        raise RunMismatch(run_dir, f"data: the data in {run.config.data} differ from the data the run was trained "
+                                   f"on (split sizes, fit fingerprints or architecture)")
+    if ck.get("world_size", 1) != info.world_size:
+        raise ValueError(f"cannot resume {last_path}: it was trained with {ck.get('world_size', 1)} processes, "
+                         f"this job has {info.world_size} (the data order would change)")
+    run.model.load_state_dict(ck["model"])
+    run.optimizer.load_state_dict(ck["optimizer"])
+    run.scheduler.load_state_dict(ck["scheduler"])
+    run.history, run.best, run.elapsed = list(ck["history"]), ck["best"], float(ck["elapsed"])
+    restore_rng(ck["rng"][info.rank])
+    if run.best is not None:
+        run.best_state = _best_of_this_run(run_dir / "best.pt", ck)
+    return int(ck["epoch"])
+
+
+def _train_epoch(run: _Run, epoch: int, info: D.DistInfo, device: torch.device, ddp_model: nn.Module,
+                 progress: bool) -> tuple[dict[str, float], float]:
+    """One pass over the training split; returns its metrics and the learning rate of its last step."""
+    config, task = run.config, run.task
+    ddp_model.train()
+    order = D.shard_indices(len(run.splits["train"]), info, seed=config.seed, epoch=epoch)
+    gen = torch.Generator().manual_seed(D._mix(config.seed, epoch, info.rank, 1))
+    starts = range(0, len(order), config.batch_size)
+    if progress and info.is_main:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+    values, last_lr = [], run.optimizer.param_groups[0]["lr"]
+    for s in starts:
+        b = run.splits["train"].batch(order[s:s + config.batch_size], augment=run.augment, generator=gen).to(device)
+        output = ddp_model(b)
+        loss = task.loss(output, b)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"epoch {epoch + 1}: training loss is {loss.item()}; lower the learning "
+                                     f"rate (now {config.lr}) or check the data")
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip_grad_norm > 0:
+            nn.utils.clip_grad_norm_(run.model.parameters(), config.clip_grad_norm)
+        run.optimizer.step()
+        last_lr = run.optimizer.param_groups[0]["lr"]       # the rate this step used
+        run.scheduler.step()
+        values.append(task.collect(output, b))
+    return task.summarize(_gather(values, info)), last_lr
+
+
+def _record(run: _Run, epoch: int, train_m: dict[str, float], val_m: dict[str, float], lr: float) -> bool:
+    """Append the epoch to the history; returns whether it is the best so far (then its weights are kept)."""
+    rec = {"epoch": epoch + 1, **{f"train_{k}": train_m[k] for k in run.task.metrics},
+           **{f"val_{k}": val_m[k] for k in run.task.metrics}, "lr": lr, "time": run.elapsed}
+    run.history.append(rec)
+    best_val = None if run.best is None else {k: run.best[f"val_{k}"] for k in run.task.metrics}
+    improved = best_val is None or run.task.score(val_m) > run.task.score(best_val)
+    if improved:
+        run.best = {"epoch": epoch + 1, **{f"val_{k}": v for k, v in val_m.items()}}
+        run.best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+    return improved
+
+
+def _checkpoint(run: _Run, epoch: int, improved: bool, run_dir: Path, info: D.DistInfo, rng: list) -> None:
+    """Write last.pt (and best.pt when the epoch improved) and metrics.csv (rank 0)."""
+    state = {"config": run.config.to_dict(), "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+             "scheduler": run.scheduler.state_dict(), "epoch": epoch + 1, "step": run.scheduler.last_epoch,
+             "history": run.history, "best": run.best, "rng": rng, "data": run.data_fp,
+             "arch": run.splits["train"].arch.to_dict(),
+             "num_classes": run.task.out_dim() if run.task.name == "classify" else 0,
+             "out_dim": run.task.out_dim(), "task": run.task.name, "task_options": run.task.options(), "world_size": info.world_size,
+             "elapsed": run.elapsed}
+    if improved:
+        save_checkpoint(state, run_dir / "best.pt")
+    save_checkpoint(state, run_dir / "last.pt")
+    _write_metrics(run.history, run_dir / "metrics.csv", run.columns)
+
+
+def _train(config: TrainConfig, info: D.DistInfo, device: torch.device, resume: bool, progress: bool,
+           verbose: bool, stop_after_epoch: int | None) -> TrainResult:
+    main = info.is_main
+    say = (lambda *a: print(*a, flush=True)) if (verbose and main) else (lambda *a: None)
+    run_dir = Path(config.out)
+    run = _setup(config, info, device)
+    task = run.task
+    start_epoch = 0
+    if (run_dir / "last.pt").exists():
+        if not resume:
+            raise FileExistsError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it "
+                                  f"or choose another output directory")
+        start_epoch = _resume(run, run_dir, info)
         say(f"resuming {run_dir} after epoch {start_epoch}/{config.epochs}")
 
-    ddp_model = D.wrap_model(model, info, device)
+    ddp_model = D.wrap_model(run.model, info, device)
     writer = _tensorboard(run_dir) if main else None
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        say(f"model {config.model} ({num_params:,} parameters) on {device}"
+        extra = f", {task.out_dim()} classes" if task.name == "classify" else ""
+        say(f"task {task.name}, model {config.model} ({run.num_params:,} parameters) on {device}"
             + (f" x{info.world_size} processes" if info.enabled else "")
-            + f"; {n_train} train / {len(ds['val'])} val / {len(ds['test'])} test INRs, {num_classes} classes")
+            + f"; {len(run.splits['train'])} train / {len(run.splits['val'])} val / {len(run.splits['test'])} test "
+              f"networks{extra}")
 
     stop = config.epochs if stop_after_epoch is None else min(config.epochs, stop_after_epoch)
     for epoch in range(start_epoch, stop):
         t0 = time.perf_counter()
-        ddp_model.train()
-        order = D.shard_indices(n_train, info, seed=config.seed, epoch=epoch)
-        gen = torch.Generator().manual_seed(D._mix(config.seed, epoch, info.rank, 1))
-        sums = torch.zeros(3, dtype=torch.float64, device=device)
-        starts = range(0, len(order), config.batch_size)
-        if progress and main:
-            from tqdm.auto import tqdm
-            starts = tqdm(starts, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
-        for s in starts:
-            b = ds["train"].batch(order[s:s + config.batch_size], augment=augment, generator=gen).to(device)
-            logits = ddp_model(b)
-            loss = F.cross_entropy(logits.float(), b.y, label_smoothing=config.label_smoothing)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch + 1}: training loss is {loss.item()}; lower the learning "
-                                         f"rate (now {config.lr}) or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.clip_grad_norm > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
-            optimizer.step()
-            last_lr = optimizer.param_groups[0]["lr"]       # the rate this step used
-            scheduler.step()
-            with torch.no_grad():
-                sums += torch.stack([loss.detach().double() * b.y.numel(),
-                                     (logits.argmax(1) == b.y).sum().double(),
-                                     torch.tensor(float(b.y.numel()), dtype=torch.float64, device=device)])
-        D.all_reduce_sum(sums, info)
-        val_loss, val_acc = evaluate(model, ds["val"], batch_size=config.eval_batch_size, device=device, info=info)
-        elapsed += time.perf_counter() - t0
-        rec = {"epoch": epoch + 1, "train_loss": float(sums[0] / sums[2]), "train_acc": float(sums[1] / sums[2]),
-               "val_loss": val_loss, "val_acc": val_acc, "lr": last_lr, "time": elapsed}
-        history.append(rec)
-        improved = best is None or (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"])
-        if improved:
-            best = {"epoch": epoch + 1, "val_acc": val_acc, "val_loss": val_loss}
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        train_m, lr = _train_epoch(run, epoch, info, device, ddp_model, progress)
+        val_m = evaluate_split(run.model, run.splits["val"], task, batch_size=config.eval_batch_size, device=device,
+                               info=info)
+        run.elapsed += time.perf_counter() - t0
+        improved = _record(run, epoch, train_m, val_m, lr)
         rng = D.all_gather_objects(capture_rng(), info)
         if main:
-            state = {"config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "step": scheduler.last_epoch,
-                     "history": history, "best": best, "rng": rng, "data": data_fp, "arch": arch.to_dict(),
-                     "num_classes": num_classes, "world_size": info.world_size, "elapsed": elapsed}
-            if improved:
-                save_checkpoint(state, best_path)
-            save_checkpoint(state, last_path)
-            _write_metrics(history, run_dir / "metrics.csv")
+            _checkpoint(run, epoch, improved, run_dir, info, rng)
             if writer is not None:
-                for k in METRIC_COLUMNS[1:-1]:
-                    writer.add_scalar(k, rec[k], epoch + 1)
+                for k in run.columns[1:-1]:
+                    writer.add_scalar(k, run.history[-1][k], epoch + 1)
                 writer.flush()
-            say(f"epoch {epoch + 1:3d}/{config.epochs}  train loss {rec['train_loss']:.4f} acc "
-                f"{rec['train_acc']:.2%}  val loss {val_loss:.4f} acc {val_acc:.2%}  lr {rec['lr']:.2e}  "
-                f"{elapsed:6.1f}s" + ("  *" if improved else ""))
+            say(f"epoch {epoch + 1:3d}/{config.epochs}  train {task.describe(train_m)}  val {task.describe(val_m)}  "
+                f"lr {lr:.2e}  {run.elapsed:6.1f}s" + ("  *" if improved else ""))
         D.barrier(info)                           # nobody races ahead of the checkpoint
     if writer is not None:
         writer.close()
+    return _finish(run, run_dir, info, device, stop_after_epoch, say)
 
-    epochs_done = len(history)
-    finished = epochs_done >= config.epochs
-    if main and history:
-        plot_learning_curves(history, run_dir / "learning_curves.png", best_epoch=best["epoch"],
-                             title=f"{config.model} on {_data_name(ds, config)}")
-    test_loss = test_acc = None
+
+def _finish(run: _Run, run_dir: Path, info: D.DistInfo, device: torch.device, stop_after_epoch: int | None,
+            say) -> TrainResult:
+    """Learning curves; for a finished run, the test metrics of the best epoch, results.json and pictures."""
+    config, task, main = run.config, run.task, info.is_main
+    title = f"{config.model} on {_data_name(run.splits, config)}"
+    if main and run.history:
+        plot_learning_curves(run.history, run_dir / "learning_curves.png", best_epoch=run.best["epoch"],
+                             title=f"{task.name}: {title}", metrics=task.metrics,
+                             loss_label="cross-entropy" if task.name == "classify" else "loss")
+    finished = len(run.history) >= config.epochs
+    test = None
     if finished:
-        model.load_state_dict(best_state)
-        test_loss, test_acc = evaluate(model, ds["test"], batch_size=config.eval_batch_size, device=device,
-                                       info=info)
+        run.model.load_state_dict(run.best_state)
+        test = evaluate_split(run.model, run.splits["test"], task, batch_size=config.eval_batch_size,
+                              device=device, info=info)
+        test.update(task.finish(run.model, run.splits, device, config.eval_batch_size))
         if main:
-            results = {"model": config.model, "num_params": num_params, "best_epoch": best["epoch"],
-                       "best_val_acc": best["val_acc"], "best_val_loss": best["val_loss"], "test_acc": test_acc,
-                       "test_loss": test_loss, "epochs": epochs_done, "train_time_s": elapsed,
-                       "world_size": info.world_size, "device": str(device),
-                       "n": {s: len(d) for s, d in ds.items()}, "config": config.to_dict()}
+            val = {k[4:]: v for k, v in run.best.items() if k.startswith("val_")}
+            results = {"task": task.name, "model": config.model, "num_params": run.num_params,
+                       "best_epoch": run.best["epoch"], **{f"best_val_{k}": v for k, v in val.items()},
+                       **{f"test_{k}": v for k, v in test.items()}, "epochs": len(run.history),
+                       "train_time_s": run.elapsed, "world_size": info.world_size, "device": str(device),
+                       "n": {s: len(d) for s, d in run.splits.items()}, "config": config.to_dict()}
             atomic_write_text(json.dumps(results, indent=2) + "\n", run_dir / "results.json")
-            _draw_reconstructions(model, ds["test"], config, run_dir / "reconstructions.png", device, test_acc)
-            say(f"best validation accuracy {best['val_acc']:.2%} at epoch {best['epoch']}; "
-                f"test accuracy {test_acc:.2%} (loss {test_loss:.4f})")
+            task.draw(run.model, run.splits, run_dir, device, config.eval_batch_size, config.n_reconstructions,
+                      title=f"{title} (test: {task.describe(test)})")
+            say(f"best validation epoch {run.best['epoch']} ({task.describe(val)}); test {task.describe(test)}")
         D.barrier(info)
     elif main and stop_after_epoch is not None:
-        say(f"stopped after epoch {epochs_done}/{config.epochs}; continue with --resume")
-    return TrainResult(run_dir=run_dir, model=config.model, num_params=num_params, epochs_done=epochs_done,
-                       best_epoch=best["epoch"] if best else 0, best_val_acc=best["val_acc"] if best else float("nan"),
-                       best_val_loss=best["val_loss"] if best else float("nan"), test_acc=test_acc,
-                       test_loss=test_loss, train_time_s=elapsed, history=history, finished=finished,
-                       classifier=model.eval() if finished else None)
-
-
-def _draw_reconstructions(model: nn.Module, dataset: INRDataset, config: TrainConfig, path: Path,
-                          device: torch.device, test_acc: float) -> Path | None:
-    """Render the first test INRs as images and title them with the model's predictions."""
-    fit = dataset.meta.get("fit", {})
-    shape = fit.get("image_shape")
-    n = min(config.n_reconstructions, len(dataset))
-    if n == 0 or not shape or len(shape) < 2:
-        return None                       # not image INRs: nothing to draw
-    idx = torch.arange(n)
-    weights, biases = dataset.params(idx)
-    images = render(weights, biases, int(shape[0]), int(shape[1]), w0=float(fit.get("w0", 30.0)),
-                    offset=float(fit.get("offset", 0.5)))
-    pred = predict(model, dataset, idx, batch_size=config.eval_batch_size, device=device)
-    return plot_reconstructions(images, pred, dataset.labels[idx], path,
-                                title=f"{config.model}: test INRs decoded, predicted / true label "
-                                      f"(test accuracy {test_acc:.1%})")
+        say(f"stopped after epoch {len(run.history)}/{config.epochs}; continue with --resume")
+    best = run.best or {"epoch": 0}
+    return TrainResult(run_dir=run_dir, model=config.model, task=task.name, num_params=run.num_params,
+                       epochs_done=len(run.history), best_epoch=best["epoch"],
+                       val_metrics={k[4:]: v for k, v in best.items() if k.startswith("val_")},
+                       test_metrics=test, train_time_s=run.elapsed, history=run.history, finished=finished,
+                       classifier=run.model.eval() if finished else None)
 
 
 def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """A trained classifier from ``best.pt`` (or a run directory), in eval mode, and its checkpoint dict."""
+    """A trained model from ``best.pt`` (or a run directory), in eval mode, and its checkpoint dict.
+
+    The model has the head of the run's task (``ck["task"]``; runs made before tasks existed are
+    classifiers).
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "best.pt"
@@ -552,7 +625,8 @@ def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     from ..architecture import Architecture
 
     cfg = ck["config"]
-    model = build_model(cfg["model"], ck["num_classes"], arch=Architecture.from_dict(ck["arch"]),
-                        **cfg["model_kwargs"])
+    task = TASKS[ck.get("task", "classify")]
+    model = build_model(cfg["model"], ck.get("out_dim", ck["num_classes"]), arch=Architecture.from_dict(ck["arch"]),
+                        head=task.head, **cfg["model_kwargs"])
     model.load_state_dict(ck["model"])
     return model.to(device).eval(), ck

@@ -1,0 +1,98 @@
+"""The task interface: what a training run optimises and how it is measured.
+
+The trainer (:func:`neuralgraph.train.train`) is one loop for every task; a
+:class:`Task` plugs in what differs:
+
+* the data (:meth:`Task.load_splits`: INR datasets, model zoos, ...) and what the
+  task reads from them (:meth:`Task.setup`: classes, targets, image shape, ...);
+* the head the processor needs (:attr:`Task.head`) and its output size
+  (:meth:`Task.out_dim`);
+* the training loss of a batch (:meth:`Task.loss`);
+* per-network values of a batch (:meth:`Task.collect`), concatenated over a whole
+  split and turned into metrics (:meth:`Task.summarize`); the first metric of
+  :attr:`Task.metrics` is ``loss``, and :meth:`Task.score` ranks epochs for model
+  selection on the validation split;
+* extra evaluation of the selected model (:meth:`Task.finish`) and pictures
+  (:meth:`Task.draw`).
+
+Per-network values (not running sums) make every metric exact, also the ones that
+are not averages (Kendall's tau), and under data parallelism they are gathered
+from all ranks before summarizing.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Task"]
+
+
+class Task:
+    """Base class of the trainer's tasks (see the module docstring).
+
+    Args:
+        **options: task options (``TrainConfig.task_kwargs``, ``--task-arg KEY=VALUE``),
+            checked by the subclass's constructor signature.
+    """
+
+    #: Name used by ``--task`` and stored in checkpoints.
+    name: ClassVar[str] = ""
+    #: One-line description for ``neuralgraph train --help``.
+    description: ClassVar[str] = ""
+    #: The processor head the task needs: ``"invariant"`` (a vector per network) or
+    #: ``"equivariant"`` (an edited network).
+    head: ClassVar[str] = "invariant"
+    #: Metric names of a split, ``loss`` first; metrics.csv has ``train_<m>`` and ``val_<m>`` for each.
+    metrics: ClassVar[tuple[str, ...]] = ("loss",)
+
+    def load_splits(self, data: str | os.PathLike, normalize: bool) -> dict[str, Any]:
+        """``{"train", "val", "test"}`` datasets: objects with ``len()``, ``arch`` and
+        ``batch(indices, normalize=None, augment=None, generator=None)`` giving a PyG batch."""
+        from ..train.trainer import load_splits
+
+        return load_splits(data, normalize=normalize)
+
+    def setup(self, splits: dict[str, Any]) -> None:
+        """Read what the task needs from the data (checked here, before any training)."""
+
+    def out_dim(self) -> int | None:
+        """Output size of an invariant head (``None`` for equivariant heads)."""
+        return None
+
+    def loss(self, output: Any, batch: Any) -> Tensor:
+        """Scalar training loss of one batch (mean over its networks)."""
+        raise NotImplementedError
+
+    def collect(self, output: Any, batch: Any) -> dict[str, Tensor]:
+        """Per-network values ``{name: [num_graphs, ...]}`` (detached) that :meth:`summarize` reads."""
+        raise NotImplementedError
+
+    def summarize(self, values: dict[str, Tensor]) -> dict[str, float]:
+        """Metrics ``{m: value for m in metrics}`` of a whole split from its collected values."""
+        raise NotImplementedError
+
+    def score(self, metrics: dict[str, float]) -> tuple[float, ...]:
+        """Model-selection key of validation metrics: larger is better (default: lower loss)."""
+        return (-metrics["loss"],)
+
+    def finish(self, model: nn.Module, splits: dict[str, Any], device: torch.device, batch_size: int
+               ) -> dict[str, float]:
+        """Extra test metrics of the selected model (e.g. a linear probe on embeddings)."""
+        return {}
+
+    def draw(self, model: nn.Module, splits: dict[str, Any], run_dir: Path, device: torch.device,
+             batch_size: int, n: int, title: str) -> list[Path]:
+        """Pictures of the selected model's test behaviour; returns the files written."""
+        return []
+
+    def describe(self, metrics: dict[str, float]) -> str:
+        """One line for the log, e.g. ``loss 0.31 acc 91.2%``."""
+        return "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+
+    def options(self) -> dict[str, Any]:
+        """The task's options (stored with the run)."""
+        return {}
