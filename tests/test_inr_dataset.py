@@ -456,3 +456,39 @@ def test_early_stopping_is_part_of_the_fingerprint(tmp_path):
     # a fixed-step fit keeps the manifest of older versions (no target_psnr key)
     build_inr_splits("digits", tmp_path / "fixed", **kw)
     assert "target_psnr" not in json.loads((tmp_path / "fixed" / "manifest.json").read_text())["settings"]
+
+
+@pytest.mark.slow
+def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
+    """benchmarks/reproduce_inr_classification.py end to end at tiny size: an invocation out of time stops
+    between chunks, the next continues (one epoch per train call), finished runs are recorded once."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("repro", REPO / "benchmarks" / "reproduce_inr_classification.py")
+    repro = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(repro)
+    argv = ["--work", str(tmp_path), "--datasets", "digits", "--models", "nggnn", "--fit", "fixed",
+            "--n-train", "40", "--n-val", "20", "--n-test", "20", "--chunk-size", "20", "--fit-steps", "20", "--epochs", "2",
+            "--hidden", "8", "--num-layers", "1", "--batch-size", "16", "--device", "cpu", "--quiet"]
+    assert repro.main(argv + ["--budget", "0.001"]) == []            # out of time after the first chunk
+    chunks = list((tmp_path / "digits_fixed").glob("*.chunks/chunk_*.pt"))
+    assert len(chunks) == 1 and not (tmp_path / "results.jsonl").exists()
+    rows = repro.main(argv)
+    assert [r["model"] for r in rows] == ["nggnn"]
+    lines = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in lines] == ["digits/fixed/nggnn"]
+    for r in lines:
+        assert r["epochs"] == 2 and 0.0 <= r["test_acc"] <= 1.0 and r["n_train"] == 40
+        assert r["fit_settings"] == {"steps": 20, "lr": 1e-3} and r["device"] == "cpu"
+    assert lines[0]["config"]["model_kwargs"] == {"hidden": 8, "num_layers": 1, "use_probes": False}
+    assert lines[0]["config"]["clip_grad_norm"] == 10.0 and lines[0]["config"]["batch_size"] == 16
+    # the papers' settings of the other models (DWSNets trainer defaults; 1000 warm-up steps for NG-T)
+    args = repro.argparse.Namespace(hidden=None, num_layers=None, batch_size=None, epochs=None, device="cpu", seed=0)
+    dws = repro._train_config("dwsnet", tmp_path / "digits_fixed", tmp_path / "x", 55000, args)
+    assert (dws.lr, dws.batch_size, dws.epochs, dws.clip_grad_norm) == (5e-3, 512, 100, 0.0)
+    ngt = repro._train_config("ngt", tmp_path / "digits_fixed", tmp_path / "y", 55000, args)
+    assert ngt.model_kwargs["hidden"] == 64 and ngt.epochs == 200 and abs(ngt.warmup_epochs - 1000 / 430) < 1e-9
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["digits/fixed/nggnn"]["epochs_done"] == 2 and state["digits/fixed/nggnn"]["finished"]
+    assert repro.main(argv) == []                                       # nothing new: recorded once
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 1
