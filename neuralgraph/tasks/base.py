@@ -3,8 +3,10 @@
 The trainer (:func:`neuralgraph.train.train`) is one loop for every task; a
 :class:`Task` plugs in what differs:
 
-* the data (:meth:`Task.load_splits`: INR datasets, model zoos, ...) and what the
-  task reads from them (:meth:`Task.setup`: classes, targets, image shape, ...);
+* the data (:meth:`Task.load_splits`: INR datasets, model zoos, ...), what the
+  task reads from them (:meth:`Task.setup`: classes, targets, image shape, ...) and
+  how a batch is drawn (:meth:`Task.train_batch` / :meth:`Task.eval_batch`, e.g. two
+  augmented views per network for contrastive learning);
 * the head the processor needs (:attr:`Task.head`) and its output size
   (:meth:`Task.out_dim`);
 * the training loss of a batch (:meth:`Task.loss`);
@@ -58,6 +60,14 @@ class Task:
 
     def setup(self, splits: dict[str, Any]) -> None:
         """Read what the task needs from the data (checked here, before any training)."""
+
+    def train_batch(self, dataset: Any, indices: Tensor, augment: Any, generator: torch.Generator) -> Any:
+        """The training batch of ``dataset[indices]`` (default: ``dataset.batch`` with the run's augmentation)."""
+        return dataset.batch(indices, augment=augment, generator=generator)
+
+    def eval_batch(self, dataset: Any, indices: Tensor) -> Any:
+        """The evaluation batch of ``dataset[indices]`` (default: ``dataset.batch``; must be deterministic)."""
+        return dataset.batch(indices)
 
     def out_dim(self) -> int | None:
         """Output size of an invariant head (``None`` for equivariant heads)."""

@@ -248,7 +248,7 @@ def evaluate_split(model: nn.Module, dataset: Any, task: Task, *, batch_size: in
     model.eval()
     idx = D.eval_shard(len(dataset), info)
     values = [task.collect(model(b), b) for b in
-              (dataset.batch(idx[s:s + batch_size]).to(device) for s in range(0, len(idx), batch_size))]
+              (task.eval_batch(dataset, idx[s:s + batch_size]).to(device) for s in range(0, len(idx), batch_size))]
     model.train(was_training)
     return task.summarize(_gather(values, info))
 
@@ -480,7 +480,7 @@ def _train_epoch(run: _Run, epoch: int, info: D.DistInfo, device: torch.device, 
         starts = tqdm(starts, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
     values, last_lr = [], run.optimizer.param_groups[0]["lr"]
     for s in starts:
-        b = run.splits["train"].batch(order[s:s + config.batch_size], augment=run.augment, generator=gen).to(device)
+        b = task.train_batch(run.splits["train"], order[s:s + config.batch_size], run.augment, gen).to(device)
         output = ddp_model(b)
         loss = task.loss(output, b)
         if not torch.isfinite(loss):
