@@ -1,4 +1,4 @@
-"""Command line: ``neuralgraph fit-inrs | train | quickstart | models`` (also ``python -m neuralgraph``).
+"""Command line: ``neuralgraph fit-inrs | train | zoo | quickstart | models`` (also ``python -m neuralgraph``).
 
 Examples::
 
@@ -6,6 +6,8 @@ Examples::
     neuralgraph fit-inrs --source mnist --root ../shared/datasets/mnist --out mnist_inrs --n-train 5000
     neuralgraph train --data mnist_inrs --model nggnn --epochs 20 --out runs/nggnn
     neuralgraph train --task edit --data mnist_inrs --model nggnn --out runs/dilate   # INR editing
+    neuralgraph zoo generate --family small_cnn --dataset mnist --root ../shared/datasets/mnist --out z.pt
+    neuralgraph train --task regress --data z.pt --model ngt --out runs/accuracy      # accuracy from weights
     neuralgraph train ... --resume                        # continue an interrupted run
     torchrun --nproc-per-node 2 -m neuralgraph train ...  # data-parallel (gloo on CPU, nccl on GPU)
 """
@@ -148,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--threads", type=_positive(int))
     q.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    from .zoo.cli import add_zoo_parser
+
+    add_zoo_parser(sub)
     sub.add_parser("models", help="list the models `train --model` accepts")
     return p
 
@@ -238,9 +243,10 @@ def _models(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (errors print one line, no traceback)."""
     from .io import DirectoryBusy
+    from .zoo.cli import run_zoo
 
     args = build_parser().parse_args(argv)
-    commands = {"fit-inrs": _fit, "train": _train, "quickstart": _quickstart, "models": _models}
+    commands = {"fit-inrs": _fit, "train": _train, "quickstart": _quickstart, "models": _models, "zoo": run_zoo}
     try:
         return commands[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError, FloatingPointError, DirectoryBusy) as e:

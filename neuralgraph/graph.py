@@ -630,16 +630,27 @@ def to_models(batch: Data) -> list[nn.Sequential]:
     return [to_model(batch.get_example(i)) for i in range(batch.num_graphs)]
 
 
+def parameter_layout(arch: Architecture) -> tuple:
+    """Where an architecture's parameters sit: layer kinds, weight shapes, biases, norms, residual blocks.
+
+    Architectures with equal layouts (e.g. differing only in activations) stack together.
+    """
+    return (tuple((l.kind, l.weight_shape, l.bias, l.norm is not None) for l in arch.layers), arch.residuals)
+
+
 def batch_to_stacked(batch: Batch, arch: Architecture | None = None) -> tuple[list[Tensor], list[Tensor | None]]:
-    """Inverse of :func:`stacked_to_batch` for a batch of one architecture, vectorised.
+    """Inverse of :func:`stacked_to_batch` for a batch of one parameter layout, vectorised.
 
     Weights are read through node positions, so permuted or re-ordered graphs
-    are handled too. A single graph gives stacks of one.
+    are handled too. A single graph gives stacks of one. The graphs may differ in
+    what does not change where parameters sit (activations, dropout rates), not in
+    layer kinds, shapes, biases, normalisations or residual blocks.
     """
     archs = _graph_arch(batch, arch, "batch_to_stacked")
     arch = arch if arch is not None else archs[0]
-    if any(a != arch for a in archs):
-        raise ValueError("batch_to_stacked needs graphs of one architecture; use to_models for mixed batches")
+    if any(a != arch and parameter_layout(a) != parameter_layout(arch) for a in archs):
+        raise ValueError("batch_to_stacked needs graphs of one parameter layout (layer kinds and shapes); use "
+                         "to_models for mixed batches")
     B = len(archs)
     n = arch.num_nodes
     if batch.num_nodes != B * n:

@@ -12,6 +12,7 @@ import bad_input_cli
 import bad_input_conversion
 import bad_input_data
 import bad_input_models
+import bad_input_zoo
 from bad_input import Case, Ctx
 
 TABLES = {
@@ -19,6 +20,7 @@ TABLES = {
     "data": bad_input_data.CASES,
     "cli": bad_input_cli.CASES,
     "models": bad_input_models.CASES,
+    "zoo": bad_input_zoo.CASES,
 }
 CASES: list[Case] = [c for cases in TABLES.values() for c in cases]
 

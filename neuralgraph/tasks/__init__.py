@@ -5,6 +5,7 @@
 ============  ======================  =====================================================
 classify      invariant (logits)      each network's class; cross-entropy, accuracy
 edit          equivariant (a graph)   INRs edited to render the dilated image; pixel MSE
+regress       invariant (a scalar)    a zoo CNN's test accuracy; MSE, Kendall's tau
 ============  ======================  =====================================================
 """
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Any
 from .base import Task
 from .classify import Classify
 from .edit import Edit
+from .regress import Regress
 
-__all__ = ["Task", "Classify", "Edit", "TASKS", "make_task", "task_options", "parse_task_options"]
+__all__ = ["Task", "Classify", "Edit", "Regress", "TASKS", "make_task", "task_options", "parse_task_options"]
 
 #: ``--task`` name -> class.
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Classify, Edit)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Classify, Edit, Regress)}
 
 
 def task_options(name: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from torch_geometric.data import Batch
 
 from ..architecture import Architecture
 from ..augment import permute_hidden_stacked
-from ..graph import EDGE_FORWARD, batch_to_stacked
+from ..graph import EDGE_FORWARD, batch_to_stacked, parameter_layout
 
 __all__ = ["FlatMLP", "flat_params", "num_params"]
 
@@ -142,8 +142,9 @@ class FlatMLP(nn.Module):
 
     def forward(self, batch: Batch) -> Tensor:
         archs = batch.arch if isinstance(batch.arch, list) else [batch.arch]
-        if any(a != self.arch for a in archs):
-            raise ValueError(f"FlatMLP was built for {self.arch.widths}; the batch holds another architecture")
+        if any(parameter_layout(a) != parameter_layout(self.arch) for a in archs):
+            raise ValueError(f"FlatMLP was built for {self.arch.widths}; the batch holds networks of another "
+                             f"parameter layout")
         x = flat_params(batch, permute=self.permute_augment and self.training)
         out = self.net(x)
         if self.head == "invariant":

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .. import io
 
-__all__ = ["plot_learning_curves", "plot_reconstructions", "plot_image_rows", "save_figure"]
+__all__ = ["plot_learning_curves", "plot_reconstructions", "plot_image_rows", "plot_scatter", "save_figure"]
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
@@ -118,4 +118,23 @@ def plot_reconstructions(images: Tensor, predicted: Tensor, true: Tensor, path: 
         ax.set_title(f"pred {name(p)} / true {name(t)}", fontsize=7, color="tab:green" if p == t else "tab:red")
     if title:
         fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_scatter(x: Tensor, y: Tensor, path: str | os.PathLike, xlabel: str = "true", ylabel: str = "predicted",
+                 title: str | None = None) -> Path:
+    """Predicted vs true values, one point per item, with the diagonal."""
+    x, y = x.detach().float().cpu().reshape(-1), y.detach().float().cpu().reshape(-1)
+    if x.numel() == 0 or x.shape != y.shape:
+        raise ValueError(f"need as many (> 0) predictions as targets, got {tuple(y.shape)} and {tuple(x.shape)}")
+    fig = _figure(4.5, 4.5)
+    ax = fig.subplots()
+    ax.scatter(x.numpy(), y.numpy(), s=8, alpha=0.6)
+    lo, hi = float(torch.minimum(x.min(), y.min())), float(torch.maximum(x.max(), y.max()))
+    ax.plot([lo, hi], [lo, hi], color="gray", lw=1, ls="--")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
     return save_figure(fig, path)

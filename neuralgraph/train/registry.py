@@ -32,6 +32,7 @@ ARCH_BOUNDS: dict[str, Callable[[Architecture], int]] = {
     "max_in": lambda a: a.widths[0],
     "max_out": lambda a: a.widths[-1],
     "max_taps": lambda a: a.max_taps,
+    "in_edge": lambda a: a.max_taps,          # DWSNet: one edge channel per kernel tap
 }
 
 

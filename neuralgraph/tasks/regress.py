@@ -1,0 +1,147 @@
+"""``regress``: predict a scalar per network; here a CNN's test accuracy from its weights (model zoos).
+
+The neural-graphs paper's generalisation-prediction task: the target is a zoo
+network's test accuracy at a checkpoint, the metric Kendall's tau between
+prediction and truth on held-out networks. Splits are by network
+(:meth:`neuralgraph.zoo.ZooDataset.split`): all checkpoints of a network stay in
+one split, so no network's weights reach two splits.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..architecture import Architecture
+from ..symmetry import permute_hidden
+from .base import Task
+
+__all__ = ["Regress", "ZooSplitView"]
+
+
+class ZooSplitView:
+    """One split of a zoo as the trainer reads datasets: ``len``, ``arch``, ``meta`` and ``batch``.
+
+    ``arch`` is the zoo's architecture with the most kernel taps (what the model
+    registry sizes position tables and edge channels by); batches of any
+    architecture of the zoo are padded to the zoo's taps. Augmentation: hidden
+    permutations only (noise and dropout would change the network's accuracy, the target).
+    """
+
+    def __init__(self, zoo: Any, ids: Tensor, epoch: int | None, metric: str) -> None:
+        self.zoo, self.ids, self.epoch, self.metric = zoo, ids, epoch, metric
+        self.path, self.meta = zoo.path, {**zoo.meta, "fingerprint": zoo.meta.get("fingerprint")}
+        self.arch: Architecture = max(zoo.archs, key=lambda a: (a.max_taps, a.widths[0], a.widths[-1]))
+
+    def __len__(self) -> int:
+        return int(self.ids.numel())
+
+    @property
+    def targets(self) -> Tensor:
+        return self.zoo.targets(self.epoch, self.metric)[self.ids]
+
+    def batch(self, indices: Any, augment: Any = None, generator: torch.Generator | None = None) -> Any:
+        idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+        b = self.zoo.batch(self.ids[idx], self.epoch, self.metric)
+        if augment is not None and getattr(augment, "active", False):
+            if augment.noise_std or augment.dropout or augment.translate or augment.rotate or augment.scale:
+                raise ValueError("regress: only permutation augmentation (--augment permute=true) keeps a network's "
+                                 "accuracy; noise, dropout and input transforms change it")
+            b, _ = permute_hidden(b, generator=generator)
+        b.y = b.y.float()
+        return b
+
+
+class Regress(Task):
+    """MSE regression of a zoo network's metric (default: test accuracy at the last checkpoint).
+
+    Metrics: ``loss`` (MSE) and ``tau`` (Kendall's tau-b, ``scipy.stats.kendalltau``);
+    model selection by the validation tau (ties: lower loss).
+
+    Args:
+        epoch: the zoo checkpoint whose weights and target are used (``None``: the last).
+        metric: the zoo metric to predict (``test_acc``, ``train_acc``, ``test_loss``, ...).
+        val, test: fractions of the valid networks in the validation and test splits.
+        split_seed: seed of the split by network.
+    """
+
+    name = "regress"
+    description = "predict each network's test accuracy from its weights (model zoos; MSE, Kendall's tau)"
+    head = "invariant"
+    metrics = ("loss", "tau")
+
+    def __init__(self, epoch: int | None = None, metric: str = "test_acc", val: float = 0.15, test: float = 0.15,
+                 split_seed: int = 0) -> None:
+        for name, f in (("val", val), ("test", test)):
+            if not 0 < f < 1:
+                raise ValueError(f"regress: {name} must be a fraction in (0, 1), got {f!r}")
+        self.epoch, self.metric, self.val, self.test, self.split_seed = epoch, metric, val, test, split_seed
+
+    def load_splits(self, data: str | os.PathLike, normalize: bool) -> dict[str, Any]:
+        from ..zoo import ZooDataset
+
+        path = Path(data)
+        if path.is_dir():
+            found = sorted(path.glob("*.pt"))
+            if len(found) != 1:
+                raise ValueError(f"regress: {path} holds {len(found)} .pt files; pass the zoo file itself "
+                                 f"(from `neuralgraph zoo`)")
+            path = found[0]
+        if not path.is_file():
+            raise FileNotFoundError(f"regress: zoo file not found: {path} (make one with `neuralgraph zoo`)")
+        zoo = ZooDataset(path)
+        zoo.targets(self.epoch, self.metric)                     # checks epoch and metric
+        split = zoo.split(self.val, self.test, self.split_seed)
+        return {name: ZooSplitView(zoo, ids, self.epoch, self.metric)
+                for name, ids in (("train", split.train), ("val", split.val), ("test", split.test))}
+
+    def setup(self, splits: dict[str, Any]) -> None:
+        for name, view in splits.items():
+            if len(view) < 2:
+                raise ValueError(f"regress: the {name} split holds {len(view)} networks; Kendall's tau needs >= 2")
+
+    def out_dim(self) -> int:
+        return 1
+
+    def loss(self, output: Tensor, batch: Any) -> Tensor:
+        return F.mse_loss(output.float().squeeze(-1), batch.y.float())
+
+    def collect(self, output: Tensor, batch: Any) -> dict[str, Tensor]:
+        return {"pred": output.detach().float().squeeze(-1), "target": batch.y.detach().float()}
+
+    def summarize(self, values: dict[str, Tensor]) -> dict[str, float]:
+        from ..zoo import kendall_tau
+
+        pred, target = values["pred"], values["target"]
+        return {"loss": float(F.mse_loss(pred.double(), target.double())), "tau": kendall_tau(pred, target)}
+
+    def score(self, metrics: dict[str, float]) -> tuple[float, ...]:
+        return (metrics["tau"], -metrics["loss"])
+
+    def describe(self, metrics: dict[str, float]) -> str:
+        return f"mse {metrics['loss']:.4e} tau {metrics['tau']:.3f}"
+
+    def options(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "metric": self.metric, "val": self.val, "test": self.test,
+                "split_seed": self.split_seed}
+
+    @torch.no_grad()
+    def draw(self, model, splits, run_dir: Path, device, batch_size: int, n: int, title: str) -> list[Path]:
+        """``predictions.png``: predicted vs true metric of the test networks."""
+        from ..train.plots import plot_scatter
+
+        view = splits["test"]
+        was_training = model.training
+        model.eval()
+        preds, targets = [], []
+        for s in range(0, len(view), batch_size):
+            b = view.batch(torch.arange(s, min(len(view), s + batch_size))).to(device)
+            preds.append(model(b).float().squeeze(-1).cpu())
+            targets.append(b.y.cpu())
+        model.train(was_training)
+        return [plot_scatter(torch.cat(targets), torch.cat(preds), run_dir / "predictions.png",
+                             xlabel=f"true {self.metric}", ylabel=f"predicted {self.metric}", title=title)]

@@ -1,0 +1,76 @@
+"""The regress task on a model zoo: accuracy prediction end to end, invariance, splits by network."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import neuralgraph as ng
+from neuralgraph.tasks import Regress
+from neuralgraph.train import TrainConfig, build_model, train
+from neuralgraph.zoo import generate_zoo
+
+SMALL = dict(dataset="digits", image_size=8, n_train=256, n_test=200, n_train_eval=100, progress=False)
+
+
+@pytest.fixture(scope="module")
+def zoos(tmp_path_factory):
+    """A fixed-architecture (Small CNN) and a heterogeneous (Wild-Park-style) zoo of digit classifiers."""
+    out = tmp_path_factory.mktemp("zoos")
+    fixed = generate_zoo(out / "cnn.pt", family="small_cnn", num_networks=20, epochs=1, chunk_size=20, seed=5,
+                         **SMALL)
+    wild = generate_zoo(out / "wild.pt", family="wild_park", num_networks=16, epochs=1, chunk_size=16,
+                        num_architectures=3, seed=6, **SMALL)
+    return {"small_cnn": fixed, "wild_park": wild}
+
+
+def test_splits_are_by_network_and_targets_are_the_zoo_metric(zoos):
+    task = Regress()
+    splits = task.load_splits(zoos["wild_park"], normalize=False)
+    ids = [set(v.ids.tolist()) for v in splits.values()]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    view = splits["test"]
+    b = view.batch(torch.arange(len(view)))
+    torch.testing.assert_close(b.y.sort().values, view.targets.float().sort().values)
+
+
+@pytest.mark.parametrize("model_name", ["nggnn", "ngt", "dwsnet"])
+def test_predictions_are_invariant_on_heterogeneous_cnn_batches(zoos, model_name):
+    """The whole path (zoo batch of mixed CNN architectures -> processor -> prediction) is invariant."""
+    task = Regress()
+    splits = task.load_splits(zoos["wild_park"], normalize=False)
+    torch.manual_seed(0)
+    kw = {"hidden": 16, "num_layers": 2} | ({"probe_image_size": 8, "n_probes": 4} if model_name != "dwsnet" else {})
+    model = build_model(model_name, 1, arch=splits["train"].arch, **kw).eval()
+    batch = splits["train"].batch(torch.arange(len(splits["train"])))
+    assert len({a.widths for a in batch.arch}) > 1
+    permuted, _ = ng.permute_hidden(batch, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(permuted), model(batch), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family,model_name", [("small_cnn", "nggnn"), ("wild_park", "dwsnet"),
+                                               ("small_cnn", "mlp")])
+def test_regress_training_runs_end_to_end(zoos, tmp_path, family, model_name):
+    torch.set_num_threads(1)
+    kw = {"mlp": {"hidden": (32,)}, "dwsnet": {"hidden": 8, "num_layers": 2}}.get(
+        model_name, {"hidden": 16, "num_layers": 2, "n_probes": 4, "probe_image_size": 8})
+    cfg = TrainConfig(data=str(zoos[family]), out=str(tmp_path / "run"), task="regress", model=model_name,
+                      epochs=2, batch_size=8, lr=1e-3, normalize=False, model_kwargs=kw,
+                      augment={"permute": True} if model_name != "mlp" else {})
+    res = train(cfg, progress=False, verbose=False)
+    assert res.finished and -1 <= res.test_metrics["tau"] <= 1 and res.test_metrics["loss"] >= 0
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert header == "epoch,train_loss,train_tau,val_loss,val_tau,lr,time"
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["task"] == "regress"
+    assert (tmp_path / "run" / "predictions.png").stat().st_size > 0
+
+
+def test_regress_refuses_augmentations_that_change_the_target(zoos):
+    from neuralgraph.augment import Augment
+
+    view = Regress().load_splits(zoos["small_cnn"], normalize=False)["train"]
+    with pytest.raises(ValueError, match="only permutation augmentation"):
+        view.batch([0, 1], augment=Augment(noise_std=0.1), generator=torch.Generator())
