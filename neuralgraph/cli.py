@@ -101,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--overwrite", action="store_true",
                    help="replace a dataset in --out fitted with other settings (a rerun with other settings is "
                         "refused otherwise); the old splits stay until the new ones are complete")
+    f.add_argument("--device", type=_device, default="cpu",
+                   help="cpu (threaded fast path), cuda, cuda:N or auto; the files are the same either way")
+    f.add_argument("--target-psnr", type=_positive(float),
+                   help="stop each INR at this PSNR (dB); with --steps 1000 --lr 5e-4 --target-psnr 40 the "
+                        "DWSNets authors' protocol")
+    f.add_argument("--chunk-size", type=_positive(int), default=1024,
+                   help="INRs per resumable chunk (use >= 10000 on a GPU)")
+    f.add_argument("--device-batch-size", type=_positive(int),
+                   help="INRs fitted at once on the device (default: from free device memory)")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
 
     from .tasks import TASKS
@@ -133,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:N or auto")
     t.add_argument("--eval-batch-size", type=_positive(int), default=256)
+    t.add_argument("--amp", action="store_true", help="bf16 autocast of the forward (CUDA)")
+    t.add_argument("--compile", action="store_true", help="torch.compile the forward (falls back to eager)")
     t.add_argument("--threads", type=_positive(int), help="torch intra-op threads")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (start fresh if absent)")
     t.add_argument("--stop-after-epoch", type=_positive(int),
@@ -165,7 +176,8 @@ def _fit(args: argparse.Namespace) -> int:
     paths = build_inr_splits(source, args.out, root=args.root, n_train=args.n_train, n_val=args.n_val,
                              n_test=args.n_test, steps=args.steps, lr=args.lr, w0=args.w0, seed=args.seed,
                              workers=args.workers, resume=args.resume, overwrite=args.overwrite,
-                             progress=not args.quiet)
+                             progress=not args.quiet, device=args.device, target_psnr=args.target_psnr,
+                             chunk_size=args.chunk_size, device_batch_size=args.device_batch_size)
     for name, path in paths.items():
         d = INRDataset(path)
         print(f"{name:5s} {len(d):6d} INRs  PSNR mean {d.psnr.mean():.1f} dB, min {d.psnr.min():.1f} dB  -> {path}")
@@ -188,7 +200,8 @@ def _train(args: argparse.Namespace) -> int:
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                       warmup_epochs=args.warmup_epochs, clip_grad_norm=args.clip_grad_norm,
                       label_smoothing=args.label_smoothing, seed=args.seed, device=args.device,
-                      normalize=args.normalize, augment=augment, eval_batch_size=args.eval_batch_size)
+                      normalize=args.normalize, augment=augment, eval_batch_size=args.eval_batch_size,
+                      amp=args.amp, compile=args.compile)
     res = train(cfg, resume=args.resume, progress=not args.quiet, stop_after_epoch=args.stop_after_epoch,
                 threads=args.threads)
     if res.finished:

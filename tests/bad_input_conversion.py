@@ -182,10 +182,10 @@ CASES: list[Case] = [
                                                                            state="eval"),
          ValueError, "state must be a ModelState"),
     Case("batch_to_stacked mixed architectures", lambda ctx: ng.batch_to_stacked(Batch.from_data_list(
-        [ng.to_graph(mlp()), ng.to_graph(nn.Sequential(nn.Linear(2, 3)))])), ValueError, "one architecture"),
+        [ng.to_graph(mlp()), ng.to_graph(nn.Sequential(nn.Linear(2, 3)))])), ValueError, "one parameter layout"),
     Case("batch_to_stacked wrong arch", lambda ctx: ng.batch_to_stacked(ng.stacked_to_batch(*stacked(), ARCH),
-                                                                        arch=ng.mlp_architecture([2, 4, 1], "tanh")),
-         ValueError, "one architecture"),
+                                                                        arch=ng.mlp_architecture([2, 3, 2], "tanh")),
+         ValueError, "one parameter layout"),
     Case("batch_to_stacked edge_attr cut", lambda ctx: ng.batch_to_stacked(_set(ng.stacked_to_batch(*stacked(), ARCH),
                                                                                 edge_attr=torch.zeros(5, 1))),
          ValueError, "edge_attr has shape [5, 1], expected [24, *]"),

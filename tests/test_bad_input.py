@@ -11,6 +11,7 @@ import pytest
 import bad_input_cli
 import bad_input_conversion
 import bad_input_data
+import bad_input_gpu
 import bad_input_models
 import bad_input_zoo
 from bad_input import Case, Ctx
@@ -21,6 +22,7 @@ TABLES = {
     "cli": bad_input_cli.CASES,
     "models": bad_input_models.CASES,
     "zoo": bad_input_zoo.CASES,
+    "gpu": bad_input_gpu.CASES,
 }
 CASES: list[Case] = [c for cases in TABLES.values() for c in cases]
 

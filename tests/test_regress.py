@@ -63,7 +63,7 @@ def test_regress_training_runs_end_to_end(zoos, tmp_path, family, model_name):
     res = train(cfg, progress=False, verbose=False)
     assert res.finished and -1 <= res.test_metrics["tau"] <= 1 and res.test_metrics["loss"] >= 0
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
-    assert header == "epoch,train_loss,train_tau,val_loss,val_tau,lr,time"
+    assert header == "epoch,train_loss,train_tau,val_loss,val_tau,lr,time,data_s,step_s"
     assert json.loads((tmp_path / "run" / "results.json").read_text())["task"] == "regress"
     assert (tmp_path / "run" / "predictions.png").stat().st_size > 0
 

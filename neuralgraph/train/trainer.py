@@ -52,6 +52,7 @@ from ..inr import INRDataset
 from ..tasks import TASKS, Classify, Task, make_task
 from ..io import DirectoryBusy, atomic_write_text, lock_directory
 from . import distributed as D
+from .accel import DataStepMeter, amp_autocast, check_amp, compile_forward, to_float32
 from .checkpoint import capture_rng, config_mismatch, load_checkpoint, restore_rng, save_checkpoint
 from .options import check_options, dataclass_hints
 from .plots import plot_learning_curves
@@ -65,14 +66,19 @@ DEFAULT_MODEL = "nggnn"
 
 #: Config fields that may differ between a checkpoint and the resumed run
 #: (they do not change what is computed, or only where it runs).
-RESUME_MAY_CHANGE = frozenset({"data", "out", "device", "eval_batch_size", "n_reconstructions"})
+RESUME_MAY_CHANGE = frozenset({"data", "out", "device", "eval_batch_size", "n_reconstructions", "amp", "compile"})
 
 SPLITS = ("train", "val", "test")
 
 
 def metric_columns(task: Task) -> tuple[str, ...]:
-    """Columns of metrics.csv for ``task``: epoch, train_<m>..., val_<m>..., lr, time."""
-    return ("epoch", *(f"train_{m}" for m in task.metrics), *(f"val_{m}" for m in task.metrics), "lr", "time")
+    """Columns of metrics.csv for ``task``: epoch, train_<m>..., val_<m>..., lr, time, data_s, step_s.
+
+    ``data_s`` / ``step_s``: seconds of the epoch spent building and moving batches vs in
+    training steps (forward, backward, optimiser), see :class:`~neuralgraph.train.accel.DataStepMeter`.
+    """
+    return ("epoch", *(f"train_{m}" for m in task.metrics), *(f"val_{m}" for m in task.metrics), "lr", "time",
+            "data_s", "step_s")
 
 
 @dataclass
@@ -98,6 +104,8 @@ class TrainConfig:
     augment: dict[str, Any] = field(default_factory=dict)   # neuralgraph.augment.Augment fields
     eval_batch_size: int = 256
     n_reconstructions: int = 32
+    amp: bool = False                    # bf16 autocast of the forward (CUDA; see neuralgraph.train.accel)
+    compile: bool = False                # torch.compile the forward (eager fallback with a warning)
 
     def __post_init__(self) -> None:
         """Check every setting by its annotated type and range (one-line ``ValueError`` naming it)."""
@@ -240,15 +248,21 @@ def _check_batch_size(batch_size: int) -> None:
 
 @torch.no_grad()
 def evaluate_split(model: nn.Module, dataset: Any, task: Task, *, batch_size: int = 256,
-                   device: torch.device | str = "cpu", info: D.DistInfo = D.DistInfo()) -> dict[str, float]:
-    """The task's metrics over a whole split (sharded over ranks, exact: per-network values are gathered)."""
+                   device: torch.device | str = "cpu", info: D.DistInfo = D.DistInfo(), amp: bool = False
+                   ) -> dict[str, float]:
+    """The task's metrics over a whole split (sharded over ranks, exact: per-network values are gathered);
+    ``amp``: bf16 autocast of the forward."""
     _check_batch_size(batch_size)
     model = D.unwrap_model(model)
     was_training = model.training
     model.eval()
     idx = D.eval_shard(len(dataset), info)
-    values = [task.collect(model(b), b) for b in
-              (task.eval_batch(dataset, idx[s:s + batch_size]).to(device) for s in range(0, len(idx), batch_size))]
+    values = []
+    for s in range(0, len(idx), batch_size):
+        b = task.eval_batch(dataset, idx[s:s + batch_size]).to(device)
+        with amp_autocast(device, amp):
+            output = model(b)
+        values.append(task.collect(to_float32(output) if amp else output, b))
     model.train(was_training)
     return task.summarize(_gather(values, info))
 
@@ -288,7 +302,7 @@ def _write_metrics(history: list[dict[str, float]], path: Path, columns: tuple[s
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     w.writeheader()
     for h in history:
-        w.writerow({k: h[k] for k in columns})
+        w.writerow({k: h.get(k, "") for k in columns})      # runs resumed from before a column existed
     atomic_write_text(buf.getvalue(), path)
 
 
@@ -415,6 +429,7 @@ class _Run:
     data_fp: dict[str, Any]
     num_params: int
     columns: tuple[str, ...]
+    forward: Any = None                          # the (possibly compiled) forward of the wrapped model
     history: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, Any] | None = None           # {"epoch": e, "val_<m>": ...} of the best epoch so far
     best_state: dict[str, Tensor] | None = None
@@ -468,8 +483,9 @@ def _resume(run: _Run, run_dir: Path, info: D.DistInfo) -> int:
 
 
 def _train_epoch(run: _Run, epoch: int, info: D.DistInfo, device: torch.device, ddp_model: nn.Module,
-                 progress: bool) -> tuple[dict[str, float], float]:
-    """One pass over the training split; returns its metrics and the learning rate of its last step."""
+                 progress: bool) -> tuple[dict[str, float], float, dict[str, float]]:
+    """One pass over the training split; returns its metrics, the learning rate of its last step and the
+    data / step times."""
     config, task = run.config, run.task
     ddp_model.train()
     order = D.shard_indices(len(run.splits["train"]), info, seed=config.seed, epoch=epoch)
@@ -479,28 +495,35 @@ def _train_epoch(run: _Run, epoch: int, info: D.DistInfo, device: torch.device, 
         from tqdm.auto import tqdm
         starts = tqdm(starts, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
     values, last_lr = [], run.optimizer.param_groups[0]["lr"]
+    meter = DataStepMeter(device)
     for s in starts:
-        b = task.train_batch(run.splits["train"], order[s:s + config.batch_size], run.augment, gen).to(device)
-        output = ddp_model(b)
-        loss = task.loss(output, b)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"epoch {epoch + 1}: training loss is {loss.item()}; lower the learning "
-                                     f"rate (now {config.lr}) or check the data")
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.clip_grad_norm > 0:
-            nn.utils.clip_grad_norm_(run.model.parameters(), config.clip_grad_norm)
-        run.optimizer.step()
-        last_lr = run.optimizer.param_groups[0]["lr"]       # the rate this step used
-        run.scheduler.step()
+        with meter.data():
+            b = task.train_batch(run.splits["train"], order[s:s + config.batch_size], run.augment, gen).to(device)
+        with meter.step():
+            with amp_autocast(device, config.amp):
+                output = run.forward(b)
+            output = to_float32(output) if config.amp else output
+            loss = task.loss(output, b)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"epoch {epoch + 1}: training loss is {loss.item()}; lower the learning "
+                                         f"rate (now {config.lr}) or check the data")
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.clip_grad_norm > 0:
+                nn.utils.clip_grad_norm_(run.model.parameters(), config.clip_grad_norm)
+            run.optimizer.step()
+            last_lr = run.optimizer.param_groups[0]["lr"]       # the rate this step used
+            run.scheduler.step()
         values.append(task.collect(output, b))
-    return task.summarize(_gather(values, info)), last_lr
+    times = meter.summary()
+    return task.summarize(_gather(values, info)), last_lr, {"data_s": times["data_s"], "step_s": times["step_s"]}
 
 
-def _record(run: _Run, epoch: int, train_m: dict[str, float], val_m: dict[str, float], lr: float) -> bool:
+def _record(run: _Run, epoch: int, train_m: dict[str, float], val_m: dict[str, float], lr: float,
+            times: dict[str, float]) -> bool:
     """Append the epoch to the history; returns whether it is the best so far (then its weights are kept)."""
     rec = {"epoch": epoch + 1, **{f"train_{k}": train_m[k] for k in run.task.metrics},
-           **{f"val_{k}": val_m[k] for k in run.task.metrics}, "lr": lr, "time": run.elapsed}
+           **{f"val_{k}": val_m[k] for k in run.task.metrics}, "lr": lr, "time": run.elapsed, **times}
     run.history.append(rec)
     best_val = None if run.best is None else {k: run.best[f"val_{k}"] for k in run.task.metrics}
     improved = best_val is None or run.task.score(val_m) > run.task.score(best_val)
@@ -541,6 +564,9 @@ def _train(config: TrainConfig, info: D.DistInfo, device: torch.device, resume: 
         say(f"resuming {run_dir} after epoch {start_epoch}/{config.epochs}")
 
     ddp_model = D.wrap_model(run.model, info, device)
+    if config.amp:
+        check_amp(device)
+    run.forward = compile_forward(ddp_model, config.compile)
     writer = _tensorboard(run_dir) if main else None
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -553,11 +579,11 @@ def _train(config: TrainConfig, info: D.DistInfo, device: torch.device, resume: 
     stop = config.epochs if stop_after_epoch is None else min(config.epochs, stop_after_epoch)
     for epoch in range(start_epoch, stop):
         t0 = time.perf_counter()
-        train_m, lr = _train_epoch(run, epoch, info, device, ddp_model, progress)
+        train_m, lr, times = _train_epoch(run, epoch, info, device, ddp_model, progress)
         val_m = evaluate_split(run.model, run.splits["val"], task, batch_size=config.eval_batch_size, device=device,
-                               info=info)
+                               info=info, amp=config.amp)
         run.elapsed += time.perf_counter() - t0
-        improved = _record(run, epoch, train_m, val_m, lr)
+        improved = _record(run, epoch, train_m, val_m, lr, times)
         rng = D.all_gather_objects(capture_rng(), info)
         if main:
             _checkpoint(run, epoch, improved, run_dir, info, rng)
@@ -566,7 +592,7 @@ def _train(config: TrainConfig, info: D.DistInfo, device: torch.device, resume: 
                     writer.add_scalar(k, run.history[-1][k], epoch + 1)
                 writer.flush()
             say(f"epoch {epoch + 1:3d}/{config.epochs}  train {task.describe(train_m)}  val {task.describe(val_m)}  "
-                f"lr {lr:.2e}  {run.elapsed:6.1f}s" + ("  *" if improved else ""))
+                f"lr {lr:.2e}  {run.elapsed:6.1f}s (data {times['data_s']:.1f}s)" + ("  *" if improved else ""))
         D.barrier(info)                           # nobody races ahead of the checkpoint
     if writer is not None:
         writer.close()
@@ -587,7 +613,7 @@ def _finish(run: _Run, run_dir: Path, info: D.DistInfo, device: torch.device, st
     if finished:
         run.model.load_state_dict(run.best_state)
         test = evaluate_split(run.model, run.splits["test"], task, batch_size=config.eval_batch_size,
-                              device=device, info=info)
+                              device=device, info=info, amp=config.amp)
         test.update(task.finish(run.model, run.splits, device, config.eval_batch_size))
         if main:
             val = {k[4:]: v for k, v in run.best.items() if k.startswith("val_")}
