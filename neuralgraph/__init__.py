@@ -1,5 +1,5 @@
 """neuralgraph: neural networks as PyTorch Geometric graphs, and learning on them."""
-from .architecture import ACTIVATIONS, Architecture, LayerSpec, ModuleSpec, Residual, Sine, mlp_architecture
+from .architecture import ACTIVATIONS, Architecture, LayerSpec, ModuleSpec, Offset, Residual, Sine, mlp_architecture
 from .graph import (
     EDGE_FORWARD,
     EDGE_RESIDUAL,
@@ -23,7 +23,7 @@ from .symmetry import HiddenPermutation, apply_permutation, permute_hidden, rand
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACTIVATIONS", "Architecture", "LayerSpec", "ModuleSpec", "Residual", "Sine", "mlp_architecture",
+    "ACTIVATIONS", "Architecture", "LayerSpec", "ModuleSpec", "Offset", "Residual", "Sine", "mlp_architecture",
     "EDGE_FORWARD", "EDGE_RESIDUAL", "EDGE_REVERSE", "IDENTITY_NORM", "NODE_HIDDEN", "NODE_INPUT", "NODE_OUTPUT", "NeuralGraph", "ModelState",
     "batch_to_stacked", "graph_from_params", "pad_taps", "stacked_to_batch",
     "to_graph", "to_model", "to_models",

@@ -20,6 +20,7 @@ __all__ = [
     "NORM_KINDS",
     "Residual",
     "Sine",
+    "Offset",
     "ModuleSpec",
     "LayerSpec",
     "Architecture",
@@ -56,6 +57,24 @@ class Sine(nn.Module):
 
     def extra_repr(self) -> str:
         return f"w0={self.w0}"
+
+
+class Offset(nn.Module):
+    """``x + value``: a constant shift, e.g. the ``+0.5`` that maps a SIREN's output to pixel values.
+
+    Parameter-free (the value is part of the architecture, like ``Sine``'s ``w0``),
+    so an INR rebuilt from its neural graph renders the image itself.
+    """
+
+    def __init__(self, value: float = 0.5) -> None:
+        super().__init__()
+        self.value = _finite(value, "Offset value")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.value
+
+    def extra_repr(self) -> str:
+        return f"value={self.value}"
 
 
 class Residual(nn.Sequential):
@@ -105,6 +124,8 @@ class ModuleSpec:
             return nn.LeakyReLU(_finite(a[0], "LeakyReLU negative_slope") if a else 0.01)
         if k == "sine":
             return Sine(a[0] if a else 30.0)
+        if k == "offset":
+            return Offset(a[0] if a else 0.5)
         if k == "flatten":
             return nn.Flatten(*a)
         if k == "global_avg_pool1d":
@@ -141,6 +162,8 @@ class ModuleSpec:
             return ModuleSpec("leaky_relu", (_finite(module.negative_slope, f"{where}: LeakyReLU negative_slope"),))
         if isinstance(module, Sine):
             return ModuleSpec("sine", (_finite(module.w0, f"{where}: Sine w0"),))
+        if isinstance(module, Offset):
+            return ModuleSpec("offset", (_finite(module.value, f"{where}: Offset value"),))
         if isinstance(module, nn.Flatten):
             return ModuleSpec("flatten", (module.start_dim, module.end_dim))
         if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
@@ -171,7 +194,7 @@ class ModuleSpec:
             f"{where}: unsupported module {type(module).__name__} ({module}); "
             "neural graphs support Linear, Conv1d, Conv2d, elementwise "
             f"activations ({', '.join(a for a in ACTIVATIONS if a != 'identity')}), "
-            "BatchNorm1d/2d, LayerNorm, Flatten, global average pooling, Dropout and Identity"
+            "BatchNorm1d/2d, LayerNorm, Flatten, global average pooling, Dropout, Identity and ng.Offset"
         )
 
 
@@ -438,7 +461,7 @@ def mlp_architecture(
 _PARAMETRIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 #: Every module class a neural graph can describe; a subclass must not override their ``forward``.
-_SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, Sine,
+_SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, Sine, Offset,
               nn.Flatten, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Identity, nn.BatchNorm1d,
               nn.BatchNorm2d, nn.LayerNorm, Residual, nn.Sequential)
 

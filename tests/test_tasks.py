@@ -45,7 +45,7 @@ def test_edited_graphs_rebuild_into_the_inrs_the_loss_renders(data, normalize):
     rendered = task.render(raw)
     coords = ng.inr.image_grid(*task.shape)
     for i, inr in enumerate(ng.to_models(raw)):
-        torch.testing.assert_close(inr(coords).reshape(task.shape) + task.offset, rendered[i], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(inr(coords).reshape(task.shape), rendered[i], rtol=1e-5, atol=1e-6)
     loss = task.loss(edited, batch)
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
@@ -95,7 +95,7 @@ def test_edit_training_runs_end_to_end(data, tmp_path):
     res = train(cfg, progress=False, verbose=False)
     assert res.finished and res.task == "edit" and res.test_acc is None
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
-    assert header == "epoch,train_loss,train_unedited,val_loss,val_unedited,lr,time"
+    assert header == "epoch,train_loss,train_unedited,val_loss,val_unedited,lr,time,data_s,step_s"
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["task"] == "edit" and results["test_loss"] == pytest.approx(res.test_metrics["loss"])
@@ -103,6 +103,20 @@ def test_edit_training_runs_end_to_end(data, tmp_path):
     model, ck = load_trained(tmp_path / "run")
     batch = INRDataset(data / "test.pt", normalize=True).batch([0, 1])
     assert type(model(batch)).__name__.endswith("Batch") and ck["task"] == "edit"
+
+
+def test_a_rebuilt_inr_renders_the_image(data):
+    """The +0.5 output offset is part of the stored architecture: to_model(dataset graph) *is* the INR."""
+    from neuralgraph.data import load_digits
+
+    ds = INRDataset(data / "test.pt")
+    images, _ = load_digits()
+    coords = ng.inr.image_grid(8, 8)
+    inr = ng.to_model(ds[0])
+    assert isinstance(inr[-1], ng.Offset) and inr[-1].value == 0.5
+    image = images[int(ds.source_index[0])]
+    rendered = inr(coords).reshape(8, 8).detach()
+    assert float((rendered - image).pow(2).mean()) < 1e-3 and 0.2 < float(rendered.mean()) < 0.6
 
 
 def test_task_options_are_checked():
@@ -122,6 +136,18 @@ def test_edit_resume_is_bit_exact(data, tmp_path):
     straight = train(cfg(tmp_path / "a"), progress=False, verbose=False)
     train(cfg(tmp_path / "b"), progress=False, verbose=False, stop_after_epoch=1)
     resumed = train(cfg(tmp_path / "b"), resume=True, progress=False, verbose=False)
-    untimed = lambda history: [{k: v for k, v in h.items() if k != "time"} for h in history]  # noqa: E731
+    untimed = lambda history: [{k: v for k, v in h.items() if k not in ("time", "data_s", "step_s")}  # noqa: E731
+                               for h in history]
     assert untimed(resumed.history) == untimed(straight.history)
     assert resumed.test_metrics == straight.test_metrics
+
+
+def test_amp_and_the_data_step_meter_in_the_loop(data, tmp_path):
+    """--amp (bf16 autocast, CPU here) trains through the same loop; every epoch records data vs step time."""
+    torch.set_num_threads(1)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), model="nggnn", epochs=1, batch_size=32, amp=True,
+                      model_kwargs={"hidden": 8, "num_layers": 1, "n_probes": 2})
+    res = train(cfg, progress=False, verbose=False)
+    row = res.history[0]
+    assert res.finished and 0 <= res.test_acc <= 1 and row["data_s"] > 0 and row["step_s"] > 0
+    assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].endswith(",lr,time,data_s,step_s")

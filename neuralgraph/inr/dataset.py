@@ -477,7 +477,7 @@ def fit_to_dataset(
     source_index = torch.arange(n) if source_index is None else torch.as_tensor(source_index).long()
     if source_index.shape != (n,):
         raise ValueError(f"{out_path}: source_index must have shape ({n},), got {tuple(source_index.shape)}")
-    arch = siren_architecture(widths, w0)
+    arch = siren_architecture(widths, w0, offset)
     config = {"widths": [int(w) for w in widths], "w0": float(w0), "steps": int(steps), "lr": float(lr),
               "offset": float(offset), "seed": int(seed), "chunk_size": int(chunk_size),
               "batch_size": int(batch_size), "image_shape": list(images.shape[1:])}

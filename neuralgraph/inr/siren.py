@@ -47,6 +47,7 @@ These are estimates: the GPU rate has not been measured here (see
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -57,7 +58,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..architecture import Architecture, mlp_architecture
+from ..architecture import Architecture, ModuleSpec, mlp_architecture
 
 __all__ = [
     "DEFAULT_WIDTHS", "DEFAULT_W0", "DEFAULT_STEPS", "DEFAULT_LR", "DEFAULT_OFFSET",
@@ -73,9 +74,20 @@ DEFAULT_LR: float = 1e-3
 DEFAULT_OFFSET: float = 0.5
 
 
-def siren_architecture(widths: Sequence[int] = DEFAULT_WIDTHS, w0: float = DEFAULT_W0) -> Architecture:
-    """The architecture a fitted INR is stored as (for ``stacked_to_batch`` and ``build``)."""
-    return mlp_architecture(list(widths), "sine", w0=w0)
+def siren_architecture(widths: Sequence[int] = DEFAULT_WIDTHS, w0: float = DEFAULT_W0,
+                       offset: float = 0.0) -> Architecture:
+    """The architecture a fitted INR is stored as (for ``stacked_to_batch`` and ``build``).
+
+    A non-zero ``offset`` ends the network with :class:`~neuralgraph.Offset` (``x + offset``), so the
+    module ``to_model`` rebuilds *is* the INR: image INRs (fitted with the DWSNets ``+0.5``) render
+    pixel values in ``[0, 1]`` directly.
+    """
+    arch = mlp_architecture(list(widths), "sine", w0=w0)
+    if not offset:
+        return arch
+    last = arch.layers[-1]
+    shifted = dataclasses.replace(last, post=(*last.post, ModuleSpec("offset", (float(offset),))))
+    return dataclasses.replace(arch, layers=(*arch.layers[:-1], shifted))
 
 
 def derive_seed(seed: int, *keys: int) -> int:
@@ -445,7 +457,7 @@ def _fit(targets: Tensor, grid: tuple[int, int] | None, coords: Tensor | None, w
     n, P, C = targets.shape
     gen = torch.Generator().manual_seed(int(seed))
     weights, biases = siren_init(n, widths, w0, gen)
-    arch = siren_architecture(widths, w0)
+    arch = siren_architecture(widths, w0, offset)
     history = {int(k): torch.empty(n) for k in record_steps}
     final_mse = torch.empty(n)
     taken = torch.full((n,), int(steps), dtype=torch.long)
