@@ -83,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit-inrs", help="fit one SIREN per image and write train/val/test INR files",
                        description="Fit one SIREN per image (resumable; an interrupted run continues where it "
                                    "stopped) and write DIR/train.pt, val.pt, test.pt.")
-    f.add_argument("--source", choices=["digits", "mnist", "fashion-mnist"], default="digits",
-                   help="digits: sklearn's bundled 8x8 digits (offline); mnist/fashion-mnist: IDX files in --root")
+    f.add_argument("--source", choices=["digits", "mnist", "fashion-mnist", "sines"], default="digits",
+                   help="digits: sklearn's bundled 8x8 digits (offline); mnist/fashion-mnist: IDX files in --root; "
+                        "sines: 1-D SIRENs of a*sin(b*x) for the self-supervised task (--task ssl)")
     f.add_argument("--root", type=Path, help="directory with the IDX files (for mnist / fashion-mnist)")
     f.add_argument("--out", type=Path, required=True, help="output directory for the split files")
     f.add_argument("--steps", type=_positive(int), default=DEFAULT_STEPS, help="Adam steps per INR")
@@ -168,11 +169,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fit_sines(args: argparse.Namespace) -> dict[str, Path]:
+    from .data.sines import build_sine_splits
+
+    unused = [flag for flag, value in (("--root", args.root), ("--w0", args.w0), ("--workers", args.workers),
+                                       ("--device-batch-size", args.device_batch_size)) if value is not None]
+    if unused:
+        raise ValueError(f"--source sines does not take {', '.join(unused)}")
+    sizes = {k: v for k, v in (("n_train", args.n_train), ("n_val", args.n_val), ("n_test", args.n_test)) if v}
+    return build_sine_splits(args.out, **sizes, steps=args.steps, seed=args.seed, lr=args.lr,
+                             target_psnr=args.target_psnr, device=args.device, overwrite=args.overwrite,
+                             progress=not args.quiet)
+
+
 def _fit(args: argparse.Namespace) -> int:
     from .inr import INRDataset, build_inr_splits
 
     source = args.source.replace("-", "_")
     t0 = time.perf_counter()
+    if source == "sines":
+        for name, path in _fit_sines(args).items():
+            print(f"{name:5s} {len(INRDataset(path)):6d} sine INRs -> {path}")
+        print(f"done in {time.perf_counter() - t0:.1f}s")
+        return 0
     paths = build_inr_splits(source, args.out, root=args.root, n_train=args.n_train, n_val=args.n_val,
                              n_test=args.n_test, steps=args.steps, lr=args.lr, w0=args.w0, seed=args.seed,
                              workers=args.workers, resume=args.resume, overwrite=args.overwrite,

@@ -13,6 +13,7 @@ import bad_input_conversion
 import bad_input_data
 import bad_input_gpu
 import bad_input_models
+import bad_input_ssl
 import bad_input_zoo
 from bad_input import Case, Ctx
 
@@ -23,6 +24,7 @@ TABLES = {
     "models": bad_input_models.CASES,
     "zoo": bad_input_zoo.CASES,
     "gpu": bad_input_gpu.CASES,
+    "ssl": bad_input_ssl.CASES,
 }
 CASES: list[Case] = [c for cases in TABLES.values() for c in cases]
 
