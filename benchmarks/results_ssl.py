@@ -6,7 +6,10 @@ trains each processor with the ``ssl`` task (two perturbed views per INR, InfoNC
 ``(a, b)`` (averaged over both targets, the papers' number) beside the anchors of the
 DWSNets / GMN tables. Rows: NG-GNN, NG-T, DWSNet, and the flat MLP without and with
 hidden-permutation augmentation (``--augment permute=true``; the equivariant models
-are invariant to it). ``mean`` is the MSE of predicting the train mean.
+are invariant to it). ``mean`` is the MSE of predicting the train mean. ``untrained`` is the
+same probe on the embeddings of the model at its initialisation (same seed): the control that
+says how much the contrastive training adds to what the architecture (e.g. NG-GNN / NG-T's
+probe features, which run the INR) gives for free.
 
 Run by hand (minutes per model on a free CPU)::
 
@@ -48,6 +51,18 @@ MODELS = {
 ANCHORS = {"DWSNets (paper)": 1.39, "GMN (paper)": 1.13}
 
 
+def _untrained_probe(data: Path, name: str, kw: dict, seed: int) -> float:
+    """Test MSE of the linear probe on the embeddings of the model at initialisation (the trainer's seed)."""
+    from neuralgraph.train import build_model, load_splits
+
+    splits = load_splits(data)
+    task = Contrastive()
+    task.setup(splits)
+    torch.manual_seed(seed)
+    model = build_model(name, task.out_dim(), arch=splits["train"].arch, head=task.head, **kw)
+    return task.probe(model, splits, "cpu", 256)["probe_mse"]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "ssl")
@@ -86,20 +101,22 @@ def main(argv: list[str] | None = None) -> int:
                               augment=augment)
             train(cfg, progress=False, resume=True)
         r = json.loads(res_path.read_text())
+        untrained = _untrained_probe(data, name, kw, args.seed)
         rows.append({"model": label, "params": r["num_params"], "probe_test_mse": r["test_probe_mse"],
                      "mse_a": r["test_probe_mse_a"], "mse_b": r["test_probe_mse_b"],
                      "mean_mse": r["test_mean_mse"], "val_infonce": r["best_val_loss"],
-                     "best_epoch": r["best_epoch"], "train_time_s": r["train_time_s"]})
+                     "best_epoch": r["best_epoch"], "train_time_s": r["train_time_s"],
+                     "untrained_probe_mse": untrained})
         print(rows[-1], flush=True)
-    lines = ["| model | params | probe test MSE (a, b) | MSE a | MSE b | train time |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| model | params | probe test MSE (a, b) | MSE a | MSE b | untrained (init) | train time |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['params']:,} | {r['probe_test_mse']:.2f} | {r['mse_a']:.2f} | "
-                     f"{r['mse_b']:.2f} | {r['train_time_s'] / 60:.1f} min |")
+                     f"{r['mse_b']:.2f} | {r['untrained_probe_mse']:.2f} | {r['train_time_s'] / 60:.1f} min |")
     if rows:
-        lines.append(f"| predict the train mean | - | {rows[0]['mean_mse']:.2f} | | | |")
+        lines.append(f"| predict the train mean | - | {rows[0]['mean_mse']:.2f} | | | | |")
     for k, v in ANCHORS.items():
-        lines.append(f"| {k} | - | {v:.2f} | | | |")
+        lines.append(f"| {k} | - | {v:.2f} | | | | |")
     setting = (f"{args.n_train}/{args.n_val}/{args.n_test} sine INRs ({args.fit_steps} fit steps), {args.epochs} "
                f"epochs, batch {args.batch_size} INRs, lr {args.lr}, seed {args.seed}, "
                f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
