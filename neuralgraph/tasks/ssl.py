@@ -322,8 +322,8 @@ class Contrastive(Task):
         for i, (ax, name) in enumerate(zip(axes, names)):
             sc = ax.scatter(xy[:, 0], xy[:, 1], c=t[:, i], cmap="viridis", s=6)
             fig.colorbar(sc, ax=ax, label=name)
-            ax.set_title(f"coloured by {name}")
+            ax.set_title(f"t-SNE of {m} test embeddings, colour: {name}", fontsize=10)
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.suptitle(f"{title}\n t-SNE of {m} test embeddings")
+        fig.suptitle(title, fontsize=10)
         return [save_figure(fig, Path(run_dir) / "tsne.png")]
