@@ -34,10 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from neuralgraph.data.sines import build_sine_splits  # noqa: E402
 from neuralgraph.io import atomic_write_text  # noqa: E402
-from neuralgraph.tasks import TASKS  # noqa: E402
 from neuralgraph.tasks.ssl import Contrastive  # noqa: E402
 
-TASKS.setdefault("ssl", Contrastive)          # until neuralgraph.tasks registers it
 
 #: label -> (model, model kwargs, augment)
 MODELS = {

@@ -10,12 +10,10 @@ import torch
 import neuralgraph as ng
 from neuralgraph.data.sines import build_sine_splits, sine_grid, sine_signals
 from neuralgraph.inr import INRDataset
-from neuralgraph.tasks import TASKS
 from neuralgraph.tasks.edit import denormalize
 from neuralgraph.tasks.ssl import Contrastive, info_nce, info_nce_per_view
 from neuralgraph.train import TrainConfig, build_model, load_splits, train
 
-TASKS.setdefault("ssl", Contrastive)            # until neuralgraph.tasks registers it
 
 
 @pytest.fixture(scope="module")
