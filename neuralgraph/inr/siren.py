@@ -4,8 +4,9 @@ Protocol (DWSNets): a SIREN ``2 -> 32 -> 32 -> 1`` with ``sin(w0 * (W x + b))``
 activations (``w0 = 30``), SIREN initialisation with zero biases, coordinates on
 a grid in ``[-1, 1]^2`` and the network output plus ``0.5`` as the pixel value
 (pixels in ``[0, 1]``). The stored weights are exactly those of
-``mlp_architecture(widths, "sine", w0).build()``, so a fitted INR is a plain
-``nn.Sequential`` and a neural graph.
+``siren_architecture(widths, w0, offset).build()`` (the offset is an
+:class:`~neuralgraph.Offset` module at its end), so a fitted INR is a plain
+``nn.Sequential`` that renders the image, and a neural graph.
 
 Every INR has its own parameters and its own Adam state. One Adam over the
 stacked parameters with the loss ``sum_i mean_pixels(err_i^2)`` *is* per-INR
@@ -140,7 +141,8 @@ def siren_forward(weights: Sequence[Tensor], biases: Sequence[Tensor], coords: T
     """Evaluate ``n`` stacked SIRENs at shared (``[P, d]``) or per-network (``[n, P, d]``) coordinates.
 
     Returns ``[n, P, out]`` (without the output offset). Matches
-    ``siren_architecture(widths, w0).build()`` loaded with the same parameters.
+    ``siren_architecture(widths, w0).build()`` loaded with the same parameters
+    (``siren_architecture(widths, w0, offset)`` adds the offset).
     """
     h = coords
     M = len(weights)
