@@ -108,6 +108,8 @@ CASES: list[Case] = [
     cli_case("label smoothing for edit", [*T, "--task", "edit", "--label-smoothing", "0.1"],
              "applies to task 'classify' only"),
     Case("TrainConfig unknown task", lambda ctx: config(task="nosuch"), ValueError, "unknown task 'nosuch'"),
+    Case("regress with standardisation", lambda ctx: __import__("neuralgraph.tasks", fromlist=["Regress"]).Regress()
+         .load_splits(ctx.tmp, normalize=True), ValueError, "train with --no-normalize"),
     Case("TrainConfig task_kwargs wrong type", lambda ctx: config(task="edit", task_kwargs={"size": "3"}),
          ValueError, "size"),
     cli_case("mlp-aug with the edit task", [*T, "--task", "edit", "--model", "mlp-aug"],

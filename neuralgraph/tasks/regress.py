@@ -84,6 +84,9 @@ class Regress(Task):
     def load_splits(self, data: str | os.PathLike, normalize: bool) -> dict[str, Any]:
         from ..zoo import ZooDataset
 
+        if normalize:
+            raise ValueError("regress: zoo networks of mixed architectures are not standardised per layer; train "
+                             "with --no-normalize (TrainConfig(normalize=False))")
         path = Path(data)
         if path.is_dir():
             found = sorted(path.glob("*.pt"))
