@@ -387,6 +387,22 @@ def _tensor_digest(t: Tensor) -> str:
     return _sha256(t)[:16]
 
 
+def _chunk_path(chunk_dir: Path, k: int) -> Path:
+    """File of finished chunk ``k`` of a resumable job (INR fitting, zoo training)."""
+    return chunk_dir / f"chunk_{k:05d}.pt"
+
+
+def _remove_chunks(chunk_dir: Path, count: int, rmdir: bool = True) -> None:
+    """Delete the chunk files ``0..count-1`` of a finished job (and the directory when empty and ``rmdir``)."""
+    for k in range(count):
+        _chunk_path(chunk_dir, k).unlink(missing_ok=True)
+    if rmdir:
+        try:
+            chunk_dir.rmdir()
+        except OSError:
+            pass
+
+
 def _chunk_ok(path: Path, k: int, start: int, stop: int, fingerprint: str, arch: Architecture) -> dict | None:
     """A finished chunk file, or None if missing, corrupt or from another fit."""
     if not path.is_file():
@@ -505,7 +521,7 @@ def fit_to_dataset(
             return out_path
     if resume:
         for k, s, e in bounds:
-            c = _chunk_ok(chunk_dir / f"chunk_{k:05d}.pt", k, s, e, fps[k], arch)
+            c = _chunk_ok(_chunk_path(chunk_dir, k), k, s, e, fps[k], arch)
             if c is not None:
                 done[k] = c
     bar = None
@@ -527,7 +543,7 @@ def fit_to_dataset(
             chunk = {"chunk": k, "start": s, "stop": e, "fingerprint": fps[k], "arch": arch.to_dict(),
                      "weights": res.weights, "biases": res.biases, "psnr": res.psnr}
             chunk["checksums"] = _checksums(chunk)
-            atomic_save(chunk, chunk_dir / f"chunk_{k:05d}.pt")
+            atomic_save(chunk, _chunk_path(chunk_dir, k))
             done[k] = chunk
             if bar is not None:
                 bar.update(e - s)
@@ -546,12 +562,7 @@ def fit_to_dataset(
     save_inr_dataset(out_path, weights, biases, labels, arch, num_classes=num_classes, source_index=source_index,
                      psnr=psnr, stats=rm.result(), meta={**(meta or {}), "fit": config, "fingerprint": fingerprint})
     if not keep_chunks:
-        for k, _, _ in bounds:
-            (chunk_dir / f"chunk_{k:05d}.pt").unlink(missing_ok=True)
-        try:
-            chunk_dir.rmdir()
-        except OSError:
-            pass
+        _remove_chunks(chunk_dir, len(bounds))
     return out_path
 
 

@@ -41,7 +41,7 @@ from torch_geometric.data import Batch
 
 from ..architecture import Architecture
 from ..graph import NeuralGraph, stacked_to_batch, to_model
-from ..inr.dataset import _as_index, _compact, _fingerprint, _sha256, _tensor_digest
+from ..inr.dataset import _as_index, _chunk_path, _compact, _fingerprint, _remove_chunks, _sha256, _tensor_digest
 from ..inr.siren import derive_seed
 from ..io import atomic_save, lock_directory
 from .specs import FAMILIES, sample_zoo
@@ -301,7 +301,7 @@ def generate_zoo(
     with lock_directory(chunk_dir, "zoo chunk directory", "wait for the other zoo run to finish"):
         if resume:
             for k, s, e in bounds:
-                c = _chunk_ok(chunk_dir / f"chunk_{k:05d}.pt", k, s, e, fingerprint)
+                c = _chunk_ok(_chunk_path(chunk_dir, k), k, s, e, fingerprint)
                 if c is not None:
                     done[k] = c
         bar = None
@@ -317,7 +317,7 @@ def generate_zoo(
                                      batch_size, seed, bar)
                 chunk.update(chunk=k, start=s, stop=e, fingerprint=fingerprint)
                 chunk["checksums"] = _checksums(chunk)
-                atomic_save(chunk, chunk_dir / f"chunk_{k:05d}.pt")
+                atomic_save(chunk, _chunk_path(chunk_dir, k))
                 done[k] = chunk
                 if on_chunk is not None:
                     on_chunk(k, len(bounds))
@@ -328,8 +328,7 @@ def generate_zoo(
                      {**config, "fingerprint": fingerprint})
         atomic_save(obj, out_path)
         if not keep_chunks:
-            for k, _, _ in bounds:
-                (chunk_dir / f"chunk_{k:05d}.pt").unlink(missing_ok=True)
+            _remove_chunks(chunk_dir, len(bounds), rmdir=False)   # the lock file is still in it
     try:
         chunk_dir.rmdir()
     except OSError:
