@@ -81,6 +81,11 @@ class Task:
         """Per-network values ``{name: [num_graphs, ...]}`` (detached) that :meth:`summarize` reads."""
         raise NotImplementedError
 
+    def loss_and_values(self, output: Any, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        """:meth:`loss` and :meth:`collect` of one training batch; a task whose two share costly work
+        (e.g. rendering) overrides this to do it once."""
+        return self.loss(output, batch), self.collect(output, batch)
+
     def summarize(self, values: dict[str, Tensor]) -> dict[str, float]:
         """Metrics ``{m: value for m in metrics}`` of a whole split from its collected values."""
         raise NotImplementedError

@@ -121,14 +121,20 @@ class Edit(Task):
         return self.render(edited), target, original
 
     def loss(self, output: Any, batch: Any) -> Tensor:
-        edited, target, _ = self._images(output, batch)
-        return F.mse_loss(edited.float(), target.float())
+        return self.loss_and_values(output, batch)[0]
 
     def collect(self, output: Any, batch: Any) -> dict[str, Tensor]:
         with torch.no_grad():
-            edited, target, original = self._images(output, batch)
-            return {"loss": (edited - target).pow(2).flatten(1).mean(1),
-                    "unedited": (original - target).pow(2).flatten(1).mean(1)}
+            return self.loss_and_values(output, batch)[1]
+
+    def loss_and_values(self, output: Any, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        """The pixel MSE and the per-INR values from one rendering of the batch."""
+        edited, target, original = self._images(output, batch)
+        loss = F.mse_loss(edited.float(), target.float())
+        with torch.no_grad():
+            values = {"loss": (edited.detach() - target).pow(2).flatten(1).mean(1),
+                      "unedited": (original - target).pow(2).flatten(1).mean(1)}
+        return loss, values
 
     def summarize(self, values: dict[str, Tensor]) -> dict[str, float]:
         return {k: float(values[k].double().mean()) for k in self.metrics}

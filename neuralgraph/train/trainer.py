@@ -503,7 +503,7 @@ def _train_epoch(run: _Run, epoch: int, info: D.DistInfo, device: torch.device, 
             with amp_autocast(device, config.amp):
                 output = run.forward(b)
             output = to_float32(output) if config.amp else output
-            loss = task.loss(output, b)
+            loss, batch_values = task.loss_and_values(output, b)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"epoch {epoch + 1}: training loss is {loss.item()}; lower the learning "
                                          f"rate (now {config.lr}) or check the data")
@@ -514,7 +514,7 @@ def _train_epoch(run: _Run, epoch: int, info: D.DistInfo, device: torch.device, 
             run.optimizer.step()
             last_lr = run.optimizer.param_groups[0]["lr"]       # the rate this step used
             run.scheduler.step()
-        values.append(task.collect(output, b))
+        values.append(batch_values)
     times = meter.summary()
     return task.summarize(_gather(values, info)), last_lr, {"data_s": times["data_s"], "step_s": times["step_s"]}
 
