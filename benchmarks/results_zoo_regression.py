@@ -9,6 +9,11 @@ network (70 / 15 / 15) fits StatNN (per-layer weight statistics + gradient-boost
 trees) and trains NG-GNN, NG-T, DWSNet and the flat MLP with ``--task regress``
 (target: test accuracy at the last checkpoint). Prints a markdown table of test
 Kendall's tau; every run directory keeps predictions.png and its metrics.
+
+On one GPU (the README's 10,000-network run)::
+
+    python benchmarks/results_zoo_regression.py --device cuda --out runs/zoo_gpu --root-mnist data/mnist \
+        --zoo mnist_small_cnn --num-networks 10000 --n-test 10000 --chunk-size 2500 --epochs 30 --batch-size 64
 """
 from __future__ import annotations
 
@@ -43,6 +48,10 @@ def main() -> None:
     p.add_argument("--n-train", type=int, default=2000)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--models", nargs="+", default=list(SETTINGS))
+    p.add_argument("--n-test", type=int, default=1000, help="test images each zoo network is scored on")
+    p.add_argument("--batch-size", type=int, default=16, help="networks per training batch of the processors")
+    p.add_argument("--chunk-size", type=int, default=128, help="zoo networks trained together")
+    p.add_argument("--device", default="cpu", help="zoo training and processor training device (cpu, cuda)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -58,7 +67,10 @@ def main() -> None:
         t0 = time.perf_counter()
         path = generate_zoo(args.out / f"{name}.pt", family=family, dataset=dataset, root=root,
                             num_networks=args.num_networks, epochs=args.zoo_epochs, n_train=args.n_train,
-                            n_test=1000, n_train_eval=500, progress=False)
+                            n_test=args.n_test, n_train_eval=500, chunk_size=args.chunk_size, device=args.device,
+                            progress=False,
+                            on_chunk=lambda k, n: print(f"  chunk {k + 1}/{n} at {time.perf_counter() - t0:.0f}s",
+                                                        flush=True))
         zoo = ZooDataset(path)
         acc = zoo.targets()
         note = (f"{name}: {len(zoo)} networks ({int(zoo.valid.sum())} valid), test accuracy mean {acc.mean():.1%} "
@@ -71,13 +83,14 @@ def main() -> None:
             if model in FIXED_ONLY and family != "small_cnn":
                 continue
             cfg = TrainConfig(data=str(path), out=str(args.out / f"{name}_{model}"), task="regress", model=model,
-                              epochs=args.epochs, batch_size=16, normalize=False,
+                              epochs=args.epochs, batch_size=args.batch_size, normalize=False, device=args.device,
                               augment={"permute": True} if model not in FIXED_ONLY else {}, **SETTINGS[model])
             res = train(cfg, resume=True, progress=False)
             rows.append({"zoo": name, "model": model, "tau": res.test_metrics["tau"],
                          "mse": res.test_metrics["loss"], "params": res.num_params,
                          "train_time_s": res.train_time_s, "note": note})
             print(json.dumps(rows[-1]), flush=True)
+            (args.out / "results_zoo.json").write_text(json.dumps(rows, indent=2))   # partial results survive
     print("\n| zoo | model | test Kendall's tau | train time |\n|---|---|---|---|")
     for r in rows:
         t = "-" if r["train_time_s"] is None else f"{r['train_time_s'] / 60:.1f} min"

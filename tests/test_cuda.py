@@ -9,6 +9,7 @@ the eager outputs, the data/step meter) run on CPU everywhere.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -30,6 +31,17 @@ REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "datasets" / "mnist"
 NG = [NGGNN, NGTransformer]
 BF16 = dict(rtol=0.05, atol=0.05)   # bf16 keeps ~3 significant digits; outputs are O(1)
+
+
+@contextlib.contextmanager
+def _ieee_fp32():
+    """No TF32 inside: cuDNN convolutions (the probes' conv nets) default to TF32 on CUDA, ~1e-3 off the CPU."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _permuted(batch, seed: int = 1):
@@ -64,8 +76,10 @@ def test_ng_symmetry_on_cuda(cls, head):
         out, out_p = net(batch.to(CUDA)), net(permuted.to(CUDA))
     if head == "invariant":
         torch.testing.assert_close(out_p, out, rtol=1e-5, atol=1e-5)
-    else:   # the edit of the permuted graph is the permuted edit
-        torch.testing.assert_close(out_p.x[perm.node_perm.to(CUDA)], out.x, rtol=1e-5, atol=1e-5)
+    else:   # the edit of the permuted graph is the permuted edit (permuted.x == batch.x[node_perm])
+        node_perm, edge_perm = perm.node_perm.to(CUDA), perm.edge_perm.to(CUDA)
+        torch.testing.assert_close(out_p.x, out.x[node_perm], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out_p.edge_attr, out.edge_attr[edge_perm], rtol=1e-5, atol=1e-5)
 
 
 @needs_cuda
@@ -74,7 +88,7 @@ def test_a_model_that_ran_on_cpu_runs_after_moving_to_cuda_and_back(cls):
     """The issue's bug: CPU forward, ``.to("cuda")``, forward; then back to CPU."""
     batch = _mixed_batch()
     net = _processor(cls, "invariant")
-    with torch.no_grad():
+    with torch.no_grad(), _ieee_fp32():
         cpu = net(batch)
         gpu = net.to(CUDA)(batch.to(CUDA))
         again = net.cpu()(batch)
