@@ -29,3 +29,8 @@ __all__ = [
     "to_graph", "to_model", "to_models",
     "HiddenPermutation", "apply_permutation", "permute_hidden", "random_hidden_permutation",
 ]
+from .interop import (DEFAULT_ACTIVATION, batch_models, from_weights_biases, register_safe_globals,
+                      state_dict_by_order, to_graph_by_order)
+
+register_safe_globals()   # plain torch.load(path) (weights_only=True) reads saved graphs, batches and datasets
+__all__ += ["DEFAULT_ACTIVATION", "batch_models", "from_weights_biases", "state_dict_by_order", "to_graph_by_order"]

@@ -1,0 +1,257 @@
+"""Interoperability: other libraries' weight layouts, order-matched state dicts, mixed batches, safe loading.
+
+* :func:`from_weights_biases` - stacked per-layer weights/biases in the layout of
+  DWSNets (``[B, in, out, 1]`` / ``[B, out, 1]``), NFN (``[B, C, out, in]`` /
+  ``[B, C, out]``) or torch (``[B, out, in]`` / ``[B, out]``) -> a PyG batch
+  through :func:`neuralgraph.stacked_to_batch`.
+* :func:`state_dict_by_order` / :func:`to_graph_by_order` - state dicts whose key
+  names differ from the architecture's (DWSNets' INRs use ``seq.0.weight``, ...),
+  matched by order and shape.
+* :func:`batch_models` - a batch of graphs from a list of ``nn.Sequential`` models
+  of any architectures (edge features padded to a common number of taps).
+* :func:`register_safe_globals` - run at ``import neuralgraph``: lets plain
+  ``torch.load(path)`` (``weights_only=True``) read saved graphs, batches,
+  architectures and dataset files.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+
+from .architecture import Architecture, LayerSpec, ModuleSpec, mlp_architecture
+from .graph import ModelState, NeuralGraph, stacked_to_batch, to_graph
+
+__all__ = ["LAYOUTS", "DEFAULT_ACTIVATION", "from_weights_biases", "mlp_from_shapes", "state_dict_by_order",
+           "to_graph_by_order", "mlp_state_dict_params", "batch_models", "register_safe_globals"]
+
+#: Layouts :func:`from_weights_biases` reads: weight / bias shapes per layer.
+LAYOUTS = {
+    "dwsnets": ("[B, in, out, 1]", "[B, out, 1]"),
+    "nfn": ("[B, C, out, in]", "[B, C, out]"),
+    "torch": ("[B, out, in]", "[B, out]"),
+}
+#: Activation of an MLP inferred from shapes alone (pass ``activation="sine"`` for SIRENs / INRs).
+DEFAULT_ACTIVATION = "relu"
+
+
+def _as_list(seq, name: str) -> list[Tensor]:
+    if isinstance(seq, (Tensor, str, bytes)) or not isinstance(seq, Sequence) or not seq:
+        raise ValueError(f"{name} must be a non-empty list/tuple with one tensor per layer, got {type(seq).__name__}")
+    for m, t in enumerate(seq):
+        if not isinstance(t, Tensor):
+            raise ValueError(f"{name}[{m}] must be a torch.Tensor, got {type(t).__name__}")
+    return list(seq)
+
+
+def _to_torch_layout(weights: list[Tensor], biases: list[Tensor], layout: str) -> tuple[list[Tensor], list[Tensor]]:
+    """Per-layer ``[B, out, in]`` / ``[B, out]`` views of the given layout (no copies)."""
+    want_w, want_b = LAYOUTS[layout]
+    W, b = [], []
+    for m, (w, x) in enumerate(zip(weights, biases)):
+        if layout == "dwsnets":
+            ok = w.dim() == 4 and w.shape[-1] == 1 and x.dim() == 3 and x.shape[-1] == 1
+            w2, x2 = (w[..., 0].transpose(1, 2), x[..., 0]) if ok else (None, None)
+        elif layout == "nfn":
+            ok = w.dim() == 4 and x.dim() == 3 and w.shape[1] == 1 and x.shape[1] == 1
+            if w.dim() == 4 and x.dim() == 3 and (w.shape[1] != 1 or x.shape[1] != 1):
+                raise ValueError(f"layer {m}: nfn weights have {w.shape[1]} / biases {x.shape[1]} channels; "
+                                 "a plain MLP has C=1 (one value per weight)")
+            w2, x2 = (w[:, 0], x[:, 0]) if ok else (None, None)
+        else:
+            ok = w.dim() == 3 and x.dim() == 2
+            w2, x2 = w, x
+        if not ok:
+            raise ValueError(f"layer {m}: {layout} layout expects weight {want_w} and bias {want_b}, got "
+                             f"{list(w.shape)} and {list(x.shape)}")
+        W.append(w2)
+        b.append(x2)
+    return W, b
+
+
+def mlp_from_shapes(weights: Sequence[Tensor], activation: str = DEFAULT_ACTIVATION, w0: float = 30.0
+                    ) -> Architecture:
+    """The MLP :class:`Architecture` of per-layer weights ``[B, out, in]`` (or ``[out, in]``).
+
+    Args:
+        weights: one tensor per layer, torch layout.
+        activation: between layers (:data:`DEFAULT_ACTIVATION`, ``"relu"``; ``"sine"`` for SIRENs).
+        w0: SIREN frequency when ``activation="sine"``.
+    """
+    widths = [int(weights[0].shape[-1])]
+    for m, w in enumerate(weights):
+        if int(w.shape[-1]) != widths[-1]:
+            raise ValueError(f"layer {m}: weight has {int(w.shape[-1])} inputs but layer {m - 1} has "
+                             f"{widths[-1]} outputs")
+        widths.append(int(w.shape[-2]))
+    return mlp_architecture(widths, activation, w0=w0)
+
+
+def from_weights_biases(
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    layout: str = "torch",
+    arch: Architecture | None = None,
+    *,
+    activation: str = DEFAULT_ACTIVATION,
+    w0: float = 30.0,
+    state: ModelState | None = None,
+) -> Batch:
+    """B MLPs given as stacked per-layer weights and biases in another library's layout -> a PyG batch.
+
+    Args:
+        weights: one tensor per layer, ``[B, in, out, 1]`` (``"dwsnets"``),
+            ``[B, 1, out, in]`` (``"nfn"``, one channel) or ``[B, out, in]`` (``"torch"``).
+        biases: one tensor per layer, ``[B, out, 1]``, ``[B, 1, out]`` or ``[B, out]``.
+        layout: ``"dwsnets"``, ``"nfn"`` or ``"torch"`` (see :data:`LAYOUTS`).
+        arch: the architecture; ``None`` infers an MLP from the shapes with
+            ``activation`` (default :data:`DEFAULT_ACTIVATION` = ``"relu"``) between layers.
+        state: the graphs' :class:`ModelState` (default: eval mode).
+
+    Shapes:
+        output: a ``Batch`` of B :class:`NeuralGraph` (``x`` ``[B*N, 1]``, ``edge_attr`` ``[B*E, 1]``),
+        identical to ``stacked_to_batch`` of the torch-layout tensors.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    weights, biases = _as_list(weights, "weights"), _as_list(biases, "biases")
+    if len(weights) != len(biases):
+        raise ValueError(f"got {len(weights)} weight and {len(biases)} bias tensors; need one of each per layer")
+    W, b = _to_torch_layout(weights, biases, layout)
+    sizes = {int(t.shape[0]) for t in (*W, *b)}
+    if len(sizes) != 1:
+        raise ValueError(f"weights and biases disagree on the number of networks B: {sorted(sizes)}")
+    if arch is None:
+        arch = mlp_from_shapes(W, activation, w0)
+    elif not isinstance(arch, Architecture):
+        raise ValueError(f"arch must be an Architecture, got {type(arch).__name__}")
+    return stacked_to_batch(W, b, arch, state=state)
+
+
+def state_dict_by_order(state_dict: Mapping[str, Tensor], arch: Architecture) -> dict[str, Tensor]:
+    """Rename ``state_dict``'s tensors to ``arch``'s keys, matched by order and shape.
+
+    For state dicts of the same network saved under other module names (e.g. DWSNets'
+    INRs: ``seq.0.weight``, ``seq.0.bias``, ``seq.1.weight``, ...). The i-th tensor
+    must have the shape of the i-th entry of ``arch.build().state_dict()``;
+    ``num_batches_tracked`` counters may be absent. Any mismatch raises
+    ``ValueError`` naming both keys and shapes.
+    """
+    if not isinstance(arch, Architecture):
+        raise ValueError(f"arch must be an Architecture, got {type(arch).__name__}")
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"state_dict must be a mapping of names to tensors, got {type(state_dict).__name__}")
+    ours = arch.build().state_dict()
+    given = list(state_dict.items())
+    for k, v in given:
+        if not isinstance(v, Tensor):
+            raise ValueError(f"state_dict[{k!r}] is a {type(v).__name__}, not a tensor")
+    if not any(k.endswith("num_batches_tracked") for k, _ in given):
+        ours = {k: v for k, v in ours.items() if not k.endswith("num_batches_tracked")}
+    if len(given) != len(ours):
+        raise ValueError(f"state dict has {len(given)} tensors, the architecture {list(arch.widths)} needs "
+                         f"{len(ours)} ({', '.join(ours)})")
+    out = {}
+    for i, ((theirs, v), (key, like)) in enumerate(zip(given, ours.items())):
+        if tuple(v.shape) != tuple(like.shape):
+            raise ValueError(f"state dict tensor {i} ({theirs!r}) has shape {list(v.shape)}, the architecture's "
+                             f"{key!r} has {list(like.shape)}")
+        out[key] = v
+    return out
+
+
+def to_graph_by_order(state_dict: Mapping[str, Tensor], arch: Architecture, *, taps: int | None = None
+                      ) -> NeuralGraph:
+    """:func:`neuralgraph.to_graph` of a state dict matched to ``arch`` by :func:`state_dict_by_order`."""
+    return to_graph(state_dict_by_order(state_dict, arch), arch, taps=taps)
+
+
+def mlp_state_dict_params(state_dict: Mapping[str, Tensor], where: str = "state dict"
+                          ) -> tuple[list[Tensor], list[Tensor]]:
+    """Per-layer ``(weights [out, in], biases [out])`` of an MLP state dict, by key order.
+
+    Keys containing ``weight`` are weights and ``bias`` biases (the DWSNets /
+    neural-graphs INR convention); they must alternate in one-to-one order.
+    """
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"{where}: expected a state dict (mapping of names to tensors), got "
+                         f"{type(state_dict).__name__}")
+    weights = [v for k, v in state_dict.items() if "weight" in k]
+    biases = [v for k, v in state_dict.items() if "bias" in k]
+    if not weights or len(weights) != len(biases):
+        raise ValueError(f"{where}: expected one 'bias' per 'weight' tensor, got {len(weights)} weights and "
+                         f"{len(biases)} biases (keys {list(state_dict)[:6]})")
+    for m, (w, b) in enumerate(zip(weights, biases)):
+        if not isinstance(w, Tensor) or not isinstance(b, Tensor) or w.dim() != 2 or b.dim() != 1 \
+                or b.shape[0] != w.shape[0]:
+            raise ValueError(f"{where}: layer {m} is not a Linear layer (weight {getattr(w, 'shape', w)}, "
+                             f"bias {getattr(b, 'shape', b)}); expected [out, in] and [out]")
+    return weights, biases
+
+
+def batch_models(models: Sequence[nn.Module], taps: int | None = None) -> Batch:
+    """A PyG batch of the neural graphs of ``models`` (any mix of supported architectures).
+
+    Args:
+        models: ``nn.Sequential`` models (MLPs, CNNs, ...).
+        taps: edge-feature width; default: the largest kernel among the models, so
+            Linear and Conv layers of any kernel size batch together.
+
+    Shapes:
+        output: ``Batch`` of ``len(models)`` graphs, ``edge_attr`` ``[sum E, taps]``; ``batch.arch`` lists the
+        architectures, ``to_models(batch)`` rebuilds the models.
+    """
+    if isinstance(models, nn.Module) or not isinstance(models, Sequence) or not models:
+        raise ValueError(f"models must be a non-empty list of nn.Sequential models, got {type(models).__name__}")
+    for i, m in enumerate(models):
+        if not isinstance(m, nn.Module):
+            raise ValueError(f"models[{i}] is a {type(m).__name__}, not an nn.Module")
+    archs = []
+    for i, m in enumerate(models):
+        try:
+            archs.append(Architecture.from_module(m))
+        except ValueError as e:
+            raise ValueError(f"models[{i}]: {e}") from None
+    K = max(a.max_taps for a in archs) if taps is None else taps
+    return Batch.from_data_list([to_graph(m, a, taps=K) for m, a in zip(models, archs)])
+
+
+def _batch_class(base: type) -> type:
+    """PyG's batch class of ``base`` (``NeuralGraphBatch``), created once and cached by PyG."""
+    return type(Batch(_base_cls=base))
+
+
+def _new_neural_graph_batch() -> Batch:
+    """An empty ``NeuralGraphBatch`` whose fields the unpickler fills (see :func:`register_safe_globals`)."""
+    cls = _batch_class(NeuralGraph)
+    return cls.__new__(cls)
+
+
+def _reduce_neural_graph_batch(batch: Batch):
+    return _new_neural_graph_batch, (), batch.__dict__.copy()
+
+
+def register_safe_globals() -> None:
+    """Allow the library's classes in ``torch.load(weights_only=True)`` (torch's default since 2.6).
+
+    Saved :class:`NeuralGraph` objects, PyG batches of them, architectures and
+    model states then load with a plain ``torch.load(path)``. PyG pickles a batch
+    through a callable object that the safe unpickler refuses, so batches of
+    neural graphs are pickled through :func:`_new_neural_graph_batch` instead
+    (registered with ``copyreg``; the file's content is the same fields).
+    """
+    import copyreg
+
+    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+    from torch_geometric.data.storage import EdgeStorage, GlobalStorage, NodeStorage
+
+    from .symmetry import HiddenPermutation
+
+    batch_cls = _batch_class(NeuralGraph)
+    copyreg.pickle(batch_cls, _reduce_neural_graph_batch)
+    torch.serialization.add_safe_globals([
+        NeuralGraph, Architecture, LayerSpec, ModuleSpec, ModelState, HiddenPermutation,
+        batch_cls, _new_neural_graph_batch, DataEdgeAttr, DataTensorAttr, GlobalStorage, NodeStorage, EdgeStorage,
+    ])
