@@ -11,8 +11,8 @@ with random labels of the same shape: throughput does not depend on the pixel
 values): ``train_group`` (grouped convolutions, per-network optimisers)
 against ``train_plain`` (``nn.Module`` + ``torch.optim``, one network after
 another; it is timed on ``--plain`` networks and scaled per network). Also the
-forward + backward of one step, grouped convolutions vs
-``torch.func.vmap(functional_call)`` over stacked parameters.
+forward + backward of one step: grouped convolutions, im2col (``unfold``) +
+batched matmul, and ``torch.func.vmap(functional_call)`` over stacked parameters.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from neuralgraph.zoo import forward_grouped, forward_vmap, sample_zoo, train_group, train_plain
+    from neuralgraph.zoo.train import conv_impl
     from neuralgraph.zoo.files import load_zoo_data
     from neuralgraph.zoo.specs import init_params
 
@@ -85,18 +86,21 @@ def main() -> None:
         for t_ in W + bias:
             t_.grad = None
 
-    fns = {"grouped": lambda: forward_grouped(arch, {"weights": W, "biases": bias}, xb),
+    fns = {"grouped": lambda: forward_grouped(arch, {"weights": W, "biases": bias}, xb, conv="grouped"),
+           "unfold": lambda: forward_grouped(arch, {"weights": W, "biases": bias}, xb, conv="unfold"),
            "vmap": lambda: forward_vmap(arch, W, bias, xb)}
     times = {k: [] for k in fns}
     for _ in range(2):
-        step(fns["grouped"]); step(fns["vmap"])
+        for fn in fns.values():
+            step(fn)
     for _ in range(5):                       # interleaved repeats, best of 5
         for k, fn in fns.items():
             sync(); t = time.perf_counter(); step(fn); sync()
             times[k].append(time.perf_counter() - t)
-    g_, v_ = min(times["grouped"]), min(times["vmap"])
-    print(f"one step, {len(group)} networks x 32 images: grouped {g_ * 1e3:.1f} ms, vmap {v_ * 1e3:.1f} ms "
-          f"(vmap / grouped {v_ / g_:.2f}x)")
+    g_, u_, v_ = min(times["grouped"]), min(times["unfold"]), min(times["vmap"])
+    print(f"one step, {len(group)} networks x 32 images: grouped {g_ * 1e3:.1f} ms, unfold {u_ * 1e3:.1f} ms, "
+          f"vmap {v_ * 1e3:.1f} ms (unfold / grouped {u_ / g_:.2f}x, vmap / grouped {v_ / g_:.2f}x; "
+          f"training above used conv={conv_impl(dev)!r})")
 
 
 if __name__ == "__main__":

@@ -136,6 +136,26 @@ def test_grouped_forward_equals_vmap_and_modules(digits):
     torch.testing.assert_close(model(x), ref[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("family", ["small_cnn", "wild_park"])
+def test_unfold_convolutions_equal_grouped_ones(family, digits):
+    """The CUDA default (im2col + batched matmul) against the CPU default (grouped conv2d), on CPU."""
+    archs, hps = sample_zoo(family, 24, seed=1, image_size=8)
+    x = digits["test_x"][:6]
+    for a, arch in enumerate(archs):
+        group = [h for h in hps if h["arch"] == a]
+        if not group:
+            continue
+        p = init_params(arch, group)
+        params = {"weights": p["weights"], "biases": p["biases"],   # BatchNorm's [B, out, 4] columns by name
+                  **{k: [None if n is None else n[..., c].contiguous() for n in p["norms"]] for c, k in
+                     enumerate(("norm_weight", "norm_bias", "running_mean", "running_var"))}}
+        for inp in (x, x.expand(len(group), *x.shape)):
+            torch.testing.assert_close(forward_grouped(arch, params, inp, conv="unfold"),
+                                       forward_grouped(arch, params, inp, conv="grouped"), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="conv must be"):
+        forward_grouped(arch, params, x, conv="im2col")
+
+
 def test_split_is_by_network_and_batches_concatenate_groups(wild_zoo, digits):
     zoo = ZooDataset(wild_zoo)
     assert len(zoo.groups) > 1
