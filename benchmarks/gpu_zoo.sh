@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One GPU session for the model-zoo issue (run by hand on a CUDA machine; MNIST IDX files in $MNIST):
+# One GPU session for the model-zoo issue (first run on an H100, 2026-11-26: see the README's GPU section;
+# a 10,000-network zoo did not finish its first 5000-network chunk in 300 s with grouped convolutions) (run by hand on a CUDA machine; MNIST IDX files in $MNIST):
 # the CUDA tests, zoo-training throughput (vectorised vs plain loop), a 10,000-network MNIST Small CNN
 # zoo, StatNN and NG-GNN / NG-T accuracy prediction on it. Results go to $OUT (default runs/gpu_zoo).
 set -u
@@ -23,4 +24,6 @@ cp "$WORK/results_zoo.json" "$OUT/results_ngt.json" 2>/dev/null
 for m in nggnn ngt; do
   cp "$WORK/mnist_small_cnn_$m/predictions.png" "$OUT/predictions_$m.png" 2>/dev/null
 done
+[ "$SMALL" = 0 ] && timeout "${T3:-120}" python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
+  -k compile_gives >> "$OUT/log.txt" 2>&1
 exit 0
