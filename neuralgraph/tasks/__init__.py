@@ -7,6 +7,7 @@ classify      invariant (logits)      each network's class; cross-entropy, accur
 edit          equivariant (a graph)   INRs edited to render the dilated image; pixel MSE
 regress       invariant (a scalar)    a zoo CNN's test accuracy; MSE, Kendall's tau
 ssl           invariant (embedding)   contrastive embeddings of sine INRs; linear probe of (a, b)
+adapt         equivariant (a graph)   zoo classifiers edited for a corrupted target domain; target accuracy
 ============  ======================  =====================================================
 """
 from __future__ import annotations
@@ -14,16 +15,17 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from .adapt import Adapt
 from .base import Task
 from .classify import Classify
 from .edit import Edit
 from .regress import Regress
 from .ssl import Contrastive
 
-__all__ = ["Task", "Classify", "Edit", "Regress", "Contrastive", "TASKS", "make_task", "task_options", "parse_task_options"]
+__all__ = ["Task", "Classify", "Edit", "Regress", "Contrastive", "Adapt", "TASKS", "make_task", "task_options", "parse_task_options"]
 
 #: ``--task`` name -> class.
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Classify, Edit, Regress, Contrastive)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Classify, Edit, Regress, Contrastive, Adapt)}
 
 
 def task_options(name: str) -> dict[str, Any]:
