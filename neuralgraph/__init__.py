@@ -34,3 +34,7 @@ from .interop import (DEFAULT_ACTIVATION, batch_models, from_weights_biases, reg
 
 register_safe_globals()   # plain torch.load(path) (weights_only=True) reads saved graphs, batches and datasets
 __all__ += ["DEFAULT_ACTIVATION", "batch_models", "from_weights_biases", "state_dict_by_order", "to_graph_by_order"]
+from . import inference
+from .inference import embed, predict
+
+__all__ += ["embed", "predict"]

@@ -1,4 +1,5 @@
-"""Command line: ``neuralgraph fit-inrs | train | zoo | quickstart | models`` (also ``python -m neuralgraph``).
+"""Command line: ``neuralgraph fit-inrs | train | zoo | quickstart | models | import-inrs | predict | embed |
+evaluate`` (also ``python -m neuralgraph``).
 
 Examples::
 
@@ -10,6 +11,10 @@ Examples::
     neuralgraph train --task regress --data z.pt --model ngt --out runs/accuracy      # accuracy from weights
     neuralgraph train ... --resume                        # continue an interrupted run
     torchrun --nproc-per-node 2 -m neuralgraph train ...  # data-parallel (gloo on CPU, nccl on GPU)
+    neuralgraph import-inrs --splits dataset/mnist_splits.json --out mnist_inrs     # DWSNets-layout INRs
+    neuralgraph predict --run runs/nggnn --data mnist_inrs/test.pt --out preds.csv
+    neuralgraph embed --run runs/nggnn --data mnist_inrs/test.pt --out emb.pt
+    neuralgraph evaluate --run runs/nggnn --data mnist_inrs/test.pt
 """
 from __future__ import annotations
 
@@ -165,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .zoo.cli import add_zoo_parser
 
     add_zoo_parser(sub)
+    _add_use_parsers(sub)
     sub.add_parser("models", help="list the models `train --model` accepts")
     return p
 
@@ -272,13 +278,102 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------
+# import-inrs, predict, embed, evaluate (kept apart from the train flags)
+# ----------------------------------------------------------------------------
+
+def _add_use_parsers(sub) -> None:
+    """``import-inrs`` and the commands that use a trained run: ``predict``, ``embed``, ``evaluate``."""
+    i = sub.add_parser("import-inrs", help="convert a DWSNets / neural-graphs INR dataset (splits JSON of .pth)",
+                       description="Read a splits JSON ({'train': {'path': [...], 'label': [...]}, 'val', 'test'}) "
+                                   "of one state dict per INR and write OUT/train.pt, val.pt, test.pt.")
+    i.add_argument("--splits", type=Path, required=True, help="the splits JSON (e.g. mnist_splits.json)")
+    i.add_argument("--out", type=Path, required=True, help="output directory for the split files")
+    i.add_argument("--root", type=Path, help="directory the JSON's relative paths start from (default: the JSON's)")
+    i.add_argument("--statistics", type=Path, help="their statistics.pth (checked against the INRs' shapes)")
+    i.add_argument("--num-classes", type=_positive(int), default=10)
+    i.add_argument("--w0", type=_positive(float), default=30.0, help="SIREN frequency (DWSNets: 30)")
+    i.add_argument("--offset", type=_finite, default=0.5, help="output shift of the INRs (DWSNets: 0.5)")
+    i.add_argument("--image-shape", type=_positive(int), nargs=2, metavar=("H", "W"),
+                   help="image size, to render the INRs (e.g. 28 28)")
+    i.add_argument("--val-from-train", type=int, default=0,
+                   help="when the JSON has no 'val' split: take the last N training INRs")
+    i.add_argument("--quiet", action="store_true", help="no progress bars")
+    for name, text in (("predict", "predicted classes and probabilities of INRs under a trained classify run"),
+                       ("embed", "permutation-invariant embeddings of INRs under a trained run"),
+                       ("evaluate", "the run's task metrics on an INR split")):
+        c = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + "; inputs are normalised "
+                           "with the training statistics stored in the run.")
+        c.add_argument("--run", type=Path, required=True, help="run directory of `neuralgraph train` (or best.pt)")
+        c.add_argument("--data", type=Path, required=True, help="an INR split file, or a directory (its test.pt)")
+        if name == "predict":
+            c.add_argument("--out", type=Path, help="write a CSV (index,label,pred,prob_0,...)")
+        if name == "embed":
+            c.add_argument("--out", type=Path, required=True, help="write {'embeddings', 'labels'} with torch.save")
+            c.add_argument("--layer", choices=["auto", "penultimate", "output"], default="auto",
+                           help="penultimate: head features before its last layer; output: the model output "
+                                "(auto: output for contrastive runs)")
+        c.add_argument("--batch-size", type=_positive(int), default=256)
+        c.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:N or auto")
+
+
+def _import_inrs(args: argparse.Namespace) -> int:
+    from .importers import import_inr_splits
+    from .inr import INRDataset
+
+    paths = import_inr_splits(args.splits, args.out, root=args.root, statistics=args.statistics,
+                              num_classes=args.num_classes, w0=args.w0, offset=args.offset,
+                              image_shape=args.image_shape, val_from_train=args.val_from_train,
+                              progress=not args.quiet)
+    for name, path in paths.items():
+        print(f"{name:5s} {len(INRDataset(path)):6d} INRs -> {path}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .inference import predict, predictions_csv
+    from .io import atomic_write_text
+
+    res = predict(args.run, args.data, batch_size=args.batch_size, device=args.device)
+    n = len(res["pred"])
+    acc = float((res["pred"] == res["labels"]).double().mean()) if n else float("nan")
+    if args.out is not None:
+        atomic_write_text(predictions_csv(res), args.out)
+        print(f"{n} predictions -> {args.out}")
+    else:
+        sys.stdout.write(predictions_csv(res))
+    print(f"accuracy against the file's labels: {acc:.2%}", file=sys.stderr if args.out is None else sys.stdout)
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from .inference import embed, open_data, load_run
+    from .io import atomic_save
+
+    emb = embed(args.run, args.data, layer=args.layer, batch_size=args.batch_size, device=args.device)
+    _, ck = load_run(args.run)
+    labels = open_data(args.data, ck).labels.clone()
+    atomic_save({"embeddings": emb, "labels": labels, "run": str(args.run), "data": str(args.data)}, args.out)
+    print(f"{emb.shape[0]} embeddings of size {emb.shape[1] if emb.dim() == 2 else 0} -> {args.out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .inference import evaluate
+
+    metrics = evaluate(args.run, args.data, batch_size=args.batch_size, device=args.device)
+    print("  ".join(f"{k} {v:.4f}" if k != "acc" else f"acc {v:.2%}" for k, v in metrics.items()))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (errors print one line, no traceback)."""
     from .io import DirectoryBusy
     from .zoo.cli import run_zoo
 
     args = build_parser().parse_args(argv)
-    commands = {"fit-inrs": _fit, "train": _train, "quickstart": _quickstart, "models": _models, "zoo": run_zoo}
+    commands = {"fit-inrs": _fit, "train": _train, "quickstart": _quickstart, "models": _models, "zoo": run_zoo,
+                "import-inrs": _import_inrs, "predict": _predict, "embed": _embed, "evaluate": _evaluate}
     try:
         return commands[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError, FloatingPointError, DirectoryBusy) as e:

@@ -628,10 +628,19 @@ class INRDataset(torch.utils.data.Dataset):
     :meth:`loader`, which index the stacked tensors once per batch and call
     :func:`neuralgraph.stacked_to_batch`. ``normalize`` and ``augment`` set
     defaults for both.
+
+    ``stats`` replaces the file's own per-layer statistics for normalisation (e.g. the
+    training split's, stored in a checkpoint: inference must not normalise a test file
+    with its own statistics). ``transform`` (a callable, e.g. a
+    :mod:`neuralgraph.transforms` transform or a ``torch_geometric.transforms.Compose``)
+    is applied to every graph / batch this dataset returns. ``dataset[i]`` with an
+    int gives one graph; a slice, index list/tensor or boolean mask gives a
+    sub-dataset (same statistics and transform).
     """
 
     def __init__(self, path: str | os.PathLike, normalize: bool = False,
-                 augment: Augment | None = None, mmap: bool = True, verify: bool = True) -> None:
+                 augment: Augment | None = None, mmap: bool = True, verify: bool = True,
+                 stats: dict[str, Tensor] | None = None, transform: Callable | None = None) -> None:
         self.path = Path(path)
         obj = load_inr_file(self.path, mmap=mmap, verify=verify)
         self.arch: Architecture = obj["arch"]
@@ -644,6 +653,13 @@ class INRDataset(torch.utils.data.Dataset):
         self.meta: dict = obj.get("meta", {})
         self.normalize = normalize
         self.augment = augment
+        if stats is not None:
+            _check_stats(stats, self.arch.num_layers, f"{self.path} (stats=)")
+            self.stats = stats
+        if transform is not None and not callable(transform):
+            raise ValueError(f"transform must be callable (e.g. neuralgraph.transforms.PermuteHidden()), got "
+                             f"{type(transform).__name__}")
+        self.transform = transform
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -689,14 +705,27 @@ class INRDataset(torch.utils.data.Dataset):
         for key in ("y", "inr_index"):
             out._slice_dict[key] = torch.arange(len(idx) + 1)
             out._inc_dict[key] = torch.zeros(len(idx), dtype=torch.long)
-        return out
+        transform = getattr(self, "transform", None)
+        return transform(out) if transform is not None else out
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i):
         is_int = isinstance(i, (int, np.integer)) or isinstance(i, Tensor) and i.dim() == 0 and not (
             i.dtype.is_floating_point or i.dtype == torch.bool)
-        if isinstance(i, (bool, np.bool_)) or not is_int:
-            raise ValueError(f"dataset[i] takes one integer index, got {i!r}; use batch(indices) for several")
+        if isinstance(i, (bool, np.bool_)):
+            raise ValueError(f"dataset[i] takes an integer index, a slice, indices or a boolean mask, got {i!r}")
+        if not is_int:
+            return self.subset(i)
         return self.batch(i).get_example(0)
+
+    def subset(self, indices) -> "INRDataset":
+        """The selected INRs as a dataset (``indices`` as for :meth:`params`; parameters gathered once)."""
+        import copy
+
+        idx = _as_index(indices, len(self))
+        out = copy.copy(self)
+        out.weights, out.biases = self.params(idx)
+        out.labels, out.source_index, out.psnr = self.labels[idx], self.source_index[idx], self.psnr[idx]
+        return out
 
     def loader(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
                augment: Augment | None = None, normalize: bool | None = None,

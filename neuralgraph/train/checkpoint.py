@@ -6,6 +6,7 @@ A checkpoint is a plain dict (loadable with ``weights_only=True``)::
     scheduler, epoch (completed epochs), step, history (list of per-epoch
     metric dicts), best (epoch / val_acc / val_loss), rng (one entry per rank),
     data (fingerprints of the split files), arch (Architecture.to_dict()),
+    inference (training normalisation statistics, see :func:`inference_state`),
     num_classes
 
 ``last.pt`` is rewritten after every epoch and ``best.pt`` whenever the
@@ -24,7 +25,7 @@ import torch
 
 from ..io import atomic_save
 
-__all__ = ["CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng",
+__all__ = ["CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng", "inference_state",
            "config_mismatch"]
 
 CHECKPOINT_VERSION = 1
@@ -91,3 +92,28 @@ def config_mismatch(saved: dict[str, Any], current: dict[str, Any], ignore: Iter
         if a != b:
             out.append(f"{k}: checkpoint {a!r} vs now {b!r}")
     return out
+
+
+#: Per-layer statistics keys a checkpoint's ``inference`` entry stores (those of :mod:`neuralgraph.inr.dataset`).
+_STAT_KEYS = ("weight_mean", "weight_std", "bias_mean", "bias_std")
+
+
+def inference_state(splits: dict[str, Any], normalize: bool) -> dict[str, Any]:
+    """What inference needs beyond the weights, as checkpoint entries: ``{"inference": {...}}``.
+
+    ``inference`` holds ``normalize`` (whether the run standardised its inputs) and
+    ``stats``: the *training* split's per-layer weight/bias mean and std (``[M]``
+    float32 each, ``None`` for data without them), so that new data are normalised
+    as the training data were, not with their own statistics; and the data's
+    ``source`` / ``fit`` metadata (image shape, SIREN frequency) for rendering.
+    The trainer adds it to every checkpoint with
+    ``state.update(inference_state(run.splits, run.config.normalize))``.
+    """
+    train = splits.get("train")
+    stats = getattr(train, "stats", None)
+    keep = None
+    if isinstance(stats, dict) and all(k in stats for k in _STAT_KEYS):
+        keep = {k: torch.as_tensor(stats[k]).detach().float().cpu().clone() for k in _STAT_KEYS}
+    meta = getattr(train, "meta", None) or {}
+    return {"inference": {"normalize": bool(normalize), "stats": keep,
+                          "source": meta.get("source"), "fit": dict(meta.get("fit") or {})}}

@@ -1,0 +1,199 @@
+"""Using trained runs (predict / embed / evaluate, training statistics) and importing DWSNets-layout INRs."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+import torch
+from torch import nn
+
+import neuralgraph as ng
+from neuralgraph.cli import main
+from neuralgraph.inference import evaluate, open_data, training_stats
+from neuralgraph.inr import INRDataset, build_inr_splits
+from neuralgraph.inr.dataset import _normalize_batch
+from neuralgraph.train import TrainConfig, load_checkpoint, save_checkpoint, train
+from neuralgraph.train.checkpoint import inference_state
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A small real run: NG-GNN on digit INRs (a few seconds)."""
+    root = tmp_path_factory.mktemp("inference")
+    data = root / "data"
+    build_inr_splits("digits", data, n_train=60, n_val=20, n_test=20, steps=20, progress=False)
+    cfg = TrainConfig(data=str(data), out=str(root / "run"), model="nggnn", epochs=2, batch_size=32, lr=2e-3,
+                      model_kwargs={"hidden": 16, "num_layers": 2})
+    res = train(cfg, progress=False, verbose=False)
+    return res, data
+
+
+def test_predict_normalises_with_the_training_statistics(run):
+    res, data = run
+    out = ng.predict(res.run_dir, data / "test.pt")
+    test = INRDataset(data / "test.pt")
+    assert out["probs"].shape == (len(test), 10) and torch.allclose(out["probs"].sum(1), torch.ones(len(test)))
+    assert torch.equal(out["labels"], test.labels)
+    # the same numbers as the trainer's own test evaluation
+    acc = float((out["pred"] == out["labels"]).double().mean())
+    assert acc == pytest.approx(res.test_acc)
+    metrics = evaluate(res.run_dir, data / "test.pt")
+    assert metrics["acc"] == pytest.approx(res.test_acc) and metrics["loss"] == pytest.approx(res.test_metrics["loss"])
+    # and by hand: train statistics, not the test file's own
+    model = res.classifier
+    train_stats = INRDataset(data / "train.pt").stats
+    b = test.batch(slice(None), normalize=False)
+    _normalize_batch(b, train_stats)
+    with torch.no_grad():
+        assert torch.allclose(model(b).softmax(1), out["probs"], atol=1e-5)
+    own = test.batch(slice(None), normalize=True)             # the test file's own statistics: other inputs
+    assert not torch.allclose(own.edge_attr, b.edge_attr)
+
+
+def test_statistics_stored_in_the_checkpoint_are_used_when_the_data_are_gone(run, tmp_path):
+    res, data = run
+    run_dir = tmp_path / "run"
+    shutil.copytree(res.run_dir, run_dir)
+    moved = tmp_path / "data"
+    shutil.copytree(data, moved)
+    ck = load_checkpoint(run_dir / "best.pt")
+    ck["config"]["data"] = str(tmp_path / "gone")             # the training data moved away
+    save_checkpoint({k: v for k, v in ck.items() if k != "version"}, run_dir / "best.pt")
+    with pytest.raises(ValueError, match="stores no training statistics"):
+        ng.predict(run_dir, moved / "test.pt")
+    # what the trainer stores with inference_state(...): then inference needs no training data
+    splits = {"train": INRDataset(moved / "train.pt")}
+    ck.update(inference_state(splits, normalize=True))
+    save_checkpoint({k: v for k, v in ck.items() if k != "version"}, run_dir / "best.pt")
+    normalize, stats = training_stats(load_checkpoint(run_dir / "best.pt"))
+    assert normalize and torch.equal(stats["weight_std"], splits["train"].stats["weight_std"])
+    out = ng.predict(run_dir, moved / "test.pt")
+    ref = ng.predict(res.run_dir, data / "test.pt")
+    assert torch.equal(out["pred"], ref["pred"]) and torch.allclose(out["probs"], ref["probs"])
+
+
+def test_embed_returns_invariant_penultimate_features(run):
+    res, data = run
+    emb = ng.embed(res.run_dir, data / "test.pt")
+    assert emb.shape[0] == 20 and emb.dim() == 2 and emb.shape[1] == 16       # the head's hidden width
+    logits = ng.embed(res.run_dir, data / "test.pt", layer="output")
+    last = res.classifier.head.mlp[-1]                         # NG-GNN: the invariant head's last layer
+    with torch.no_grad():
+        assert torch.allclose(last(emb), logits, atol=1e-5)
+    # invariance: permuting the hidden neurons of the INRs leaves the embeddings unchanged
+    test = open_data(data / "test.pt", load_checkpoint(res.run_dir / "best.pt"))
+    b = test.batch(slice(None))
+    seen = {}
+    h = last.register_forward_hook(lambda m, i, o: seen.update(x=i[0]))
+    with torch.no_grad():
+        res.classifier(ng.permute_hidden(b, torch.Generator().manual_seed(0))[0])
+    h.remove()
+    assert torch.allclose(seen["x"], emb, atol=1e-4)
+
+
+def test_refuses_data_of_another_architecture(run, tmp_path):
+    res, _ = run
+    other = tmp_path / "other"
+    build_inr_splits("digits", other, n_train=20, n_val=10, n_test=10, steps=2, widths=(2, 8, 1), progress=False)
+    with pytest.raises(ValueError, match="architecture"):
+        ng.predict(res.run_dir, other / "test.pt")
+
+
+def test_cli_predict_embed_evaluate(run, tmp_path, capsys):
+    res, data = run
+    assert main(["predict", "--run", str(res.run_dir), "--data", str(data), "--out", str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert len(rows) == 20 and set(rows[0]) >= {"index", "label", "pred", "prob_0", "prob_9"}
+    ref = ng.predict(res.run_dir, data / "test.pt")
+    assert [int(r["pred"]) for r in rows] == ref["pred"].tolist()
+    assert main(["embed", "--run", str(res.run_dir), "--data", str(data / "test.pt"), "--out",
+                 str(tmp_path / "e.pt")]) == 0
+    saved = torch.load(tmp_path / "e.pt")
+    assert torch.allclose(saved["embeddings"], ng.embed(res.run_dir, data / "test.pt"))
+    assert main(["evaluate", "--run", str(res.run_dir), "--data", str(data / "val.pt")]) == 0
+    out = capsys.readouterr().out
+    assert f"acc {res.best_val_acc:.2%}" in out
+    assert main(["predict", "--run", str(tmp_path / "nope"), "--data", str(data)]) == 2
+    assert "run not found" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------
+# DWSNets / neural-graphs layout
+# ----------------------------------------------------------------------------
+
+class SeqINR(nn.Module):
+    """Their INR module naming: ``seq.0.weight``, ``seq.0.bias``, ..."""
+
+    def __init__(self, widths=(2, 32, 32, 1)):
+        super().__init__()
+        self.seq = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+
+
+def write_dwsnets_layout(root, counts=(("train", 12), ("val", 4), ("test", 5)), widths=(2, 32, 32, 1)):
+    """A small dataset in their layout: one .pth per INR under class folders, a splits JSON, statistics."""
+    torch.manual_seed(0)
+    table, weights = {}, {}
+    for split, n in counts:
+        table[split] = {"path": [], "label": []}
+        for i in range(n):
+            label = i % 10
+            p = root / "inrs" / f"mnist_png_{split}" / str(label) / f"{i}.pth"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            sd = SeqINR(widths).state_dict()
+            torch.save(sd, p)
+            table[split]["path"].append(str(p.relative_to(root)))
+            table[split]["label"].append(label)
+            weights[(split, i)] = sd
+    (root / "splits.json").write_text(json.dumps(table))
+    W = [torch.stack([weights[("train", i)][f"seq.{m}.weight"].T.unsqueeze(-1) for i in range(counts[0][1])])
+         for m in range(len(widths) - 1)]
+    B = [torch.stack([weights[("train", i)][f"seq.{m}.bias"].unsqueeze(-1) for i in range(counts[0][1])])
+         for m in range(len(widths) - 1)]
+    torch.save({"weights": {"mean": [w.mean(0) for w in W], "std": [w.std(0) for w in W]},
+                "biases": {"mean": [b.mean(0) for b in B], "std": [b.std(0) for b in B]}}, root / "statistics.pth")
+    return weights
+
+
+def test_import_dwsnets_layout(tmp_path, capsys):
+    from neuralgraph.importers import import_inr_splits
+
+    weights = write_dwsnets_layout(tmp_path)
+    paths = import_inr_splits(tmp_path / "splits.json", tmp_path / "out", statistics=tmp_path / "statistics.pth",
+                              image_shape=(28, 28), progress=False)
+    ds = INRDataset(paths["test"])
+    assert len(ds) == 5 and ds.num_classes == 10 and ds.labels.tolist() == [0, 1, 2, 3, 4]
+    assert ds.arch == ng.inr.siren_architecture((2, 32, 32, 1), w0=30.0, offset=0.5)
+    # the graph of INR 3 rebuilds into the module their state dict describes
+    sd = weights[("test", 3)]
+    model = ng.to_model(ds.batch([3]).get_example(0))
+    ref = ng.to_graph_by_order(sd, ds.arch)
+    x = torch.rand(9, 2)
+    assert torch.equal(model(x), ng.to_model(ref)(x))
+    # train / val / test load as one dataset that training accepts
+    from neuralgraph.train import load_splits
+
+    splits = load_splits(tmp_path / "out")
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [12, 4, 5]
+    # the CLI does the same
+    assert main(["import-inrs", "--splits", str(tmp_path / "splits.json"), "--out", str(tmp_path / "cli"),
+                 "--quiet"]) == 0
+    assert torch.equal(INRDataset(tmp_path / "cli" / "train.pt").weights[1], splits["train"].weights[1])
+
+
+def test_import_refuses_mixed_architectures_and_bad_statistics(tmp_path):
+    from neuralgraph.importers import import_inr_splits
+
+    write_dwsnets_layout(tmp_path)
+    table = json.loads((tmp_path / "splits.json").read_text())
+    odd = tmp_path / "odd.pth"
+    torch.save(SeqINR((2, 16, 1)).state_dict(), odd)
+    table["val"]["path"][1] = str(odd)
+    (tmp_path / "mixed.json").write_text(json.dumps(table))
+    with pytest.raises(ValueError, match="odd.pth: INR of widths"):
+        import_inr_splits(tmp_path / "mixed.json", tmp_path / "o1", progress=False)
+    torch.save({"weights": {"mean": [torch.zeros(3)]}}, tmp_path / "bad_stats.pth")
+    with pytest.raises(ValueError, match="bad_stats.pth: expected weights.mean"):
+        import_inr_splits(tmp_path / "splits.json", tmp_path / "o2", statistics=tmp_path / "bad_stats.pth",
+                          progress=False)
