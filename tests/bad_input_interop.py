@@ -1,0 +1,116 @@
+"""Bad-input cases: interop, transforms, importers, inference (run by test_bad_input.py; see bad_input.py)."""
+from __future__ import annotations
+
+import json
+
+import torch
+from torch import nn
+
+import neuralgraph as ng
+from bad_input import Case, Ctx, cli_case
+
+
+def _json(ctx: Ctx, obj, name="splits.json"):
+    p = ctx.tmp / name
+    p.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return p
+
+
+def _import(ctx: Ctx, obj, **kw):
+    from neuralgraph.importers import import_inr_splits
+
+    return import_inr_splits(_json(ctx, obj), ctx.tmp / "out", progress=False, **kw)
+
+
+def _one_inr(ctx: Ctx, sd=None) -> str:
+    p = ctx.tmp / "a.pth"
+    torch.save(nn.Sequential(nn.Linear(2, 4), nn.Linear(4, 1)).state_dict() if sd is None else sd, p)
+    return str(p)
+
+
+def _split(path: str, n=1):
+    return {"path": [path] * n, "label": [0] * n}
+
+
+W = [torch.zeros(2, 4, 3), torch.zeros(2, 1, 4)]
+B = [torch.zeros(2, 4), torch.zeros(2, 1)]
+ARCH = ng.mlp_architecture([3, 4, 1])
+
+CASES: list[Case] = [
+    # from_weights_biases
+    Case("layout unknown", lambda ctx: ng.from_weights_biases(W, B, layout="keras"), ValueError, "unknown layout 'keras'"),
+    Case("layout dwsnets without feature dim", lambda ctx: ng.from_weights_biases(W, B, layout="dwsnets"),
+         ValueError, "dwsnets layout expects weight [B, in, out, 1]"),
+    Case("layout nfn with 3 channels", lambda ctx: ng.from_weights_biases(
+        [torch.zeros(2, 3, 4, 3)], [torch.zeros(2, 3, 4)], layout="nfn"), ValueError, "3 channels"),
+    Case("weights not a list", lambda ctx: ng.from_weights_biases(W[0], B), ValueError, "weights must be a non-empty list"),
+    Case("weights and biases of other B", lambda ctx: ng.from_weights_biases(W, [torch.zeros(3, 4), torch.zeros(2, 1)]),
+         ValueError, "number of networks B"),
+    Case("fewer biases than weights", lambda ctx: ng.from_weights_biases(W, B[:1]), ValueError, "2 weight and 1 bias"),
+    Case("layers do not chain", lambda ctx: ng.from_weights_biases([W[0], torch.zeros(2, 1, 5)], B), ValueError,
+         "layer 1: weight has 5 inputs"),
+    Case("arch not an Architecture", lambda ctx: ng.from_weights_biases(W, B, arch="mlp"), ValueError,
+         "arch must be an Architecture"),
+    # state_dict_by_order
+    Case("by order: shape mismatch", lambda ctx: ng.state_dict_by_order(
+        {"seq.0.weight": torch.zeros(4, 2), "seq.0.bias": torch.zeros(4), "seq.1.weight": torch.zeros(1, 4),
+         "seq.1.bias": torch.zeros(1)}, ARCH), ValueError, "tensor 0 ('seq.0.weight') has shape [4, 2]"),
+    Case("by order: too few tensors", lambda ctx: ng.state_dict_by_order({"w": torch.zeros(4, 3)}, ARCH),
+         ValueError, "state dict has 1 tensors"),
+    Case("by order: not a mapping", lambda ctx: ng.state_dict_by_order([torch.zeros(4, 3)], ARCH), ValueError,
+         "state_dict must be a mapping"),
+    Case("by order: value not a tensor", lambda ctx: ng.to_graph_by_order({"a": 1.0}, ARCH), ValueError,
+         "state_dict['a'] is a float"),
+    # batch_models
+    Case("batch_models: empty", lambda ctx: ng.batch_models([]), ValueError, "non-empty list"),
+    Case("batch_models: not a module", lambda ctx: ng.batch_models([nn.Linear(2, 2), "x"]), ValueError,
+         "models[1] is a str"),
+    Case("batch_models: unsupported module", lambda ctx: ng.batch_models([nn.Sequential(nn.LSTM(2, 2))]),
+         ValueError, "models[0]"),
+    # transforms
+    Case("WeightNoise negative std", lambda ctx: __import__("neuralgraph.transforms").transforms.WeightNoise(-1),
+         ValueError, "std must be a finite number >= 0"),
+    Case("WeightDropout p=1", lambda ctx: __import__("neuralgraph.transforms").transforms.WeightDropout(1.0),
+         ValueError, "p must be in [0, 1)"),
+    Case("PermuteHidden bad generator", lambda ctx: __import__("neuralgraph.transforms").transforms.PermuteHidden(5),
+         ValueError, "generator must be a torch.Generator"),
+    Case("WeightNoise on a tensor", lambda ctx: __import__("neuralgraph.transforms").transforms.WeightNoise(0.1)(
+        torch.zeros(3)), ValueError, "transforms a neural graph"),
+    # INRDataset stats= / transform= / indexing
+    Case("INRDataset stats of other layers", lambda ctx: __import__("neuralgraph.inr").inr.INRDataset(
+        ctx.data / "train.pt", stats={k: torch.zeros(2) for k in ("weight_mean", "weight_std", "bias_mean", "bias_std")}),
+        ValueError, "(stats=): stats['weight_mean'] must be 3 finite values"),
+    Case("INRDataset transform not callable", lambda ctx: __import__("neuralgraph.inr").inr.INRDataset(
+        ctx.data / "train.pt", transform=3), ValueError, "transform must be callable"),
+    Case("INRDataset index bool", lambda ctx: __import__("neuralgraph.inr").inr.INRDataset(ctx.data / "train.pt")[True],
+         ValueError, "dataset[i] takes an integer index"),
+    # importer
+    Case("import: splits file missing", lambda ctx: __import__("neuralgraph.importers").importers.import_inr_splits(
+        ctx.tmp / "none.json", ctx.tmp / "o"), FileNotFoundError, "splits file not found"),
+    Case("import: not JSON", lambda ctx: _import(ctx, "{oops"), ValueError, "not a JSON file"),
+    Case("import: no train split", lambda ctx: _import(ctx, {"test": {}}), ValueError, "expected {'train'"),
+    Case("import: paths and labels differ", lambda ctx: _import(ctx, {"train": {"path": ["a"], "label": []}}),
+         ValueError, "1 paths but 0 labels"),
+    Case("import: no val split", lambda ctx: _import(ctx, {"train": _split("a"), "test": _split("a")}), ValueError,
+         "no 'val' split; pass val_from_train"),
+    Case("import: INR file missing", lambda ctx: _import(
+        ctx, {s: _split("missing.pth") for s in ("train", "val", "test")}), FileNotFoundError,
+         "INR file 'missing.pth' not found"),
+    Case("import: not a Linear state dict", lambda ctx: _import(ctx, {s: _split(_one_inr(
+        ctx, {"w.weight": torch.zeros(2, 2, 3), "w.bias": torch.zeros(2)})) for s in ("train", "val", "test")}),
+        ValueError, "layer 0 is not a Linear layer"),
+    Case("import: label outside num_classes", lambda ctx: _import(ctx, {s: {"path": [_one_inr(ctx)], "label": [12]}
+                                                                       for s in ("train", "val", "test")}),
+         ValueError, "label 12 at index 0 is outside [0, 10)"),
+    # inference
+    Case("predict: run not found", lambda ctx: ng.predict(ctx.tmp / "nope", ctx.data), FileNotFoundError,
+         "run not found"),
+    Case("predict: directory without best.pt", lambda ctx: ng.predict(ctx.tmp, ctx.data), FileNotFoundError,
+         "holds no best.pt"),
+    cli_case("cli import-inrs: missing splits", ["import-inrs", "--splits", "{tmp}/no.json", "--out", "{tmp}/o"],
+             "splits file not found"),
+    cli_case("cli predict: run not found", ["predict", "--run", "{tmp}/nope", "--data", "{data}"], "run not found"),
+    cli_case("cli embed: bad layer", ["embed", "--run", "{tmp}", "--data", "{data}", "--out", "{tmp}/e.pt",
+                                      "--layer", "middle"], "invalid choice: 'middle'"),
+    cli_case("cli evaluate: no best.pt", ["evaluate", "--run", "{tmp}", "--data", "{data}"], "holds no best.pt"),
+]
