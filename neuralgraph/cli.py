@@ -308,6 +308,8 @@ def _add_use_parsers(sub) -> None:
         c.add_argument("--data", type=Path, required=True, help="an INR split file, or a directory (its test.pt)")
         if name == "predict":
             c.add_argument("--out", type=Path, help="write a CSV (index,label,pred,prob_0,...)")
+            c.add_argument("--confusion", type=Path, help="also save the confusion matrix against the file's labels "
+                                                          "as a PNG")
         if name == "embed":
             c.add_argument("--out", type=Path, required=True, help="write {'embeddings', 'labels'} with torch.save")
             c.add_argument("--layer", choices=["auto", "penultimate", "output"], default="auto",
@@ -343,6 +345,12 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(predictions_csv(res))
     print(f"accuracy against the file's labels: {acc:.2%}", file=sys.stderr if args.out is None else sys.stdout)
+    if args.confusion is not None:
+        from .train.plots import plot_confusion_matrix
+
+        plot_confusion_matrix(res["pred"], res["labels"], args.confusion, res["probs"].shape[1],
+                              title=f"{Path(args.run).name} on {args.data}")
+        print(f"confusion matrix -> {args.confusion}", file=sys.stderr if args.out is None else sys.stdout)
     return 0
 
 

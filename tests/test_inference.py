@@ -5,17 +5,21 @@ import csv
 import json
 import shutil
 
+import matplotlib
 import pytest
 import torch
 from torch import nn
 
 import neuralgraph as ng
+import neuralgraph.visualize  # noqa: F401  (ng.visualize.draw)
 from neuralgraph.cli import main
 from neuralgraph.inference import evaluate, open_data, training_stats
 from neuralgraph.inr import INRDataset, build_inr_splits
 from neuralgraph.inr.dataset import _normalize_batch
 from neuralgraph.train import TrainConfig, load_checkpoint, save_checkpoint, train
 from neuralgraph.train.checkpoint import inference_state
+
+matplotlib.use("Agg")
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +108,9 @@ def test_refuses_data_of_another_architecture(run, tmp_path):
 def test_cli_predict_embed_evaluate(run, tmp_path, capsys):
     res, data = run
     assert main(["predict", "--run", str(res.run_dir), "--data", str(data), "--out", str(tmp_path / "p.csv")]) == 0
+    assert main(["predict", "--run", str(res.run_dir), "--data", str(data), "--out", str(tmp_path / "q.csv"),
+                 "--confusion", str(tmp_path / "cm.png")]) == 0
+    assert (tmp_path / "cm.png").stat().st_size > 1000
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert len(rows) == 20 and set(rows[0]) >= {"index", "label", "pred", "prob_0", "prob_9"}
     ref = ng.predict(res.run_dir, data / "test.pt")
@@ -197,3 +204,48 @@ def test_import_refuses_mixed_architectures_and_bad_statistics(tmp_path):
     with pytest.raises(ValueError, match="bad_stats.pth: expected weights.mean"):
         import_inr_splits(tmp_path / "splits.json", tmp_path / "o2", statistics=tmp_path / "bad_stats.pth",
                           progress=False)
+
+
+# ----------------------------------------------------------------------------
+# pictures: graph drawings with colour bars / legend / per-layer scale, confusion matrices
+# ----------------------------------------------------------------------------
+
+
+def test_draw_has_colour_bars_legend_and_per_layer_scale(tmp_path):
+    from neuralgraph.visualize import colour_values
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[2].weight.mul_(100.0)                  # a layer on another scale
+    g = ng.to_graph(model)
+    w, b = colour_values(g)
+    assert torch.equal(w, g.edge_attr[:, 0]) and torch.equal(b, g.x[:, 0])
+    w, b = colour_values(g, scale="layer")
+    for m in (1, 2):
+        assert w[g.edge_layer == m].abs().max() == 1.0 and b[g.node_layer == m].abs().max() == 1.0
+    assert torch.allclose(w[g.edge_layer == 2] * g.edge_attr[g.edge_layer == 2, 0].abs().max(),
+                          g.edge_attr[g.edge_layer == 2, 0])
+    ax = ng.visualize.draw(g, path=tmp_path / "n.png", scale="layer")
+    labels = [a.get_ylabel() for a in ax.figure.axes[1:]]
+    assert labels == ["weight / layer max", "bias / layer max"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()][0] == "input neuron"
+    res = nn.Sequential(nn.Linear(3, 4), ng.Residual(nn.Linear(4, 4), nn.ReLU()), nn.Linear(4, 1))
+    ax = ng.visualize.draw(ng.to_graph(res), legend=True, colorbar=False)
+    assert len(ax.figure.axes) == 1 and "residual (weight 1)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    with __import__("pytest").raises(ValueError, match="scale must be"):
+        colour_values(g, scale="row")
+    __import__("matplotlib.pyplot").pyplot.close("all")
+
+
+def test_confusion_matrix_plot(tmp_path):
+    from neuralgraph.train.plots import confusion_matrix, plot_confusion_matrix
+
+    true = torch.tensor([0, 0, 1, 1, 1, 2])
+    pred = torch.tensor([0, 1, 1, 1, 2, 2])
+    cm = confusion_matrix(pred, true, 4)
+    assert cm.tolist() == [[1, 1, 0, 0], [0, 2, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    path = plot_confusion_matrix(pred, true, tmp_path / "cm.png", 4, title="digits")
+    assert __import__('matplotlib.pyplot').pyplot.imread(path).shape[0] > 100
+    with __import__("pytest").raises(ValueError, match=r"in \[0, 3\)"):
+        confusion_matrix(pred, torch.tensor([0, 0, 1, 1, 1, 3]), 3)

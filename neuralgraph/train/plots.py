@@ -14,7 +14,8 @@ from torch import Tensor
 
 from .. import io
 
-__all__ = ["plot_learning_curves", "plot_reconstructions", "plot_image_rows", "plot_scatter", "save_figure"]
+__all__ = ["plot_learning_curves", "plot_reconstructions", "plot_image_rows", "plot_scatter", "save_figure",
+           "confusion_matrix", "plot_confusion_matrix"]
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
@@ -137,4 +138,53 @@ def plot_scatter(x: Tensor, y: Tensor, path: str | os.PathLike, xlabel: str = "t
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def confusion_matrix(predicted: Tensor, true: Tensor, num_classes: int) -> Tensor:
+    """``[C, C]`` counts, row = true class, column = predicted class (scikit-learn's convention)."""
+    from sklearn.metrics import confusion_matrix as _cm
+
+    predicted, true = torch.as_tensor(predicted).reshape(-1), torch.as_tensor(true).reshape(-1)
+    if predicted.shape != true.shape or predicted.numel() == 0:
+        raise ValueError(f"need as many (> 0) predictions as labels, got {tuple(predicted.shape)} and "
+                         f"{tuple(true.shape)}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+    for what, t in (("predicted", predicted), ("true", true)):
+        if int(t.min()) < 0 or int(t.max()) >= num_classes:
+            raise ValueError(f"{what} labels must be in [0, {num_classes}), got {int(t.min())}..{int(t.max())}")
+    return torch.from_numpy(_cm(true.numpy(), predicted.numpy(), labels=list(range(num_classes))))
+
+
+def plot_confusion_matrix(predicted: Tensor, true: Tensor, path: str | os.PathLike, num_classes: int,
+                          class_names: Sequence[str] | None = None, title: str | None = None) -> Path:
+    """The confusion matrix of a classifier (row-normalised colours, counts written in the cells).
+
+    Args:
+        predicted, true: ``[n]`` class ids.
+        num_classes: C, the size of the matrix (classes absent from the data still get a row).
+        class_names: C tick labels (default: the class ids).
+    """
+    cm = confusion_matrix(predicted, true, num_classes)
+    names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"class_names has {len(names)} names for {num_classes} classes")
+    rates = cm.double() / cm.sum(1, keepdim=True).clamp(min=1)
+    size = 1.6 + 0.45 * num_classes
+    fig = _figure(size + 1.0, size)
+    ax = fig.subplots()
+    im = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, label="fraction of the true class")
+    for i in range(num_classes):
+        for j in range(num_classes):
+            if cm[i, j]:
+                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(num_classes), names)
+    ax.set_yticks(range(num_classes), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    acc = float(cm.diagonal().sum()) / max(1, int(cm.sum()))
+    ax.set_title((f"{title}\n" if title else "") + f"accuracy {acc:.1%} ({int(cm.sum())} networks)", fontsize=9)
     return save_figure(fig, path)
