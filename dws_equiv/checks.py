@@ -13,6 +13,8 @@ from typing import Any
 
 from torch_geometric.data.data import BaseData
 
+from neuralgraph.graph import num_graphs
+
 __all__ = ["GRAPH_FIELDS", "check_graph_batch", "check_positive_int", "check_nonnegative_int",
            "check_probability", "check_positive_float"]
 
@@ -35,7 +37,7 @@ def check_graph_batch(batch: Any, who: str, extra: tuple[str, ...] = ()) -> None
     if missing:
         raise ValueError(f"{who}: the input lacks the neural-graph field(s) {missing}; make graphs with "
                          f"neuralgraph.to_graph or neuralgraph.stacked_to_batch")
-    graphs = int(batch.num_graphs) if "batch" in batch and batch.batch is not None else 1
+    graphs = num_graphs(batch)
     if graphs == 0 or batch.x.size(0) == 0:
         raise ValueError(f"{who}: empty batch (0 graphs); nothing to process")
     for key in ("x", "edge_attr"):

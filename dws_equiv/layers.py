@@ -21,6 +21,31 @@ For a pair of such objects, each shared hidden layer offers *same neuron* or
   gives the pooled ``B, F, L, E``; a per-(graph, layer) context vector is mapped to
   the broadcast part of every output object anchored at that layer.
 
+Slots and the paper's blocks
+----------------------------
+Weight space is ``(W_1..W_M, b_1..b_M)``; the paper's layer is a block matrix with one block
+per (input tensor, output tensor) pair (``W->W``, ``W->b``, ``b->W``, ``b->b``). Slots name
+those tensors: ``B`` = ``b_1..b_{M-1}``, ``F`` = ``W_1``, ``L`` = ``W_M``, ``E`` = ``W_2..W_{M-1}``,
+``O`` = ``b_M``. Each block is computed where its *same neuron* terms live:
+
+====================  ===========================  ==============================================
+input -> output        paper block                  computed by
+====================  ===========================  ==============================================
+B, F, L -> B, F, L     b->b, W_1/W_M <-> b, W_1<->W_M  node terms (same neuron) + anchor terms
+E -> B, F, L           W_m -> b, W_1, W_M (middle)  node terms through ``IN``/``OUT`` (incoming /
+                                                    outgoing pools) + anchor terms
+B, F, L -> E           b, W_1, W_M -> W_m           node terms' messages ``Ud``/``Us`` read by the
+                                                    middle edges at their target / source
+E -> E                 W_m -> W_l                   edge self term + ``Ud``/``Us`` + anchor ``E``
+anything -> O          -> b_M                       anchor terms at anchor layer M (``O`` slot)
+O -> anything          b_M ->                       ``O`` in every anchor's pooled context
+====================  ===========================  ==============================================
+
+Slot layouts (``NODE_IN``, ``NODE_OUT``, ``ANCHOR_OUT``, ``POOLED``, ``RELATION_CONTEXT``)
+are read through :class:`Slots`, never through numeric offsets. The forward is four
+steps: :meth:`DWSLayer._gather` (set objects and their pools), :meth:`DWSLayer._node_terms`,
+:meth:`DWSLayer._anchor_terms`, :meth:`DWSLayer._scatter_outputs`.
+
 Tying across depth (``tying``)
 ------------------------------
 * ``"relation"`` (default): one parameter set whatever the depth; the pooled
@@ -53,7 +78,7 @@ get zero output too.
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Literal, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as Fn
@@ -63,20 +88,72 @@ from torch_geometric.utils import scatter
 from .checks import check_positive_int
 from .index import DWSIndex
 
-__all__ = ["DWSLayer", "NODE_IN", "NODE_OUT", "ANCHOR_OUT", "relation_context_slots", "full_context_slots"]
+__all__ = ["DWSLayer", "NODE_IN", "NODE_OUT", "ANCHOR_OUT", "POOLED", "RELATION_CONTEXT", "Slots",
+           "relation_context_slots", "full_context_slots"]
 
-# slot layouts: (name, kind) with kind "c" (C channels), "in" (d_in * C), "out" (d_out * C)
+# Slot layouts: rows of (name, kind); kind "c" is C channels, "in" is d_in * C (one block per
+# input position), "out" is d_out * C (one block per output position).
+#: What a hidden neuron gathers for the node terms.
 NODE_IN = (("B", "c"), ("F", "in"), ("L", "out"), ("IN", "c"), ("OUT", "c"))
+#: What the node terms give a hidden neuron: its new B, F, L and the messages its incoming (Ud)
+#: and outgoing (Us) middle edges read.
 NODE_OUT = (("B", "c"), ("F", "in"), ("L", "out"), ("Ud", "c"), ("Us", "c"))
+#: What an anchor row (graph, layer) gives the objects anchored there.
 ANCHOR_OUT = (("B", "c"), ("F", "in"), ("L", "out"), ("E", "c"), ("O", "out"))
-_REL_CTX = tuple((n, "c") for n in ("Bs", "Es", "Bp", "Ep", "Bn", "En", "Bd", "Ed")) + (("F", "in"), ("L", "out"), ("O", "out"))
+#: What is pooled per anchor row: the first four slots of NODE_IN (E pooled through IN).
+POOLED = (("B", "c"), ("F", "in"), ("L", "out"), ("E", "c"))
+#: The pooled context of an anchor under ``tying="relation"``: B and E of the same layer (s), the
+#: previous (p), the next (n), the mean of the distant layers (d), then F, L and O.
+RELATION_CONTEXT = tuple((n, "c") for n in ("Bs", "Es", "Bp", "Ep", "Bn", "En", "Bd", "Ed")) + \
+    (("F", "in"), ("L", "out"), ("O", "out"))
+#: ``tying="relation"``: parameters are made for every (depth, layer) configuration up to this
+#: depth (or ``max_layers`` if larger). Every (context slot, output slot) pair occurs by depth 5,
+#: so deeper configurations add no parameter (checked by tests/test_dws_layer.py).
+ALL_RELATIONS_DEPTH = 5
+
+
+class Slots:
+    """A slot layout at concrete widths: which columns of a row each named slot occupies.
+
+    ``Slots(NODE_OUT, C, d_in, d_out)["F"]`` is the ``slice`` of the ``F`` slot;
+    ``span("B", "Ud")`` the slice from the start of ``B`` to the end of ``Ud``.
+    """
+
+    def __init__(self, layout: Sequence[tuple[str, str]], channels: int, d_in: int, d_out: int) -> None:
+        widths = {"c": 1, "in": d_in, "out": d_out}
+        self.layout, self.spans, start = tuple(layout), {}, 0
+        for name, kind in self.layout:
+            self.spans[name] = (start, start + widths[kind] * channels)
+            start += widths[kind] * channels
+        self.width = start
+
+    def __getitem__(self, name: str) -> slice:
+        return slice(*self.spans[name])
+
+    def span(self, first: str | None = None, last: str | None = None) -> slice:
+        first = first or self.layout[0][0]
+        last = last or self.layout[-1][0]
+        return slice(self.spans[first][0], self.spans[last][1])
+
+
+class SetObjects(NamedTuple):
+    """What :meth:`DWSLayer._gather` collects from a batch (``H`` hidden neurons, ``G`` graphs)."""
+
+    node_input: Tensor       # [H, NODE_IN]: bias, folded W_1 / W_M rows, pooled incoming / outgoing middle edges
+    middle: Tensor           # [E_mid, C] middle-edge features
+    output_bias: Tensor      # [G, d_out * C] folded b_M
+    pooled_bias: Tensor      # [G * L, C] hidden biases pooled per (graph, layer)
+    pooled_middle: Tensor    # [G * L, C] middle edges pooled per (graph, layer of their target)
+    pooled_first: Tensor     # [G, d_in * C] W_1 pooled over layer-1 neurons
+    pooled_last: Tensor      # [G, d_out * C] W_M pooled over layer-(M-1) neurons
 
 
 def relation_context_slots() -> tuple[tuple[str, str], ...]:
-    return _REL_CTX
+    return RELATION_CONTEXT
 
 
 def full_context_slots(num_hidden: int) -> tuple[tuple[str, str], ...]:
+    """The pooled context of an anchor under ``tying="full"``: B and E of every hidden layer, F, L, O."""
     b = tuple((f"B{k}", "c") for k in range(1, num_hidden + 1))
     e = tuple((f"E{k}", "c") for k in range(1, num_hidden + 1))
     return b + e + (("F", "in"), ("L", "out"), ("O", "out"))
@@ -188,7 +265,7 @@ class DWSLayer(nn.Module):
 
     def _configs(self):
         """(group names, depth, layer) for every configuration the parameters must serve."""
-        depths = self.depths if self.tying == "full" else range(2, max(self.max_layers, 6) + 1)
+        depths = self.depths if self.tying == "full" else range(2, max(self.max_layers, ALL_RELATIONS_DEPTH) + 1)
         for M in depths:
             for h in range(1, M):
                 yield ("node", self._key("n", M, h), M, h)
@@ -203,7 +280,7 @@ class DWSLayer(nn.Module):
     def _build(self, bias: bool) -> None:
         pairs: dict[str, set[tuple[str, str]]] = {}
         outs: dict[str, set[str]] = {}
-        kinds = dict(NODE_IN + NODE_OUT + ANCHOR_OUT + _REL_CTX)
+        kinds = dict(NODE_IN + NODE_OUT + ANCHOR_OUT + RELATION_CONTEXT)
         for role, key, M, a in self._configs():
             if role == "node":
                 ins, o = _node_present(M, a)
@@ -291,10 +368,10 @@ class DWSLayer(nn.Module):
             raise ValueError(f"a graph has depth {M} but this DWS layer (tying='full') has parameters "
                              f"for depths {list(self.depths)}")
 
-    def forward(self, x: Tensor, edge_attr: Tensor, index) -> tuple[Tensor, Tensor]:
+    def _index(self, index, x: Tensor, edge_attr: Tensor) -> DWSIndex:
         idx = index if isinstance(index, DWSIndex) else DWSIndex.from_batch(index, self.max_in, self.max_out)
-        if idx.d_in > self.max_in or idx.d_out > self.max_out:
-            raise ValueError(f"batch has {idx.d_in} input / {idx.d_out} output neurons; this DWS layer "
+        if idx.max_inputs > self.max_in or idx.max_outputs > self.max_out:
+            raise ValueError(f"batch has {idx.max_inputs} input / {idx.max_outputs} output neurons; this DWS layer "
                              f"supports max_in={self.max_in}, max_out={self.max_out}")
         C, Co = self.in_channels, self.out_channels
         if x.dim() != 2 or x.size(1) != C or edge_attr.dim() != 2 or edge_attr.size(1) != C:
@@ -302,98 +379,140 @@ class DWSLayer(nn.Module):
                              f"got {tuple(x.shape)} and {tuple(edge_attr.shape)}")
         if x.size(0) != idx.num_nodes or edge_attr.size(0) != idx.num_edges:
             raise ValueError("x / edge_attr do not match the index (built for another batch?)")
-        r, dtype, device = self.reduce, x.dtype, x.device
-        Di, Do, H, G, L = idx.d_in, idx.d_out, idx.H, idx.num_graphs, idx.L
         if self.tying == "full":
             for M in torch.unique(idx.depth).tolist():
                 self._check_depth(M)
+        return idx
 
-        # gather the set objects
-        hB = x[idx.hid]
-        Fm = x.new_zeros(H * Di, C).index_copy(0, idx.fe_flat, edge_attr[idx.fe]).view(H, Di * C)
-        Lm = x.new_zeros(H * Do, C).index_copy(0, idx.le_flat, edge_attr[idx.le]).view(H, Do * C)
-        he = edge_attr[idx.me]
-        IN = scatter(he, idx.me_dst, 0, dim_size=H, reduce=r)
-        OUT = scatter(he, idx.me_src, 0, dim_size=H, reduce=r)
-        pool_part = torch.cat([hB, Fm, Lm, IN], 1)
-        Xn = torch.cat([pool_part, OUT], 1)
-        # one scatter pools B, F, L and the middle edges (via IN: equal in-degree per layer)
-        pooled = scatter(pool_part, idx.hid_row, 0, dim_size=G * L, reduce=r)
-        Bp = pooled[:, :C]
-        Ep = pooled[:, -C:]
-        Fp = pooled[idx.first_row, C: C + Di * C]
-        Lp = pooled[idx.last_row, C + Di * C: C + (Di + Do) * C]
-        O = x.new_zeros(G * Do, C).index_copy(0, idx.on_flat, x[idx.on]).view(G, Do * C)
+    def forward(self, x: Tensor, edge_attr: Tensor, index) -> tuple[Tensor, Tensor]:
+        """New node and edge features of a batch of neural graphs.
 
-        # node terms
+        Args:
+            x: node features (biases); input neurons are ignored.
+            edge_attr: edge features (weights); residual edges are ignored.
+            index: a :class:`DWSIndex` of the batch (build it once, share it between layers)
+                or the batch itself.
+
+        Shapes: ``x [N, C]``, ``edge_attr [E, C]`` -> ``([N, C'], [E, C'])``; input neurons
+        and residual edges get zeros.
+        """
+        idx = self._index(index, x, edge_attr)
+        objects = self._gather(x, edge_attr, idx)
+        node_terms = self._node_terms(objects, idx)
+        anchor_terms = self._anchor_terms(objects, idx)
+        return self._scatter_outputs(objects, node_terms, anchor_terms, idx)
+
+    # -- the four steps of the forward -----------------------------------------------------------
+
+    def _gather(self, x: Tensor, edge_attr: Tensor, idx: DWSIndex) -> SetObjects:
+        """The set objects of the batch (module docstring of :mod:`dws_equiv.index`), pooled too."""
+        C, H, r = self.in_channels, idx.num_hidden, self.reduce
+        Di, Do, G = idx.max_inputs, idx.max_outputs, idx.num_graphs
+        bias = x[idx.hidden_nodes]
+        first = x.new_zeros(H * Di, C).index_copy(0, idx.first_edge_slot, edge_attr[idx.first_edges])
+        last = x.new_zeros(H * Do, C).index_copy(0, idx.last_edge_slot, edge_attr[idx.last_edges])
+        middle = edge_attr[idx.middle_edges]
+        incoming = scatter(middle, idx.middle_edge_target, 0, dim_size=H, reduce=r)
+        outgoing = scatter(middle, idx.middle_edge_source, 0, dim_size=H, reduce=r)
+        node_input = torch.cat([bias, first.view(H, Di * C), last.view(H, Do * C), incoming, outgoing], 1)
+        # one scatter pools B, F, L and the middle edges (through ``incoming``: every neuron of a
+        # layer has the same in-degree, so pooling the per-neuron pools pools the edges)
+        pool_slots = Slots(POOLED, C, Di, Do)
+        pooled = scatter(node_input[:, pool_slots.span()], idx.hidden_anchor, 0,
+                         dim_size=G * idx.max_depth, reduce=r)
+        output_bias = x.new_zeros(G * Do, C).index_copy(0, idx.output_slot, x[idx.output_nodes]).view(G, Do * C)
+        return SetObjects(
+            node_input=node_input, middle=middle, output_bias=output_bias,
+            pooled_bias=pooled[:, pool_slots["B"]], pooled_middle=pooled[:, pool_slots["E"]],
+            pooled_first=pooled[idx.first_anchor, pool_slots["F"]],
+            pooled_last=pooled[idx.last_anchor, pool_slots["L"]])
+
+    def _node_terms(self, objects: SetObjects, idx: DWSIndex) -> Tensor:
+        """Terms with *same neuron* on one hidden layer: ``[H, NODE_OUT]`` from ``[H, NODE_IN]``."""
+        Di, Do, dtype, device = idx.max_inputs, idx.max_outputs, objects.middle.dtype, objects.middle.device
+        X = objects.node_input
         if self.tying == "relation":
-            Yn = Xn @ self._matrix("n", NODE_OUT, NODE_IN, Di, Do, dtype, device).t()
-        else:
-            Yn = None
-            for M, h, ids in idx.node_groups():
-                y = Xn[ids] @ self._matrix(f"n{M}_{h}", NODE_OUT, NODE_IN, Di, Do, dtype, device).t()
-                Yn = (y.new_zeros(H, y.size(1)) if Yn is None else Yn).index_copy(0, ids, y)
-            if Yn is None:
-                Yn = x.new_zeros(0, (3 + Di + Do) * Co)
+            return X @ self._matrix("n", NODE_OUT, NODE_IN, Di, Do, dtype, device).t()
+        out = X.new_zeros(idx.num_hidden, Slots(NODE_OUT, self.out_channels, Di, Do).width)
+        for M, h, rows in idx.node_groups():
+            out = out.index_copy(0, rows, X[rows] @ self._matrix(f"n{M}_{h}", NODE_OUT, NODE_IN, Di, Do, dtype,
+                                                                 device).t())
+        return out
 
-        # anchor terms
-        glob = torch.cat([Fp, Lp, O], 1)
+    def _anchor_terms(self, objects: SetObjects, idx: DWSIndex) -> Tensor:
+        """Pooled terms, one row per (graph, anchor layer): ``[G * max_depth, ANCHOR_OUT]``."""
+        C, r = self.in_channels, self.reduce
+        Di, Do, G, L = idx.max_inputs, idx.max_outputs, idx.num_graphs, idx.max_depth
+        dtype, device = objects.middle.dtype, objects.middle.device
+        free = torch.cat([objects.pooled_first, objects.pooled_last, objects.output_bias], 1)   # F, L, O
         if self.tying == "relation":
-            S = torch.cat([Bp, Ep], 1).view(G, L, 2 * C)
-            Sp = Fn.pad(S, (0, 0, 1, 1))
-            same, prev, nxt = Sp[:, 1:L + 1], Sp[:, :L], Sp[:, 2:]
-            dist = S.sum(1, keepdim=True) - same - prev - nxt
-            if r != "sum":
-                k = torch.arange(1, L + 1, device=device)
-                far = ((k.view(-1, 1) - k.view(1, -1)).abs() >= 2).to(dtype)          # [a, k]
-                M1 = idx.depth.view(-1, 1) - 1
-                vB = (k.view(1, -1) <= M1).to(dtype)
-                vE = ((k.view(1, -1) >= 2) & (k.view(1, -1) <= M1)).to(dtype)
-                cnt = torch.stack([vB @ far.t(), vE @ far.t()], -1).clamp(min=1)       # [G, a, 2]
-                dist = (dist.view(G, L, 2, C) / cnt.unsqueeze(-1)).view(G, L, 2 * C)
-            ctx = torch.cat([same, prev, nxt, dist, glob.unsqueeze(1).expand(G, L, glob.size(1))], 2).view(G * L, -1)
-            Ya = ctx @ self._matrix("a", ANCHOR_OUT, _REL_CTX, Di, Do, dtype, device).t()
-            b = self._bias("a", ANCHOR_OUT, Di, Do, dtype, device)
-            if b is not None:
-                Ya = Ya + b
-        else:
-            nh = L - 1
-            ctxg = torch.cat([Bp.view(G, L, C)[:, :nh].reshape(G, nh * C), Ep.view(G, L, C)[:, :nh].reshape(G, nh * C), glob], 1)
-            layout = full_context_slots(nh)
-            Ya = None
-            for M, a, rows in idx.anchor_groups():
-                key = f"a{M}_{a}"
-                y = ctxg[torch.div(rows, L, rounding_mode="floor")] @ self._matrix(key, ANCHOR_OUT, layout, Di, Do, dtype, device).t()
-                b = self._bias(key, ANCHOR_OUT, Di, Do, dtype, device)
-                if b is not None:
-                    y = y + b
-                Ya = (y.new_zeros(G * L, y.size(1)) if Ya is None else Ya).index_copy(0, rows, y)
+            per_layer = torch.cat([objects.pooled_bias, objects.pooled_middle], 1).view(G, L, 2 * C)
+            padded = Fn.pad(per_layer, (0, 0, 1, 1))
+            same, prev, nxt = padded[:, 1:L + 1], padded[:, :L], padded[:, 2:]
+            distant = per_layer.sum(1, keepdim=True) - same - prev - nxt
+            if r != "sum":                       # mean over the distant layers that exist in each graph
+                counts = _distant_layer_counts(idx.depth, L, dtype)                  # [G, L, 2]
+                distant = (distant.view(G, L, 2, C) / counts.unsqueeze(-1)).view(G, L, 2 * C)
+            context = torch.cat([same, prev, nxt, distant, free.unsqueeze(1).expand(G, L, free.size(1))], 2)
+            out = context.view(G * L, -1) @ self._matrix("a", ANCHOR_OUT, RELATION_CONTEXT, Di, Do, dtype, device).t()
+            bias = self._bias("a", ANCHOR_OUT, Di, Do, dtype, device)
+            return out if bias is None else out + bias
+        hidden = L - 1
+        context = torch.cat([objects.pooled_bias.view(G, L, C)[:, :hidden].reshape(G, hidden * C),
+                             objects.pooled_middle.view(G, L, C)[:, :hidden].reshape(G, hidden * C), free], 1)
+        layout = full_context_slots(hidden)
+        out = context.new_zeros(G * L, Slots(ANCHOR_OUT, self.out_channels, Di, Do).width)
+        for M, a, graphs in idx.anchor_groups():
+            key = f"a{M}_{a}"
+            y = context[graphs] @ self._matrix(key, ANCHOR_OUT, layout, Di, Do, dtype, device).t()
+            bias = self._bias(key, ANCHOR_OUT, Di, Do, dtype, device)
+            out = out.index_copy(0, graphs * L + a - 1, y if bias is None else y + bias)
+        return out
 
-        # combine: node terms + broadcast anchor terms
-        w4 = (2 + Di + Do) * Co
-        Z = Yn[:, :w4] + Ya[idx.hid_row, :w4]
-        Bout = Z[:, :Co]
-        Fout = Z[:, Co: Co + Di * Co].reshape(H * Di, Co)
-        Lout = Z[:, Co + Di * Co: Co + (Di + Do) * Co].reshape(H * Do, Co)
-        Ud = Z[:, w4 - Co:]
-        Us = Yn[:, w4:]
-        Oout = Ya[:, w4:].reshape(G * L * Do, Co)[idx.on_row_flat]
+    def _scatter_outputs(self, objects: SetObjects, node_terms: Tensor, anchor_terms: Tensor,
+                         idx: DWSIndex) -> tuple[Tensor, Tensor]:
+        """Node terms + broadcast anchor terms, written back to the nodes and edges of the batch."""
+        Co, H, G, L = self.out_channels, idx.num_hidden, idx.num_graphs, idx.max_depth
+        Di, Do = idx.max_inputs, idx.max_outputs
+        node_out, anchor_out = Slots(NODE_OUT, Co, Di, Do), Slots(ANCHOR_OUT, Co, Di, Do)
+        # B, F, L and the message to incoming edges (Ud) line up with the anchor's B, F, L and E:
+        # a neuron receives the broadcast of its own layer's anchor, and its incoming edges read it
+        shared = node_out.span("B", "Ud")
+        assert shared == anchor_out.span("B", "E")
+        Z = node_terms[:, shared] + anchor_terms[idx.hidden_anchor, shared]
+        bias_out = Z[:, node_out["B"]]
+        first_out = Z[:, node_out["F"]].reshape(H * Di, Co)
+        last_out = Z[:, node_out["L"]].reshape(H * Do, Co)
+        to_incoming = Z[:, node_out["Ud"]]
+        to_outgoing = node_terms[:, node_out["Us"]]
+        output_out = anchor_terms[:, anchor_out["O"]].reshape(G * L * Do, Co)[idx.output_anchor_slot]
+        middle_out = self._edge_self(objects.middle, idx) + to_incoming[idx.middle_edge_target] \
+            + to_outgoing[idx.middle_edge_source]
+        edge_out = objects.middle.new_zeros(idx.num_edges, Co).index_copy(
+            0, idx.edge_order,
+            torch.cat([middle_out, first_out[idx.first_edge_slot], last_out[idx.last_edge_slot]]))
+        node = objects.middle.new_zeros(idx.num_nodes, Co).index_copy(0, idx.node_order,
+                                                                       torch.cat([bias_out, output_out]))
+        return node, edge_out
 
-        # middle edges: self + messages from both end neurons
+    def _edge_self(self, middle: Tensor, idx: DWSIndex) -> Tensor:
+        """A middle edge reading itself (same neuron on both of its layers)."""
+        Di, Do, dtype = idx.max_inputs, idx.max_outputs, middle.dtype
         if self.tying == "relation":
-            Wself = self._block("e", "self", "c", "self", "c", Di, Do, dtype)
-            mid = he @ Wself.t()
-        else:
-            mid = None
-            for M, m, ids in idx.edge_groups():
-                y = he[ids] @ self._block(f"e{M}_{m}", "self", "c", "self", "c", Di, Do, dtype).t()
-                mid = (y.new_zeros(he.size(0), Co) if mid is None else mid).index_copy(0, ids, y)
-            if mid is None:
-                mid = he.new_zeros(0, Co)
-        mid = mid + Ud[idx.me_dst] + Us[idx.me_src]
+            return middle @ self._block("e", "self", "c", "self", "c", Di, Do, dtype).t()
+        out = middle.new_zeros(middle.size(0), self.out_channels)
+        for M, m, ids in idx.edge_groups():
+            out = out.index_copy(0, ids, middle[ids] @ self._block(f"e{M}_{m}", "self", "c", "self", "c", Di, Do,
+                                                                   dtype).t())
+        return out
 
-        # one scatter per output (residual edges and input neurons stay zero)
-        edge_out = x.new_zeros(idx.num_edges, Co).index_copy(
-            0, idx.edge_order, torch.cat([mid, Fout[idx.fe_flat], Lout[idx.le_flat]]))
-        node_out = x.new_zeros(idx.num_nodes, Co).index_copy(0, idx.node_order, torch.cat([Bout, Oout]))
-        return node_out, edge_out
+
+def _distant_layer_counts(depth: Tensor, L: int, dtype) -> Tensor:
+    """``[G, L, 2]``: for anchor layer a of each graph, how many hidden layers (B) and middle
+    layers (E) of that graph lie two or more layers away (at least 1, to divide by)."""
+    k = torch.arange(1, L + 1, device=depth.device)
+    far = ((k.view(-1, 1) - k.view(1, -1)).abs() >= 2).to(dtype)          # [a, k]
+    last_hidden = depth.view(-1, 1) - 1
+    has_bias = (k.view(1, -1) <= last_hidden).to(dtype)
+    has_middle = ((k.view(1, -1) >= 2) & (k.view(1, -1) <= last_hidden)).to(dtype)
+    return torch.stack([has_bias @ far.t(), has_middle @ far.t()], -1).clamp(min=1)

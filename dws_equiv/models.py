@@ -149,8 +149,8 @@ class DWSNet(nn.Module):
         node = self.node_proj(x)
         edge = self.edge_proj(e)
         keep_n = torch.zeros(node.size(0), 1, dtype=node.dtype, device=node.device)
-        keep_n[idx.hid] = 1
-        keep_n[idx.on] = 1
+        keep_n[idx.hidden_nodes] = 1
+        keep_n[idx.output_nodes] = 1
         is_w = batch.edge_type == EDGE_FORWARD
         node = node * keep_n
         edge = edge * is_w.unsqueeze(-1).to(edge.dtype)

@@ -44,28 +44,27 @@ class DWSReadout(nn.Module):
 
     def forward(self, x: Tensor, edge_attr: Tensor, index) -> Tensor:
         idx = index if isinstance(index, DWSIndex) else DWSIndex.from_batch(index, self.max_in, self.max_out)
-        if idx.d_in > self.max_in or idx.d_out > self.max_out:
-            raise ValueError(f"batch has {idx.d_in} input / {idx.d_out} output neurons; the readout "
+        if idx.max_inputs > self.max_in or idx.max_outputs > self.max_out:
+            raise ValueError(f"batch has {idx.max_inputs} input / {idx.max_outputs} output neurons; the readout "
                              f"supports max_in={self.max_in}, max_out={self.max_out}")
         C, r = self.channels, self.reduce
         if x.size(-1) != C or edge_attr.size(-1) != C:
             raise ValueError(f"DWSReadout({C}) got x {tuple(x.shape)} and edge_attr {tuple(edge_attr.shape)}")
-        G, L, H = idx.num_graphs, idx.L, idx.H
+        G, L = idx.num_graphs, idx.max_depth
         Pi, Po = self.max_in, self.max_out
-        # W_1 / W_M per free position, pooled over the hidden neuron (one scatter each)
-        fe_row = torch.div(idx.fe_flat, idx.d_in, rounding_mode="floor")
-        fe_pos = idx.fe_flat - fe_row * idx.d_in
-        le_row = torch.div(idx.le_flat, idx.d_out, rounding_mode="floor")
-        le_pos = idx.le_flat - le_row * idx.d_out
-        gh = torch.div(idx.hid_row, L, rounding_mode="floor")       # graph of each hidden node
-        Fp = scatter(edge_attr[idx.fe], gh[fe_row] * Pi + fe_pos, 0, dim_size=G * Pi, reduce=r).view(G, Pi * C)
-        Lp = scatter(edge_attr[idx.le], gh[le_row] * Po + le_pos, 0, dim_size=G * Po, reduce=r).view(G, Po * C)
-        g_on = torch.div(idx.on_flat, idx.d_out, rounding_mode="floor")
-        O = x.new_zeros(G * Po, C).index_copy(0, g_on * Po + (idx.on_flat - g_on * idx.d_out), x[idx.on]).view(G, Po * C)
+        # W_1 / W_M per free position, pooled over the hidden neurons (one scatter each)
+        first_graph = idx.hidden_graph[idx.first_edge_neuron]
+        last_graph = idx.hidden_graph[idx.last_edge_neuron]
+        Fp = scatter(edge_attr[idx.first_edges], first_graph * Pi + idx.first_edge_input, 0, dim_size=G * Pi,
+                     reduce=r).view(G, Pi * C)
+        Lp = scatter(edge_attr[idx.last_edges], last_graph * Po + idx.last_edge_output, 0, dim_size=G * Po,
+                     reduce=r).view(G, Po * C)
+        O = x.new_zeros(G * Po, C).index_copy(0, idx.output_graph * Po + idx.output_position,
+                                              x[idx.output_nodes]).view(G, Po * C)
         # hidden biases and middle weights per (graph, layer)
-        Bp = scatter(x[idx.hid], idx.hid_row, 0, dim_size=G * L, reduce=r).view(G, L, C)
-        me_row = idx.hid_row[idx.me_dst]
-        Ep = scatter(edge_attr[idx.me], me_row, 0, dim_size=G * L, reduce=r).view(G, L, C)
+        Bp = scatter(x[idx.hidden_nodes], idx.hidden_anchor, 0, dim_size=G * L, reduce=r).view(G, L, C)
+        Ep = scatter(edge_attr[idx.middle_edges], idx.hidden_anchor[idx.middle_edge_target], 0, dim_size=G * L,
+                     reduce=r).view(G, L, C)
         k = torch.arange(1, L + 1, device=x.device).view(1, -1)
         M = idx.depth.view(-1, 1)
         mid = ((k >= 2) & (k <= M - 1)).to(x.dtype)                  # layers 2..M-1

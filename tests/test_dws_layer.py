@@ -333,3 +333,19 @@ def test_index_is_shared_between_layers_and_matches_direct_call():
     a = layer(batch.x, batch.edge_attr, idx)
     b = layer(batch.x, batch.edge_attr, batch)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_relation_tying_has_every_parameter_by_depth_five():
+    """ALL_RELATIONS_DEPTH: deeper configurations add no parameter, so any depth is served."""
+    from dws_equiv.layers import ALL_RELATIONS_DEPTH
+
+    names = set(DWSLayer(2, 3, max_layers=2).state_dict())
+    assert names == set(DWSLayer(2, 3, max_layers=12).state_dict())
+    import dws_equiv.layers as layers
+
+    saved = layers.ALL_RELATIONS_DEPTH
+    try:
+        layers.ALL_RELATIONS_DEPTH = ALL_RELATIONS_DEPTH - 1
+        assert set(DWSLayer(2, 3, max_layers=2).state_dict()) < names     # one less is not enough
+    finally:
+        layers.ALL_RELATIONS_DEPTH = saved

@@ -23,25 +23,15 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from neuralgraph import ACTIVATIONS, EDGE_FORWARD, EDGE_RESIDUAL, EDGE_REVERSE, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT
+from neuralgraph import ACTIVATIONS, IDENTITY_NORM, EDGE_FORWARD, EDGE_RESIDUAL, EDGE_REVERSE, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT
 
-__all__ = ["EDGE_REVERSE_RESIDUAL", "NUM_EDGE_KINDS", "NGEncoder", "FourierFeatures", "bidirectional",
-           "graph_index", "num_graphs"]
+__all__ = ["EDGE_REVERSE_RESIDUAL", "NUM_EDGE_KINDS", "NGEncoder", "FourierFeatures", "bidirectional"]
 
 #: Kind id of the reverse copy of a residual (skip) edge; forward 0, reverse 1, residual 2.
 EDGE_REVERSE_RESIDUAL = 3
 NUM_EDGE_KINDS = 4
 
 
-def graph_index(graph: Data) -> Tensor:
-    """Graph id of every node (zeros for a single graph)."""
-    if "batch" in graph and graph.batch is not None:
-        return graph.batch
-    return torch.zeros(graph.num_nodes, dtype=torch.long, device=graph.x.device)
-
-
-def num_graphs(graph: Data) -> int:
-    return int(graph.num_graphs) if "batch" in graph and graph.batch is not None else 1
 
 
 def bidirectional(edge_index: Tensor, edge_type: Tensor) -> tuple[Tensor, Tensor]:
@@ -149,7 +139,7 @@ class NGEncoder(nn.Module):
         if norm is not None:
             h = h + self.norm_proj(norm)
         else:  # identity normalisation, as stored for layers without one
-            h = h + self.norm_proj(torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=dtype, device=h.device))
+            h = h + self.norm_proj(torch.tensor(IDENTITY_NORM, dtype=dtype, device=h.device))
         if self.probe_proj is not None:
             if probe_values is None:
                 raise ValueError("this encoder was built with probes (n_probes > 0): pass probe_values")

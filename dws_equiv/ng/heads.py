@@ -20,7 +20,7 @@ from torch_geometric.utils import scatter
 
 from neuralgraph import EDGE_FORWARD, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT
 
-from .encoding import graph_index, num_graphs
+from neuralgraph.graph import graph_index, num_graphs
 
 __all__ = ["InvariantHead", "EquivariantHead", "mlp"]
 

@@ -35,9 +35,8 @@ from torch import Tensor, nn
 from torch.func import vmap
 from torch_geometric.data import Data
 
-from neuralgraph import EDGE_FORWARD, Architecture
-
-from .encoding import graph_index, num_graphs
+from neuralgraph import IDENTITY_NORM, Architecture
+from neuralgraph.graph import graph_index, num_graphs, stacked_by_layout
 
 __all__ = ["ProbeFeatures", "network_values"]
 
@@ -106,37 +105,6 @@ def _build_modules(arch: Architecture) -> dict:
     return {id(s): (None if s.is_norm or s.kind == "dropout" else s.build()) for s in specs}
 
 
-def _group_params(graph: Data, arch: Architecture, local: Tensor, count: int, gb: Tensor):
-    """Stacked parameters ``[count, ...]`` of the graphs with ``local >= 0`` (all of ``arch``)."""
-    src, dst = graph.edge_index
-    pos, layer = graph.node_pos, graph.node_layer
-    eg = local[gb[dst]]
-    ng_ = local[gb]
-    weights, biases, norms = [], [], []
-    # the networks are run on their real parameters, also when the processor sees normalised ones
-    x_all = graph.x_raw if "x_raw" in graph else graph.x
-    w_all = graph.edge_attr_raw if "edge_attr_raw" in graph else graph.edge_attr
-    K = w_all.size(-1)
-    norm_all = graph.node_norm if "node_norm" in graph else None
-    for m, spec in enumerate(arch.layers, start=1):
-        sel = (graph.edge_layer == m) & (graph.edge_type == EDGE_FORWARD) & (eg >= 0)
-        idx = sel.nonzero().squeeze(1)
-        vals = w_all.index_select(0, idx)[:, : min(spec.taps, K)]
-        w = vals.new_zeros(count, spec.out_features, spec.in_features, spec.taps)
-        w = w.index_put((eg[idx], pos[dst[idx]], pos[src[idx]]), vals)
-        weights.append(w.reshape(count, *spec.weight_shape))
-        nsel = ((layer == m) & (ng_ >= 0)).nonzero().squeeze(1)
-        b = x_all.new_zeros(count, spec.out_features)
-        biases.append(b.index_put((ng_[nsel], pos[nsel]), x_all[nsel, 0]))
-        if norm_all is not None:
-            n = graph.x.new_zeros(count, spec.out_features, 4)
-            norms.append(n.index_put((ng_[nsel], pos[nsel]), norm_all[nsel].to(graph.x.dtype)))
-        else:
-            ident = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=graph.x.dtype, device=graph.x.device)
-            norms.append(ident.expand(count, spec.out_features, 4))
-    return weights, biases, norms
-
-
 class ProbeFeatures(nn.Module):
     """Learned probe inputs; ``forward(graph)`` gives ``[N, n_probes]`` neuron activations."""
 
@@ -172,24 +140,17 @@ class ProbeFeatures(nn.Module):
                              f"{self.points.device}; move the batch with batch.to(device)")
         gb = graph_index(graph)
         dtype = graph.x.dtype
-        # group graphs by architecture (metadata only; one vectorised forward per group)
-        first = archs[0]
-        if all(a is first for a in archs):
-            groups = {first: list(range(B))}
-        else:
-            groups: dict[Architecture, list[int]] = {}
-            for i, a in enumerate(archs):
-                groups.setdefault(a, []).append(i)
         out = graph.x.new_zeros(graph.num_nodes, self.n_probes)
         rows, vals = [], []
-        for arch, ids in groups.items():
-            count = len(ids)
-            if count == B:
-                local = torch.arange(B, device=gb.device)
-            else:
-                local = torch.full((B,), -1, dtype=torch.long, device=gb.device)
-                local[torch.tensor(ids, device=gb.device)] = torch.arange(count, device=gb.device)
-            weights, biases, norms = _group_params(graph, arch, local, count, gb)
+        # the networks run on their real parameters (raw), also when the processor sees normalised ones;
+        # one vectorised forward per architecture (activations matter here, not only the layout)
+        for arch, ids, weights, biases, norms in stacked_by_layout(graph, by="architecture", raw=True, norms=True):
+            count = ids.numel()
+            biases = [b if b is not None else weights[j].new_zeros(count, spec.out_features)
+                      for j, (b, spec) in enumerate(zip(biases, arch.layers))]
+            identity = torch.tensor(IDENTITY_NORM, dtype=dtype, device=graph.x.device)
+            norms = [n if n is not None else identity.expand(count, spec.out_features, 4)
+                     for n, spec in zip(norms, arch.layers)]
             modules = _build_modules(arch)
             x = self.inputs(arch).to(dtype)
             f = lambda w, b, n: network_values(arch, w, b, n, x, modules)  # noqa: E731
@@ -199,6 +160,8 @@ class ProbeFeatures(nn.Module):
                 raise ValueError(f"probe forward failed for architecture {arch.widths} "
                                  f"({arch.layers[0].kind} input; probe image_size={self.image_size}, "
                                  f"too small for these convolutions?): {err}") from None
+            local = torch.full((B,), -1, dtype=torch.long, device=gb.device)
+            local[ids] = torch.arange(count, device=gb.device)
             nodes_local = local[gb]
             for m, v in enumerate(per_layer):
                 sel = ((graph.node_layer == m) & (nodes_local >= 0)).nonzero().squeeze(1)

@@ -21,7 +21,7 @@ from torch_geometric.data import Batch
 
 from ..architecture import Architecture
 from ..augment import permute_hidden_stacked
-from ..graph import EDGE_FORWARD, batch_to_stacked, parameter_layout
+from ..graph import EDGE_FORWARD, batch_to_stacked, graph_index, parameter_layout
 
 __all__ = ["FlatMLP", "flat_params", "num_params"]
 
@@ -69,7 +69,7 @@ def _flat_positions(batch: Batch, arch: Architecture) -> tuple[Tensor, Tensor, T
         offsets_b.append(o if spec.bias else -1)
         o += spec.out_features if spec.bias else 0
     device = batch.x.device
-    gb = batch.batch if "batch" in batch and batch.batch is not None else torch.zeros_like(batch.node_layer)
+    gb = graph_index(batch)
     ow, ob = torch.tensor([0, *offsets_w], device=device), torch.tensor([-1, *offsets_b], device=device)
     d_in = torch.tensor([0, *(s.in_features for s in arch.layers)], device=device)
     taps = torch.tensor([1, *(s.taps for s in arch.layers)], device=device)

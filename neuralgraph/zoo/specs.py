@@ -48,6 +48,7 @@ import torch
 from torch import Tensor
 
 from ..architecture import Architecture, LayerSpec, ModuleSpec
+from ..graph import IDENTITY_NORM
 
 __all__ = [
     "FAMILIES", "ACTIVATION_CHOICES", "INITS", "OPTIMIZERS", "HPARAM_RANGES",
@@ -223,7 +224,7 @@ def init_params(arch: Architecture, hparams: Sequence[dict], dtype: torch.dtype 
         for w in weights:
             _init_(w[i], hp["init"], float(hp["init_std"]), g)
     norms = [None if l.norm is None else
-             torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=dtype).repeat(B, l.out_features, 1) for l in arch.layers]
+             torch.tensor(IDENTITY_NORM, dtype=dtype).repeat(B, l.out_features, 1) for l in arch.layers]
     return {"weights": weights, "biases": biases, "norms": norms}
 
 
