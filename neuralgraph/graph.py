@@ -52,6 +52,7 @@ __all__ = [
     "STRUCTURE_KEYS",
     "NeuralGraph", "ModelState", "to_graph", "to_model", "to_models",
     "graph_from_params", "stacked_to_batch", "batch_to_stacked", "pad_taps", "IDENTITY_NORM",
+    "read_params", "group_by_layout", "stacked_by_layout", "graph_index", "num_graphs",
 ]
 
 #: ``node_norm`` row of a neuron without normalisation: weight 1, bias 0, mean 0, var 1.
@@ -73,6 +74,12 @@ _COLLATING: contextvars.ContextVar[dict] = contextvars.ContextVar("neuralgraph_c
 
 class NeuralGraph(Data):
     """A PyG ``Data`` holding one network; see the module docstring for the fields.
+
+    Every attribute a graph or a batch of graphs may carry, with its level (node, edge or
+    graph), is listed in :mod:`neuralgraph.batching` (``FIELD_LEVELS``): ``x``, ``node_layer``,
+    ``node_pos``, ``node_type``, ``node_act``, ``node_norm`` and ``x_raw`` per node;
+    ``edge_index``, ``edge_attr``, ``edge_mask``, ``edge_layer``, ``edge_type`` and
+    ``edge_attr_raw`` per edge; ``arch``, ``model_state``, ``y`` and ``inr_index`` per graph.
 
     Batching graphs whose edge features differ in width (taps) or dtype raises a
     ``ValueError`` that says how to make them agree.
@@ -459,33 +466,11 @@ def _stack_norms(norms, arch: Architecture, B: int, dtype, device) -> Tensor:
 
 
 def _batch(fields: dict[str, Tensor], arch: Architecture, B: int, state: ModelState) -> Batch:
-    """Wrap the fields of B graphs of one architecture as a PyG ``Batch`` (slices written directly)."""
-    n, e = arch.num_nodes, arch.num_edges
-    device = fields["x"].device
-    node_slices = torch.arange(B + 1) * n
-    edge_slices = torch.arange(B + 1) * e
-    batch = Batch(
-        _base_cls=NeuralGraph,
-        **fields,
-        arch=[arch] * B,
-        model_state=[state] * B,
-        batch=torch.arange(B, device=device).repeat_interleave(n),
-        ptr=torch.arange(B + 1, device=device) * n,
-    )
-    batch._num_graphs = B
-    batch._slice_dict = {
-        "x": node_slices, "edge_index": edge_slices, "edge_attr": edge_slices,
-        "edge_mask": edge_slices, "node_layer": node_slices, "node_pos": node_slices,
-        "node_type": node_slices, "node_act": node_slices, "edge_layer": edge_slices,
-        "edge_type": edge_slices, "node_norm": node_slices, "arch": torch.arange(B + 1),
-        "model_state": torch.arange(B + 1),
-    }
-    zeros = torch.zeros(B, dtype=torch.long)
-    batch._inc_dict = {k: zeros for k in batch._slice_dict if k not in ("edge_index", "arch", "model_state")}
-    batch._inc_dict["edge_index"] = torch.arange(B) * n
-    batch._inc_dict["arch"] = None
-    batch._inc_dict["model_state"] = None
-    return batch
+    """Wrap the fields of B graphs of one architecture as a PyG ``Batch`` (:func:`~neuralgraph.batching.uniform_batch`)."""
+    from .batching import uniform_batch
+
+    return uniform_batch({**fields, "arch": [arch] * B, "model_state": [state] * B}, B, arch.num_nodes,
+                         arch.num_edges)
 
 
 # ----------------------------------------------------------------------------
@@ -534,15 +519,10 @@ def _graph_arch(graph: Data, arch: Architecture | None, what: str) -> list[Archi
     return archs
 
 
-def _layer_params(graph: Data, arch: Architecture) -> tuple[list[Tensor], list[Tensor | None]]:
-    """Dense per-layer weights/biases of one graph, read through ``edge_index``.
-
-    Reading through indices (not edge order) means any graph with the right
-    structure rebuilds, whatever order its edges are stored in.
-    """
-    pos, layer = graph.node_pos, graph.node_layer
+def _check_edges(graph: Data, arch: Architecture) -> None:
+    """Per layer: the edge and neuron counts, kernel taps and endpoints the architecture implies."""
+    pos = graph.node_pos
     src, dst = graph.edge_index
-    weights, biases = [], []
     for m, spec in enumerate(arch.layers, start=1):
         sel = (graph.edge_layer == m) & (graph.edge_type == EDGE_FORWARD)
         count = int(sel.sum())
@@ -551,16 +531,58 @@ def _layer_params(graph: Data, arch: Architecture) -> tuple[list[Tensor], list[T
                              f"{spec.out_features}x{spec.in_features}")
         if graph.edge_attr.size(-1) < spec.taps:
             raise ValueError(f"layer {m}: edge features have {graph.edge_attr.size(-1)} taps, kernel needs {spec.taps}")
-        i, j = pos[dst[sel]], pos[src[sel]]
-        _check_layer_edges(graph, m, spec, sel, i, j)
-        w = graph.edge_attr.new_zeros(spec.out_features, spec.in_features, spec.taps)
-        w[i, j] = graph.edge_attr[sel, : spec.taps]
-        weights.append(w.reshape(spec.weight_shape))
-        bias_rows = layer == m
-        if int(bias_rows.sum()) != spec.out_features:
-            raise ValueError(f"layer {m}: graph has {int(bias_rows.sum())} neurons, expected {spec.out_features}")
-        biases.append(graph.x[bias_rows, 0].clone() if spec.bias else None)
-    return weights, biases
+        _check_layer_edges(graph, m, spec, sel, pos[dst[sel]], pos[src[sel]])
+        neurons = int((graph.node_layer == m).sum())
+        if neurons != spec.out_features:
+            raise ValueError(f"layer {m}: graph has {neurons} neurons, expected {spec.out_features}")
+
+
+def read_params(graph: Data, arch: Architecture, rows: Tensor, count: int, *, raw: bool = False,
+                norms: bool = False) -> tuple[list[Tensor], list[Tensor | None], list[Tensor | None]]:
+    """The one reader from neural graphs to parameters: graph ``g`` goes to row ``rows[g]``.
+
+    Reads the graphs with ``rows[g] >= 0`` (all of ``arch``'s :func:`parameter_layout`)
+    through ``edge_index`` and ``node_pos``, so permuted and re-ordered graphs read
+    right; vectorised over graphs. :func:`batch_to_stacked`, :func:`to_model`,
+    :func:`stacked_by_layout` and the probes of NG-GNN/NG-T all read through it.
+
+    Args:
+        graph: a neural graph or a PyG batch of them.
+        arch: the architecture (parameter layout) of the graphs read.
+        rows: ``[num_graphs]`` row of each graph in the stacks, ``-1`` for graphs not read.
+        count: number of rows.
+        raw: read ``x_raw`` / ``edge_attr_raw`` where present (the real parameters of a
+            standardised dataset batch) instead of ``x`` / ``edge_attr``.
+        norms: also read ``node_norm`` of the layers with a normalisation.
+
+    Shapes: ``weights[m] [count, *weight_shape]``, ``biases[m] [count, out]`` (``None`` for a
+    layer without bias), ``norms[m] [count, out, 4]`` (``None`` without a normalisation, or
+    when ``norms`` is False).
+    """
+    node_rows = rows[graph_index(graph)]
+    pos = graph.node_pos
+    src, dst = graph.edge_index
+    edge_rows = node_rows[dst]
+    x = graph.x_raw if raw and "x_raw" in graph else graph.x
+    w_all = graph.edge_attr_raw if raw and "edge_attr_raw" in graph else graph.edge_attr
+    weights, biases, norm_rows = [], [], []
+    for m, spec in enumerate(arch.layers, start=1):
+        sel = ((graph.edge_layer == m) & (graph.edge_type == EDGE_FORWARD) & (edge_rows >= 0)).nonzero().view(-1)
+        if sel.numel() != count * spec.in_features * spec.out_features:
+            raise ValueError(f"layer {m} ({spec.kind}): {count} graph(s) have {sel.numel()} edges, expected "
+                             f"{count}x{spec.out_features}x{spec.in_features}")
+        w = w_all.new_zeros(count, spec.out_features, spec.in_features, spec.taps)
+        w = w.index_put((edge_rows[sel], pos[dst[sel]], pos[src[sel]]), w_all[sel, : spec.taps])
+        weights.append(w.reshape(count, *spec.weight_shape))
+        nodes = ((graph.node_layer == m) & (node_rows >= 0)).nonzero().view(-1)
+        at = (node_rows[nodes], pos[nodes])
+        biases.append(x.new_zeros(count, spec.out_features).index_put(at, x[nodes, 0]) if spec.bias else None)
+        if norms and spec.norm is not None:
+            rows_ = graph.node_norm[nodes].to(w_all.dtype)
+            norm_rows.append(rows_.new_zeros(count, spec.out_features, 4).index_put(at, rows_))
+        else:
+            norm_rows.append(None)
+    return weights, biases, norm_rows
 
 
 def _check_layer_edges(graph: Data, m: int, spec, sel: Tensor, i: Tensor, j: Tensor) -> None:
@@ -599,19 +621,20 @@ def to_model(graph: Data, arch: Architecture | None = None) -> nn.Sequential:
     _check_layout(graph, arch, 1, "to_model")
     state = _graph_state(graph)
     model = arch.build().to(dtype=graph.edge_attr.dtype, device=graph.edge_attr.device)
-    weights, biases = _layer_params(graph, arch)
+    _check_edges(graph, arch)
+    one = torch.zeros(num_graphs(graph), dtype=torch.long, device=graph.x.device)
+    weights, biases, norms = read_params(graph, arch, one, 1, norms=True)
     with torch.no_grad():
-        for m, ((module, norm), w, b) in enumerate(zip(_layer_modules(model), weights, biases), start=1):
-            module.weight.copy_(w)
+        for (module, norm), w, b, rows in zip(_layer_modules(model), weights, biases, norms):
+            module.weight.copy_(w[0])
             if b is not None:
-                module.bias.copy_(b)
+                module.bias.copy_(b[0])
             if norm is None:
                 continue
-            rows = graph.node_norm[graph.node_layer == m]
             for k, name in enumerate(("weight", "bias", "running_mean", "running_var")):
                 t = getattr(norm, name, None)
                 if t is not None:
-                    t.copy_(rows[:, k])
+                    t.copy_(rows[0, :, k])
         state.apply(model)
     return model
 
@@ -630,6 +653,18 @@ def to_models(batch: Data) -> list[nn.Sequential]:
     return [to_model(batch.get_example(i)) for i in range(batch.num_graphs)]
 
 
+def graph_index(graph: Data) -> Tensor:
+    """Graph id of every node ``[N]`` of a neural graph or a PyG batch of them (zeros for one graph)."""
+    if "batch" in graph and graph.batch is not None:
+        return graph.batch
+    return torch.zeros(graph.num_nodes, dtype=torch.long, device=graph.x.device)
+
+
+def num_graphs(graph: Data) -> int:
+    """Number of graphs of a neural graph (1) or of a PyG batch of them."""
+    return int(graph.num_graphs) if "batch" in graph and graph.batch is not None else 1
+
+
 def parameter_layout(arch: Architecture) -> tuple:
     """Where an architecture's parameters sit: layer kinds, weight shapes, biases, norms, residual blocks.
 
@@ -638,38 +673,61 @@ def parameter_layout(arch: Architecture) -> tuple:
     return (tuple((l.kind, l.weight_shape, l.bias, l.norm is not None) for l in arch.layers), arch.residuals)
 
 
-def batch_to_stacked(batch: Batch, arch: Architecture | None = None) -> tuple[list[Tensor], list[Tensor | None]]:
+def batch_to_stacked(batch: Batch, arch: Architecture | None = None, *, norms: bool = False):
     """Inverse of :func:`stacked_to_batch` for a batch of one parameter layout, vectorised.
 
-    Weights are read through node positions, so permuted or re-ordered graphs
-    are handled too. A single graph gives stacks of one. The graphs may differ in
-    what does not change where parameters sit (activations, dropout rates), not in
-    layer kinds, shapes, biases, normalisations or residual blocks.
+    Weights are read through node positions (:func:`read_params`), so permuted or
+    re-ordered graphs are handled too. A single graph gives stacks of one. The graphs
+    may differ in what does not change where parameters sit (activations, dropout
+    rates), not in layer kinds, shapes, biases, normalisations or residual blocks; a
+    mixed batch reads per layout with :func:`stacked_by_layout`.
+
+    Returns ``(weights, biases)``, or ``(weights, biases, norms)`` with ``norms=True``
+    (shapes in :func:`read_params`).
     """
     archs = _graph_arch(batch, arch, "batch_to_stacked")
     arch = arch if arch is not None else archs[0]
     if any(a != arch and parameter_layout(a) != parameter_layout(arch) for a in archs):
         raise ValueError("batch_to_stacked needs graphs of one parameter layout (layer kinds and shapes); use "
-                         "to_models for mixed batches")
+                         "stacked_by_layout or to_models for mixed batches")
     B = len(archs)
     n = arch.num_nodes
     if batch.num_nodes != B * n:
         raise ValueError(f"batch has {batch.num_nodes} nodes, expected {B}x{n} for this architecture")
     _check_layout(batch, arch, B, "batch_to_stacked")
-    gb = batch.batch if "batch" in batch else torch.zeros(batch.num_nodes, dtype=torch.long, device=batch.x.device)
-    src, dst = batch.edge_index
-    g = gb[dst]
-    weights, biases = [], []
-    for m, spec in enumerate(arch.layers, start=1):
-        sel = (batch.edge_layer == m) & (batch.edge_type == EDGE_FORWARD)
-        if int(sel.sum()) != B * spec.in_features * spec.out_features:
-            raise ValueError(f"layer {m} ({spec.kind}): batch has {int(sel.sum())} edges, expected "
-                             f"{B}x{spec.out_features}x{spec.in_features}")
-        w = batch.edge_attr.new_zeros(B, spec.out_features, spec.in_features, spec.taps)
-        w[g[sel], batch.node_pos[dst[sel]], batch.node_pos[src[sel]]] = batch.edge_attr[sel, : spec.taps]
-        weights.append(w.reshape(B, *spec.weight_shape))
-        biases.append(batch.x[batch.node_layer == m, 0].reshape(B, spec.out_features) if spec.bias else None)
-    return weights, biases
+    weights, biases, norm_rows = read_params(batch, arch, torch.arange(B, device=batch.x.device), B, norms=norms)
+    return (weights, biases, norm_rows) if norms else (weights, biases)
+
+
+def group_by_layout(batch: Data, by: str = "layout") -> list[tuple[Architecture, Tensor]]:
+    """``[(arch, graph ids)]``: the graphs of a (mixed) batch grouped by :func:`parameter_layout`
+    (``by="layout"``) or by equal :class:`Architecture` (``by="architecture"``: also the same
+    activations), in order of first appearance; ``arch`` is the first graph's of each group."""
+    if by not in ("layout", "architecture"):
+        raise ValueError(f"group_by_layout: by must be 'layout' or 'architecture', got {by!r}")
+    archs = _graph_arch(batch, None, "group_by_layout")
+    first = archs[0]
+    if all(a is first for a in archs):                  # one architecture object: no per-graph work
+        return [(first, torch.arange(len(archs), device=batch.x.device))]
+    key = parameter_layout if by == "layout" else (lambda a: a)
+    groups: dict = {}
+    for i, a in enumerate(archs):
+        groups.setdefault(key(a), (a, []))[1].append(i)
+    return [(a, torch.tensor(ids, device=batch.x.device)) for a, ids in groups.values()]
+
+
+def stacked_by_layout(batch: Data, *, by: str = "layout", raw: bool = False, norms: bool = False):
+    """Read a mixed batch group by group: ``[(arch, graph ids, weights, biases, norms)]``.
+
+    One vectorised :func:`read_params` per group of :func:`group_by_layout` (``by``).
+    """
+    out = []
+    G = num_graphs(batch)
+    for arch, ids in group_by_layout(batch, by):
+        rows = torch.full((G,), -1, dtype=torch.long, device=batch.x.device)
+        rows[ids] = torch.arange(ids.numel(), device=batch.x.device)
+        out.append((arch, ids, *read_params(batch, arch, rows, ids.numel(), raw=raw, norms=norms)))
+    return out
 
 
 def pad_taps(graph: Data, taps: int) -> Data:

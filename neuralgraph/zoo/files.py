@@ -40,7 +40,8 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 
 from ..architecture import Architecture
-from ..graph import NeuralGraph, stacked_to_batch, to_model
+from ..batching import concat_batches, set_graph_attr
+from ..graph import stacked_to_batch, to_model
 from ..inr.dataset import _as_index, _chunk_path, _compact, _fingerprint, _remove_chunks, _sha256, _tensor_digest
 from ..inr.siren import derive_seed
 from ..io import atomic_save, lock_directory
@@ -484,8 +485,8 @@ class ZooDataset:
         for arch, ids, p in self.params(indices, epoch):
             b = stacked_to_batch(p["weights"], p["biases"], arch, taps=self.taps,
                                  norms=p["norms"] if arch.has_norm else None)
-            _graph_attr(b, "y", y_all[ids])
-            _graph_attr(b, "net_index", ids)
+            set_graph_attr(b, "y", y_all[ids])
+            set_graph_attr(b, "net_index", ids)
             parts.append(b)
         if not parts:
             raise ValueError("no networks selected")
@@ -494,64 +495,3 @@ class ZooDataset:
     def model(self, i: int, epoch: int | None = None) -> nn.Sequential:
         """Network ``i`` at checkpoint ``epoch`` as an ``nn.Sequential`` (eval mode), through its neural graph."""
         return to_model(self.batch([int(i)], epoch).get_example(0))
-
-
-def _graph_attr(b: Batch, key: str, value: Tensor) -> None:
-    b[key] = value
-    b._slice_dict[key] = torch.arange(value.numel() + 1)
-    b._inc_dict[key] = torch.zeros(value.numel(), dtype=torch.long)
-
-
-_EDGE_KEYS = ("edge_index", "edge_attr", "edge_mask", "edge_layer", "edge_type")
-
-
-def concat_batches(batches: Sequence[Batch]) -> Batch:
-    """One PyG ``Batch`` holding the graphs of several (e.g. one per architecture), without a per-graph loop.
-
-    Every batch must have the same keys and edge-feature width (pad with ``taps=``).
-    """
-    if len(batches) == 1:
-        return batches[0]
-    keys = set(batches[0]._slice_dict)
-    for b in batches[1:]:
-        if set(b._slice_dict) != keys:
-            raise ValueError(f"cannot concatenate batches with different fields: {sorted(keys ^ set(b._slice_dict))}")
-        if b.edge_attr.size(-1) != batches[0].edge_attr.size(-1):
-            raise ValueError(f"cannot concatenate batches with {batches[0].edge_attr.size(-1)} and "
-                             f"{b.edge_attr.size(-1)} taps per edge; build them with the same taps=")
-    node_off = [0]
-    graph_off = [0]
-    for b in batches:
-        node_off.append(node_off[-1] + b.num_nodes)
-        graph_off.append(graph_off[-1] + b.num_graphs)
-    fields: dict[str, Any] = {}
-    slices: dict[str, Tensor] = {}
-    incs: dict[str, Any] = {}
-    for key in keys:
-        vals = [b[key] for b in batches]
-        if isinstance(vals[0], list):
-            fields[key] = [v for vs in vals for v in vs]
-        elif key == "edge_index":
-            fields[key] = torch.cat([v + node_off[j] for j, v in enumerate(vals)], 1)
-        else:
-            fields[key] = torch.cat(vals, 0)
-        sl = [b._slice_dict[key] for b in batches]
-        offs = [0]
-        for s in sl:
-            offs.append(offs[-1] + int(s[-1]))
-        slices[key] = torch.cat([s[:-1] + offs[j] for j, s in enumerate(sl)] + [sl[-1][-1:] + offs[-2]])
-        inc = [b._inc_dict[key] for b in batches]
-        if inc[0] is None:
-            incs[key] = None
-        elif key == "edge_index":
-            incs[key] = torch.cat([v + node_off[j] for j, v in enumerate(inc)])
-        else:
-            incs[key] = torch.cat(inc)
-    device = batches[0].x.device
-    out = Batch(_base_cls=NeuralGraph, **fields,
-        batch=torch.cat([b.batch + graph_off[j] for j, b in enumerate(batches)]),
-        ptr=torch.cat([batches[0].ptr[:1]] + [b.ptr[1:] + node_off[j] for j, b in enumerate(batches)]).to(device))
-    out._num_graphs = graph_off[-1]
-    out._slice_dict = slices
-    out._inc_dict = incs
-    return out
