@@ -15,6 +15,7 @@ Examples::
     neuralgraph predict --run runs/nggnn --data mnist_inrs/test.pt --out preds.csv
     neuralgraph embed --run runs/nggnn --data mnist_inrs/test.pt --out emb.pt
     neuralgraph evaluate --run runs/nggnn --data mnist_inrs/test.pt
+    neuralgraph extend --run runs/nggnn --epochs 40      # continue a finished run to 40 epochs
 """
 from __future__ import annotations
 
@@ -299,6 +300,15 @@ def _add_use_parsers(sub) -> None:
     i.add_argument("--val-from-train", type=int, default=0,
                    help="when the JSON has no 'val' split: take the last N training INRs")
     i.add_argument("--quiet", action="store_true", help="no progress bars")
+    x = sub.add_parser("extend", help="continue a finished training run to more epochs",
+                       description="Raise a run's epoch count (its checkpoints are updated explicitly) and continue "
+                                   "training from its last epoch with the run's own settings and data. The "
+                                   "learning-rate schedule is stretched to the new total (a warm restart).")
+    x.add_argument("--run", type=Path, required=True, help="run directory of `neuralgraph train`")
+    x.add_argument("--epochs", type=_positive(int), required=True, help="new total number of epochs")
+    x.add_argument("--device", type=_device, help="device for the continued training (default: the run's)")
+    x.add_argument("--threads", type=_positive(int), help="torch intra-op threads")
+    x.add_argument("--quiet", action="store_true", help="no progress bars")
     for name, text in (("predict", "predicted classes and probabilities of INRs under a trained classify run"),
                        ("embed", "permutation-invariant embeddings of INRs under a trained run"),
                        ("evaluate", "the run's task metrics on an INR split")):
@@ -317,6 +327,22 @@ def _add_use_parsers(sub) -> None:
                                 "(auto: output for contrastive runs)")
         c.add_argument("--batch-size", type=_positive(int), default=256)
         c.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:N or auto")
+
+
+def _extend(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+    from .train.checkpoint import extend_run
+
+    if not (args.run / "last.pt").is_file():
+        raise FileNotFoundError(f"{args.run} holds no last.pt; is it a `neuralgraph train` run directory?")
+    config = extend_run(args.run, args.epochs)
+    if args.device is not None:
+        config["device"] = args.device
+    res = train(TrainConfig(**config), resume=True, progress=not args.quiet, threads=args.threads)
+    shown = (f"test accuracy: {res.test_acc:.2%}" if res.task == "classify" else
+             "test " + ", ".join(f"{k} {v:.4g}" for k, v in (res.test_metrics or {}).items()))
+    print(f"{shown}  ({res.epochs_done} epochs; run directory: {res.run_dir})")
+    return 0
 
 
 def _import_inrs(args: argparse.Namespace) -> int:
@@ -381,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     commands = {"fit-inrs": _fit, "train": _train, "quickstart": _quickstart, "models": _models, "zoo": run_zoo,
-                "import-inrs": _import_inrs, "predict": _predict, "embed": _embed, "evaluate": _evaluate}
+                "import-inrs": _import_inrs, "extend": _extend, "predict": _predict, "embed": _embed, "evaluate": _evaluate}
     try:
         return commands[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError, FloatingPointError, DirectoryBusy) as e:

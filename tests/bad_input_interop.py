@@ -114,3 +114,9 @@ CASES: list[Case] = [
                                       "--layer", "middle"], "invalid choice: 'middle'"),
     cli_case("cli evaluate: no best.pt", ["evaluate", "--run", "{tmp}", "--data", "{data}"], "holds no best.pt"),
 ]
+
+CASES += [
+    cli_case("cli extend: not a run", ["extend", "--run", "{tmp}", "--epochs", "5"], "holds no last.pt"),
+    Case("extend_run: no checkpoint", lambda ctx: __import__("neuralgraph.train.checkpoint").train.checkpoint
+         .extend_run(ctx.tmp, 5), FileNotFoundError, "checkpoint not found"),
+]

@@ -126,6 +126,20 @@ def test_cli_predict_embed_evaluate(run, tmp_path, capsys):
     assert "run not found" in capsys.readouterr().err
 
 
+def test_extend_a_finished_run(run, tmp_path, capsys):
+    res, _ = run
+    run_dir = tmp_path / "run"
+    shutil.copytree(res.run_dir, run_dir)
+    assert main(["extend", "--run", str(run_dir), "--epochs", "2"]) == 2
+    assert "epochs must be an int above the run's 2" in capsys.readouterr().err
+    assert main(["extend", "--run", str(run_dir), "--epochs", "3", "--quiet"]) == 0
+    ck = load_checkpoint(run_dir / "last.pt")
+    assert ck["epoch"] == 3 and ck["config"]["epochs"] == 3
+    assert ck["history"][:2] == res.history                  # the first two epochs are kept as they were
+    assert json.loads((run_dir / "results.json").read_text())["epochs"] == 3
+    assert load_checkpoint(res.run_dir / "last.pt")["epoch"] == 2    # the original run is untouched
+
+
 # ----------------------------------------------------------------------------
 # DWSNets / neural-graphs layout
 # ----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import torch
 
 from ..io import atomic_save
 
-__all__ = ["CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng", "inference_state",
+__all__ = ["CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng", "inference_state", "extend_run",
            "config_mismatch"]
 
 CHECKPOINT_VERSION = 1
@@ -117,3 +117,30 @@ def inference_state(splits: dict[str, Any], normalize: bool) -> dict[str, Any]:
     meta = getattr(train, "meta", None) or {}
     return {"inference": {"normalize": bool(normalize), "stats": keep,
                           "source": meta.get("source"), "fit": dict(meta.get("fit") or {})}}
+
+
+def extend_run(run_dir: str | os.PathLike, epochs: int) -> dict[str, Any]:
+    """Let a (finished) run continue to ``epochs`` in total: rewrite the epoch count of its checkpoints.
+
+    ``train(config, resume=True)`` refuses a changed ``epochs`` (it would silently
+    change the run); this is the explicit way. ``best.pt`` and ``last.pt`` get
+    ``config["epochs"] = epochs`` (and ``config["out"] = run_dir``, so a copied run
+    directory continues in place); the weights, optimiser, history and RNG states stay, so resuming continues
+    exactly after the last epoch. The learning-rate schedule is rebuilt for the new
+    total (linear warmup, then cosine over all ``epochs``): the rate rises again from
+    where the shorter schedule ended (a warm restart).
+
+    Returns the updated config dict (what to build ``TrainConfig(**config)`` from).
+    """
+    run_dir = Path(run_dir)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    last = load_checkpoint(last_path)
+    old = int(last["config"]["epochs"])
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= old:
+        raise ValueError(f"{last_path}: epochs must be an int above the run's {old}, got {epochs!r}")
+    paths = [p for p in (best_path, last_path) if p.is_file()]
+    for path in paths:                                  # best.pt first: last.pt decides what a resume sees
+        ck = last if path == last_path else load_checkpoint(path)
+        ck["config"] = {**ck["config"], "epochs": epochs}
+        save_checkpoint({k: v for k, v in ck.items() if k != "version"}, path)
+    return {**last["config"], "out": str(run_dir)}
