@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from functools import partial
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 __all__ = [
     "ACTIVATIONS",
@@ -22,6 +24,9 @@ __all__ = [
     "Sine",
     "Offset",
     "ModuleSpec",
+    "ModuleKind",
+    "MODULE_KINDS",
+    "norm_functional",
     "LayerSpec",
     "Architecture",
     "mlp_architecture",
@@ -109,93 +114,140 @@ class ModuleSpec:
         return self.kind in NORM_KINDS
 
     def build(self) -> nn.Module:
-        k, a = self.kind, self.args
-        if k == "relu":
-            return nn.ReLU()
-        if k == "gelu":
-            return nn.GELU(approximate=a[0] if a else "none")
-        if k == "silu":
-            return nn.SiLU()
-        if k == "tanh":
-            return nn.Tanh()
-        if k == "sigmoid":
-            return nn.Sigmoid()
-        if k == "leaky_relu":
-            return nn.LeakyReLU(_finite(a[0], "LeakyReLU negative_slope") if a else 0.01)
-        if k == "sine":
-            return Sine(a[0] if a else 30.0)
-        if k == "offset":
-            return Offset(a[0] if a else 0.5)
-        if k == "flatten":
-            return nn.Flatten(*a)
-        if k == "global_avg_pool1d":
-            return nn.AdaptiveAvgPool1d(1)
-        if k == "global_avg_pool2d":
-            return nn.AdaptiveAvgPool2d(1)
-        if k == "dropout":
-            return nn.Dropout(a[0] if a else 0.5)
-        if k == "identity":
-            return nn.Identity()
-        if k in ("batchnorm1d", "batchnorm2d"):
-            n, eps, momentum, affine, track = a
-            cls = nn.BatchNorm1d if k == "batchnorm1d" else nn.BatchNorm2d
-            return cls(n, eps=eps, momentum=momentum, affine=affine, track_running_stats=track)
-        if k == "layernorm":
-            n, eps, affine, bias = a
-            return nn.LayerNorm(n, eps=eps, elementwise_affine=affine, bias=bias)
-        raise ValueError(f"unknown module kind {k!r}")
+        """The ``nn.Module`` this spec describes."""
+        if self.kind not in MODULE_KINDS:
+            raise ValueError(f"unknown module kind {self.kind!r}")
+        return MODULE_KINDS[self.kind].build(self.args)
+
+    def functional(self) -> Callable[[Tensor], Tensor]:
+        """The module as a function of its input (eval mode: dropout is the identity).
+
+        Normalisations have per-neuron parameters: use :func:`norm_functional`.
+        """
+        kind = MODULE_KINDS.get(self.kind)
+        if kind is None or kind.functional is None:
+            raise ValueError(f"{self.kind!r} has no parameter-free functional form")
+        return kind.functional(self.args)
 
     @staticmethod
     def from_module(module: nn.Module, where: str) -> "ModuleSpec":
         """Describe a parameter-free module, or raise naming it and ``where``."""
-        if isinstance(module, nn.ReLU):
-            return ModuleSpec("relu")
-        if isinstance(module, nn.GELU):
-            return ModuleSpec("gelu", (module.approximate,))
-        if isinstance(module, nn.SiLU):
-            return ModuleSpec("silu")
-        if isinstance(module, nn.Tanh):
-            return ModuleSpec("tanh")
-        if isinstance(module, nn.Sigmoid):
-            return ModuleSpec("sigmoid")
-        if isinstance(module, nn.LeakyReLU):
-            return ModuleSpec("leaky_relu", (_finite(module.negative_slope, f"{where}: LeakyReLU negative_slope"),))
-        if isinstance(module, Sine):
-            return ModuleSpec("sine", (_finite(module.w0, f"{where}: Sine w0"),))
-        if isinstance(module, Offset):
-            return ModuleSpec("offset", (_finite(module.value, f"{where}: Offset value"),))
-        if isinstance(module, nn.Flatten):
-            return ModuleSpec("flatten", (module.start_dim, module.end_dim))
-        if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
-            size = module.output_size
-            sizes = size if isinstance(size, tuple) else (size,)
-            if any(s != 1 for s in sizes):
-                raise ValueError(
-                    f"{where}: {module} is supported only as global pooling "
-                    f"(output_size=1), got output_size={size}"
-                )
-            dim = 1 if isinstance(module, nn.AdaptiveAvgPool1d) else 2
-            return ModuleSpec(f"global_avg_pool{dim}d")
-        if isinstance(module, nn.Dropout):
-            return ModuleSpec("dropout", (float(module.p),))
-        if isinstance(module, nn.Identity):
-            return ModuleSpec("identity")
-        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            kind = "batchnorm1d" if isinstance(module, nn.BatchNorm1d) else "batchnorm2d"
-            return ModuleSpec(kind, (module.num_features, module.eps, module.momentum, module.affine,
-                                     module.track_running_stats))
-        if isinstance(module, nn.LayerNorm):
-            if len(module.normalized_shape) != 1:
-                raise ValueError(f"{where}: LayerNorm over {tuple(module.normalized_shape)} is supported only "
-                                 "over the neurons of one layer (a 1-d normalized_shape)")
-            return ModuleSpec("layernorm", (module.normalized_shape[0], module.eps, module.elementwise_affine,
-                                            module.bias is not None))
+        for name, kind in MODULE_KINDS.items():
+            if isinstance(module, kind.classes):
+                return ModuleSpec(name, kind.args(module, where))
         raise ValueError(
             f"{where}: unsupported module {type(module).__name__} ({module}); "
             "neural graphs support Linear, Conv1d, Conv2d, elementwise "
             f"activations ({', '.join(a for a in ACTIVATIONS if a != 'identity')}), "
             "BatchNorm1d/2d, LayerNorm, Flatten, global average pooling, Dropout, Identity and ng.Offset"
         )
+
+
+@dataclass(frozen=True)
+class ModuleKind:
+    """One row of :data:`MODULE_KINDS`: how a parameter-free module kind is read, built and run.
+
+    Args:
+        classes: the ``nn.Module`` classes of the kind.
+        args: ``(module, where) -> args`` (validated; ``ValueError`` naming ``where``).
+        build: ``args -> nn.Module``.
+        functional: ``args -> (Tensor -> Tensor)``, or ``None`` for normalisations
+            (their per-neuron parameters live in ``node_norm``; see :func:`norm_functional`).
+    """
+
+    classes: tuple[type, ...]
+    args: Callable[[nn.Module, str], tuple]
+    build: Callable[[tuple], nn.Module]
+    functional: Callable[[tuple], Callable[[Tensor], Tensor]] | None
+
+
+def _global_pool_args(module: nn.Module, where: str) -> tuple:
+    size = module.output_size
+    sizes = size if isinstance(size, tuple) else (size,)
+    if any(s != 1 for s in sizes):
+        raise ValueError(f"{where}: {module} is supported only as global pooling (output_size=1), "
+                         f"got output_size={size}")
+    return ()
+
+
+def _layernorm_args(module: nn.LayerNorm, where: str) -> tuple:
+    if len(module.normalized_shape) != 1:
+        raise ValueError(f"{where}: LayerNorm over {tuple(module.normalized_shape)} is supported only "
+                         "over the neurons of one layer (a 1-d normalized_shape)")
+    return (module.normalized_shape[0], module.eps, module.elementwise_affine, module.bias is not None)
+
+
+def _batchnorm_args(module: nn.Module, where: str) -> tuple:
+    return (module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+
+
+def _no_args(module: nn.Module, where: str) -> tuple:
+    return ()
+
+
+def _identity(h: Tensor) -> Tensor:
+    return h
+
+
+#: Every parameter-free module kind a neural graph describes: kind -> :class:`ModuleKind`.
+#: Conversion (``ModuleSpec.from_module``), rebuilding (``ModuleSpec.build``) and the
+#: functional interpreter (:mod:`neuralgraph.functional`: probes, zoo training) read it.
+#: Parametric layers (Linear, Conv1d, Conv2d) are :class:`LayerSpec`; residual blocks are
+#: ``Architecture.residuals``.
+MODULE_KINDS: dict[str, ModuleKind] = {
+    "relu": ModuleKind((nn.ReLU,), _no_args, lambda a: nn.ReLU(), lambda a: F.relu),
+    "gelu": ModuleKind((nn.GELU,), lambda m, w: (m.approximate,),
+                       lambda a: nn.GELU(approximate=a[0] if a else "none"),
+                       lambda a: partial(F.gelu, approximate=a[0] if a else "none")),
+    "silu": ModuleKind((nn.SiLU,), _no_args, lambda a: nn.SiLU(), lambda a: F.silu),
+    "tanh": ModuleKind((nn.Tanh,), _no_args, lambda a: nn.Tanh(), lambda a: torch.tanh),
+    "sigmoid": ModuleKind((nn.Sigmoid,), _no_args, lambda a: nn.Sigmoid(), lambda a: torch.sigmoid),
+    "leaky_relu": ModuleKind(
+        (nn.LeakyReLU,), lambda m, w: (_finite(m.negative_slope, f"{w}: LeakyReLU negative_slope"),),
+        lambda a: nn.LeakyReLU(_finite(a[0], "LeakyReLU negative_slope") if a else 0.01),
+        lambda a: partial(F.leaky_relu, negative_slope=a[0] if a else 0.01)),
+    "sine": ModuleKind((Sine,), lambda m, w: (_finite(m.w0, f"{w}: Sine w0"),), lambda a: Sine(a[0] if a else 30.0),
+                       lambda a: (lambda h, w0=(a[0] if a else 30.0): torch.sin(w0 * h))),
+    "offset": ModuleKind((Offset,), lambda m, w: (_finite(m.value, f"{w}: Offset value"),),
+                         lambda a: Offset(a[0] if a else 0.5), lambda a: (lambda h, v=(a[0] if a else 0.5): h + v)),
+    "flatten": ModuleKind((nn.Flatten,), lambda m, w: (m.start_dim, m.end_dim), lambda a: nn.Flatten(*a),
+                          lambda a: (lambda h, s=(a[0] if a else 1), e=(a[1] if len(a) > 1 else -1):
+                                     h.flatten(s, e))),
+    "global_avg_pool1d": ModuleKind((nn.AdaptiveAvgPool1d,), _global_pool_args, lambda a: nn.AdaptiveAvgPool1d(1),
+                                    lambda a: (lambda h: h.mean(-1, keepdim=True))),
+    "global_avg_pool2d": ModuleKind((nn.AdaptiveAvgPool2d,), _global_pool_args, lambda a: nn.AdaptiveAvgPool2d(1),
+                                    lambda a: (lambda h: h.mean((-2, -1), keepdim=True))),
+    "dropout": ModuleKind((nn.Dropout,), lambda m, w: (float(m.p),), lambda a: nn.Dropout(a[0] if a else 0.5),
+                          lambda a: _identity),
+    "identity": ModuleKind((nn.Identity,), _no_args, lambda a: nn.Identity(), lambda a: _identity),
+    "batchnorm1d": ModuleKind((nn.BatchNorm1d,), _batchnorm_args,
+                              lambda a: nn.BatchNorm1d(a[0], eps=a[1], momentum=a[2], affine=a[3],
+                                                       track_running_stats=a[4]), None),
+    "batchnorm2d": ModuleKind((nn.BatchNorm2d,), _batchnorm_args,
+                              lambda a: nn.BatchNorm2d(a[0], eps=a[1], momentum=a[2], affine=a[3],
+                                                       track_running_stats=a[4]), None),
+    "layernorm": ModuleKind((nn.LayerNorm,), _layernorm_args,
+                            lambda a: nn.LayerNorm(a[0], eps=a[1], elementwise_affine=a[2], bias=a[3]), None),
+}
+
+
+def norm_functional(spec: ModuleSpec, h: Tensor, norm: Tensor) -> Tensor:
+    """A normalisation in eval mode from its ``node_norm`` rows ``norm [C, 4]`` (weight, bias, mean, var).
+
+    BatchNorm uses the running statistics; LayerNorm normalises over the neurons (dim -1).
+    Shapes: ``h [n, C, *spatial]`` (BatchNorm) or ``[n, C]`` (LayerNorm), same out.
+    """
+    if spec.kind in ("batchnorm1d", "batchnorm2d"):
+        eps = spec.args[1]
+        shape = (-1,) + (1,) * (h.dim() - 2)
+        w, b, mean, var = (norm[:, k].reshape(shape) for k in range(4))
+        return (h - mean) / torch.sqrt(var + eps) * w + b
+    if spec.kind == "layernorm":
+        eps = spec.args[1]
+        mu = h.mean(-1, keepdim=True)
+        var = h.var(-1, unbiased=False, keepdim=True)
+        return (h - mu) / torch.sqrt(var + eps) * norm[:, 0] + norm[:, 1]
+    raise ValueError(f"{spec.kind!r} is not a normalisation")
 
 
 @dataclass(frozen=True)
@@ -461,9 +513,7 @@ def mlp_architecture(
 _PARAMETRIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 #: Every module class a neural graph can describe; a subclass must not override their ``forward``.
-_SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, Sine, Offset,
-              nn.Flatten, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Identity, nn.BatchNorm1d,
-              nn.BatchNorm2d, nn.LayerNorm, Residual, nn.Sequential)
+_SUPPORTED = _PARAMETRIC + tuple(c for kind in MODULE_KINDS.values() for c in kind.classes) + (Residual, nn.Sequential)
 
 
 def _finite(value: float, what: str) -> float:

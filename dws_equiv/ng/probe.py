@@ -3,10 +3,9 @@
 Each input network is run *as a function* of its parameters, read from the graph, on shared
 learned probe inputs. Graphs are grouped by architecture (a loop over the distinct
 architectures of the batch only, never over graphs); inside a group the parameters are
-stacked (vectorised gather through ``node_pos``) and one functional forward is ``vmap``-ed
-over the group with :func:`torch.func.vmap`. The forward interprets the
-:class:`~neuralgraph.Architecture` (Linear/Conv1d/Conv2d, activations, BatchNorm/LayerNorm
-from ``node_norm``, pooling, flatten, residual blocks), so every supported architecture works.
+stacked (:func:`neuralgraph.graph.stacked_by_layout`, the library's one reader) and the
+library's functional interpreter (:func:`neuralgraph.functional.network_values`) is
+``vmap``-ed over the group with :func:`torch.func.vmap`, so every supported architecture works.
 
 The value of a neuron is the output of its layer after the layer's post-modules (activation,
 normalisation, residual add, pooling); for convolutions it is the spatial mean of its channel.
@@ -14,9 +13,7 @@ Input neurons get the probe input itself. Because the values are a function of t
 permuting hidden neurons permutes them identically (equivariance), and they are
 differentiable w.r.t. the probe inputs (and the graph's parameters).
 
-Devices and dtypes: nothing is cached between calls. The activation modules of an
-architecture are parameter-free and rebuilt on every forward (:func:`_build_modules`), the
-probe inputs are read from the parameters (so they follow ``.to(device)`` / ``.double()``)
+Devices and dtypes: nothing is cached between calls. The probe inputs are read from the parameters (so they follow ``.to(device)`` / ``.double()``)
 and cast to the graph's dtype, and every gathered tensor is made on the graph's device. A
 graph on another device than the probes is refused with one clear error instead of a
 matmul device mismatch deep inside ``vmap``.
@@ -28,81 +25,16 @@ first ``d_0`` coordinates. Probe images are ``[P, max_in, S, S]``; a Conv2d netw
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
 from torch_geometric.data import Data
 
 from neuralgraph import IDENTITY_NORM, Architecture
+from neuralgraph.functional import network_values
 from neuralgraph.graph import graph_index, num_graphs, stacked_by_layout
 
 __all__ = ["ProbeFeatures", "network_values"]
-
-
-def _apply(module_spec, module: nn.Module, h: Tensor, norm: Tensor) -> Tensor:
-    kind = module_spec.kind
-    if kind in ("batchnorm1d", "batchnorm2d"):
-        eps = module_spec.args[1]
-        shape = (-1,) + (1,) * (h.dim() - 2)
-        w, b, mean, var = (norm[:, k].reshape(shape) for k in range(4))
-        return (h - mean) / torch.sqrt(var + eps) * w + b
-    if kind == "layernorm":
-        eps = module_spec.args[1]
-        mu = h.mean(-1, keepdim=True)
-        var = h.var(-1, unbiased=False, keepdim=True)
-        return (h - mu) / torch.sqrt(var + eps) * norm[:, 0] + norm[:, 1]
-    if kind == "dropout":
-        return h
-    return module(h)
-
-
-def _layer(spec, h: Tensor, w: Tensor, b: Tensor) -> Tensor:
-    if spec.kind == "linear":
-        return h @ w.transpose(0, 1) + b
-    conv = nn.functional.conv1d if spec.kind == "conv1d" else nn.functional.conv2d
-    return conv(h, w, b, stride=spec.stride, padding=spec.padding, dilation=spec.dilation)
-
-
-def _neuron_values(h: Tensor) -> Tensor:
-    """``[P, C, *spatial] -> [P, C]``: spatial mean of each channel."""
-    return h.flatten(2).mean(-1) if h.dim() > 2 else h
-
-
-def network_values(arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tensor],
-                   norms: Sequence[Tensor], x: Tensor, modules: dict | None = None) -> list[Tensor]:
-    """Run one network of ``arch`` on ``x``; the value of every neuron, layer by layer.
-
-    ``weights[j]`` has the layer's weight shape, ``biases[j]`` is ``[out]`` (zeros for a layer
-    without bias), ``norms[j]`` is ``[out, 4]`` (see ``node_norm``). Returns ``[P, d_m]`` for
-    ``m = 0..M``. Pure tensor code, so it can be ``vmap``-ed over stacked parameters.
-    """
-    if modules is None:
-        modules = _build_modules(arch)
-    h = x
-    for m in arch.pre:
-        h = modules[id(m)](h)
-    values = [_neuron_values(h)]
-    blocks = {start: (end, split) for start, end, split in arch.residuals}
-    skip, close = None, None
-    for j, spec in enumerate(arch.layers):
-        if j in blocks:
-            skip, close = h, blocks[j]
-        h = _layer(spec, h, weights[j], biases[j])
-        for k, post in enumerate(spec.post):
-            if skip is not None and j == close[0] - 1 and k == close[1]:
-                h, skip = h + skip, None
-            h = _apply(post, modules[id(post)], h, norms[j])
-        if skip is not None and j == close[0] - 1:
-            h, skip = h + skip, None
-        values.append(_neuron_values(h))
-    return values
-
-
-def _build_modules(arch: Architecture) -> dict:
-    specs = list(arch.pre) + [p for l in arch.layers for p in l.post]
-    return {id(s): (None if s.is_norm or s.kind == "dropout" else s.build()) for s in specs}
 
 
 class ProbeFeatures(nn.Module):
@@ -151,9 +83,8 @@ class ProbeFeatures(nn.Module):
             identity = torch.tensor(IDENTITY_NORM, dtype=dtype, device=graph.x.device)
             norms = [n if n is not None else identity.expand(count, spec.out_features, 4)
                      for n, spec in zip(norms, arch.layers)]
-            modules = _build_modules(arch)
             x = self.inputs(arch).to(dtype)
-            f = lambda w, b, n: network_values(arch, w, b, n, x, modules)  # noqa: E731
+            f = lambda w, b, n: network_values(arch, w, b, n, x)  # noqa: E731
             try:
                 per_layer = vmap(f)(weights, biases, norms)  # list of [count, P, d_m]
             except RuntimeError as err:

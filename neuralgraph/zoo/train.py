@@ -226,15 +226,7 @@ def _post(mod: ModuleSpec, h: Tensor, layout: str, B: int, width: int, params: d
         flat = h.transpose(0, 1).reshape(n, B * width)
         out = F.batch_norm(flat, *args, training=training, momentum=momentum, eps=eps)
         return out.view(n, B, width).transpose(0, 1), layout
-    return _ACTIVATION_FN[kind](mod)(h), layout
-
-
-_ACTIVATION_FN = {
-    "relu": lambda m: F.relu, "tanh": lambda m: torch.tanh, "sigmoid": lambda m: torch.sigmoid,
-    "silu": lambda m: F.silu, "gelu": lambda m: (lambda t: F.gelu(t, approximate=m.args[0] if m.args else "none")),
-    "leaky_relu": lambda m: (lambda t: F.leaky_relu(t, m.args[0] if m.args else 0.01)),
-    "sine": lambda m: (lambda t: torch.sin((m.args[0] if m.args else 30.0) * t)),
-}
+    return mod.functional()(h), layout
 
 
 def _dropout(h: Tensor, layout: str, B: int, width: int, keep: Tensor, noise) -> Tensor:
