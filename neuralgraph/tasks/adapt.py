@@ -31,6 +31,7 @@ the same target images with Adam, vectorised over networks.
 """
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -139,6 +140,8 @@ class Adapt(Task):
         val, test: fractions of the kept classifiers in the validation and test splits.
         split_seed: seed of the split by classifier. seed: seed of the corruption noise.
         rotate, blur, contrast, noise: the corruption (:func:`neuralgraph.data.corrupt.corrupt`).
+        delta_scale: step size of the edit: the adapted classifier is ``input + delta_scale * (output - input)``
+            for the processor's edited graph ``output`` (see :meth:`adapted`).
     """
 
     name = "adapt"
@@ -148,8 +151,8 @@ class Adapt(Task):
 
     def __init__(self, root: str | None = None, n_images: int = 2000, n_val_images: int = 1000,
                  n_test_images: int = 2000, images_per_step: int = 256, min_acc: float = 0.5, val: float = 0.15,
-                 test: float = 0.15, split_seed: int = 0, seed: int = 0, rotate: float = 20.0, blur: float = 0.7,
-                 contrast: float = 0.85, noise: float = 0.15) -> None:
+                 test: float = 0.15, split_seed: int = 0, seed: int = 0, rotate: float = 20.0, blur: float = 1.0,
+                 contrast: float = 0.9, noise: float = 0.2, delta_scale: float = 0.05) -> None:
         for name, v in (("n_images", n_images), ("n_val_images", n_val_images), ("n_test_images", n_test_images),
                         ("images_per_step", images_per_step)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -157,6 +160,8 @@ class Adapt(Task):
         for name, f in (("val", val), ("test", test)):
             if not 0 < f < 1:
                 raise ValueError(f"adapt: {name} must be a fraction in (0, 1), got {f!r}")
+        if isinstance(delta_scale, bool) or not isinstance(delta_scale, (int, float)) or not delta_scale > 0:
+            raise ValueError(f"adapt: delta_scale must be a number > 0, got {delta_scale!r}")
         if not 0 <= min_acc < 1:
             raise ValueError(f"adapt: min_acc must be in [0, 1), got {min_acc!r}")
         from ..data.corrupt import _check
@@ -164,7 +169,7 @@ class Adapt(Task):
         _check(torch.zeros(1, 1, 2, 2), rotate, blur, contrast, noise, seed)
         self.root, self.n_images, self.n_val_images, self.n_test_images = root, n_images, n_val_images, n_test_images
         self.images_per_step, self.min_acc, self.val, self.test = images_per_step, float(min_acc), val, test
-        self.split_seed, self.seed = split_seed, seed
+        self.split_seed, self.seed, self.delta_scale = split_seed, seed, float(delta_scale)
         self.corruption = {"rotate": float(rotate), "blur": float(blur), "contrast": float(contrast),
                            "noise": float(noise)}
         self.images: dict[str, tuple[Tensor, Tensor]] = {}
@@ -250,6 +255,24 @@ class Adapt(Task):
         weights, biases = batch_to_stacked(graph)
         return grouped_logits(batch_archs(graph), weights, biases, x.to(weights[0].dtype))
 
+    def adapted(self, output: Any, batch: Any) -> Any:
+        """The adapted classifiers of a batch: ``input + delta_scale * (output - input)`` (biases ``x`` and weights
+        ``edge_attr``), a shallow copy of ``output`` that :func:`neuralgraph.to_models` rebuilds.
+
+        The processors' residual heads start from ``input + delta`` with a random ``delta`` of the size of
+        their features (~0.1-1), far larger than the zoo's weights (~0.01-0.1), which would wreck every
+        classifier at initialisation; the step size keeps the first edits small. A linear combination of
+        two equivariant maps, so the adapter stays equivariant.
+        """
+        if self.delta_scale == 1.0:
+            return output
+        out = copy.copy(output)
+        s = self.delta_scale
+        out.x = batch.x.to(output.x.dtype) + s * (output.x - batch.x.to(output.x.dtype))
+        out.edge_attr = batch.edge_attr.to(output.edge_attr.dtype) + s * (
+            output.edge_attr - batch.edge_attr.to(output.edge_attr.dtype))
+        return out
+
     def loss(self, output: Any, batch: Any) -> Tensor:
         return self.loss_and_values(output, batch)[0]
 
@@ -260,7 +283,7 @@ class Adapt(Task):
     def loss_and_values(self, output: Any, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
         """Target cross-entropy of the adapted classifiers (mean over images and networks) and per-network values."""
         x, y = self._images(batch)
-        logits = self.logits(output, x).float()
+        logits = self.logits(self.adapted(output, batch), x).float()
         yy = y.expand(logits.shape[0], -1)
         per_net = F.cross_entropy(logits.transpose(1, 2), yy, reduction="none").mean(1)
         with torch.no_grad():
@@ -283,7 +306,7 @@ class Adapt(Task):
         return {"root": self.root, "n_images": self.n_images, "n_val_images": self.n_val_images,
                 "n_test_images": self.n_test_images, "images_per_step": self.images_per_step,
                 "min_acc": self.min_acc, "val": self.val, "test": self.test, "split_seed": self.split_seed,
-                "seed": self.seed, **self.corruption}
+                "seed": self.seed, "delta_scale": self.delta_scale, **self.corruption}
 
     # ------------------------------------------------------------------ pictures
     @torch.no_grad()
