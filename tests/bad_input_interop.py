@@ -83,7 +83,7 @@ CASES: list[Case] = [
     Case("INRDataset transform not callable", lambda ctx: __import__("neuralgraph.inr").inr.INRDataset(
         ctx.data / "train.pt", transform=3), ValueError, "transform must be callable"),
     Case("INRDataset index bool", lambda ctx: __import__("neuralgraph.inr").inr.INRDataset(ctx.data / "train.pt")[True],
-         ValueError, "dataset[i] takes an integer index"),
+         ValueError, "dataset[i] takes one integer index"),
     # importer
     Case("import: splits file missing", lambda ctx: __import__("neuralgraph.importers").importers.import_inr_splits(
         ctx.tmp / "none.json", ctx.tmp / "o"), FileNotFoundError, "splits file not found"),

@@ -711,8 +711,10 @@ class INRDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         is_int = isinstance(i, (int, np.integer)) or isinstance(i, Tensor) and i.dim() == 0 and not (
             i.dtype.is_floating_point or i.dtype == torch.bool)
-        if isinstance(i, (bool, np.bool_)):
-            raise ValueError(f"dataset[i] takes an integer index, a slice, indices or a boolean mask, got {i!r}")
+        scalar = isinstance(i, (bool, np.bool_, float, np.floating)) or isinstance(i, Tensor) and i.dim() == 0
+        if scalar and (not is_int or isinstance(i, (bool, np.bool_))):
+            raise ValueError(f"dataset[i] takes one integer index (or a slice, indices or a boolean mask for a "
+                             f"sub-dataset), got {i!r}")
         if not is_int:
             return self.subset(i)
         return self.batch(i).get_example(0)
