@@ -1,7 +1,9 @@
 """Zero-shot domain adaptation of zoo classifiers by editing their weights (``--task adapt``; CPU minutes).
 
     python benchmarks/results_adapt.py --out runs/adapt_results --root-mnist ../shared/datasets/mnist \
-        --root-fashion ../shared/datasets/fashion_mnist --num-networks 300 --epochs 20
+        --root-fashion ../shared/datasets/fashion_mnist --images docs/images
+
+(defaults: zoos of 500 MLPs 7x7 -> 32 -> 10, 3 epochs on 5,000 source images; adapters 40 epochs.)
 
 For each data set: generates (or reuses) a zoo of MLP classifiers
 (``generate_zoo(family="mlp", image_size=..., hidden_choices=((hidden,),))``; ReLU and tanh),
@@ -80,14 +82,14 @@ def main() -> None:
     p.add_argument("--root-mnist", type=Path, required=True)
     p.add_argument("--root-fashion", type=Path)
     p.add_argument("--datasets", nargs="+", default=["mnist", "fashion_mnist"])
-    p.add_argument("--num-networks", type=int, default=300)
+    p.add_argument("--num-networks", type=int, default=500)
     p.add_argument("--zoo-epochs", type=int, default=3)
     p.add_argument("--n-train", type=int, default=5000, help="source training images of the zoo")
-    p.add_argument("--image-size", type=int, default=14)
+    p.add_argument("--image-size", type=int, default=7, help="zoo image side (7 or 14; 28 // size pixels averaged)")
     p.add_argument("--hidden", type=int, default=32, help="hidden width of the zoo's one-hidden-layer MLPs")
     p.add_argument("--min-acc", type=float, default=0.5)
     p.add_argument("--n-images", type=int, default=2000, help="target training images (adapters and fine-tuning)")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=16, help="classifiers per adapter training step")
     p.add_argument("--images-per-step", type=int, default=256)
     p.add_argument("--models", nargs="+", default=list(SETTINGS))
@@ -135,7 +137,13 @@ def main() -> None:
                               model_kwargs=kw, task_kwargs=task_kwargs, epochs=args.epochs,
                               batch_size=args.batch_size, lr=s["lr"], normalize=False, device=args.device,
                               augment=s["augment"])
-            res = train(cfg, resume=True, progress=False)
+            try:
+                res = train(cfg, resume=True, progress=False)
+            except ImportError as e:                       # a processor that cannot be imported in this checkout
+                print(f"{name}: not run ({e})", flush=True)
+                rows.append({"dataset": dataset, "model": name, "acc": None, "train_time_s": None, "n": n,
+                             "zoo": zoo_note, "note": f"not run: {e}"})
+                continue
             rows.append({"dataset": dataset, "model": name, "acc": res.test_metrics["acc"],
                          "unadapted": res.test_metrics["unadapted"], "params": res.num_params,
                          "best_epoch": res.best_epoch, "train_time_s": res.train_time_s, "n": n, "zoo": zoo_note})
@@ -153,6 +161,9 @@ def main() -> None:
     base = {r["dataset"]: r["acc"] for r in rows if r["model"] == "none"}
     for r in rows:
         t = "-" if r["train_time_s"] is None else f"{r['train_time_s'] / 60:.1f} min"
+        if r["acc"] is None:
+            print(f"| {r['dataset']} | {LABELS[r['model']]} | - | not run | - | - |")
+            continue
         gain = "-" if r["model"] == "none" else f"{100 * (r['acc'] - base[r['dataset']]):+.1f}"
         params = f"{r['params']:,}" if r.get("params") else "-"
         print(f"| {r['dataset']} | {LABELS[r['model']]} | {params} | {r['acc']:.2%} | {gain} | {t} |")

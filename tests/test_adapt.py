@@ -10,7 +10,7 @@ import neuralgraph as ng
 from neuralgraph.data.corrupt import TARGET_DEFAULTS, corrupt, load_target_data
 from neuralgraph.tasks import TASKS, Adapt
 from neuralgraph.tasks.adapt import batch_archs, finetune_stacked, grouped_logits
-from neuralgraph.train import TrainConfig, build_model, train
+from neuralgraph.train import build_model
 from neuralgraph.zoo import generate_zoo
 
 SMALL = dict(dataset="digits", image_size=8, n_train=400, n_test=300, n_train_eval=100, progress=False)
