@@ -71,3 +71,14 @@ def check_positive_float(who: str, **values: Any) -> None:
     for name, v in values.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             raise ValueError(f"{who}: {name} must be a finite number > 0, got {v!r}")
+
+
+def renamed_argument(who: str, old: str, old_value: Any, new: str, new_value: Any, convert=lambda v: v) -> Any:
+    """The value of argument ``new``, taking the deprecated ``old`` (converted) when given, with a warning."""
+    if old_value is None:
+        return new_value
+    import warnings
+
+    warnings.warn(f"{who}: {old}= is deprecated, use {new}= ({new}={convert(old_value)})", DeprecationWarning,
+                  stacklevel=3)
+    return convert(old_value)

@@ -116,6 +116,15 @@ class DWSIndex:
     # -- construction ------------------------------------------------------------------------
 
     @staticmethod
+    def resolve(index, max_in: int, max_out: int, who: str) -> "DWSIndex":
+        """``index`` itself, or the index of a batch, checked against ``max_in`` / ``max_out`` of ``who``."""
+        idx = index if isinstance(index, DWSIndex) else DWSIndex.from_batch(index, max_in, max_out)
+        if idx.max_inputs > max_in or idx.max_outputs > max_out:
+            raise ValueError(f"batch has {idx.max_inputs} input / {idx.max_outputs} output neurons; {who} "
+                             f"supports max_in={max_in}, max_out={max_out}")
+        return idx
+
+    @staticmethod
     def from_batch(batch, max_in: int | None = None, max_out: int | None = None) -> "DWSIndex":
         """Build the index of a ``NeuralGraph`` or a PyG ``Batch`` of them.
 

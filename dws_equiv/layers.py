@@ -85,7 +85,7 @@ import torch.nn.functional as Fn
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from .checks import check_positive_int
+from .checks import check_positive_int, renamed_argument
 from .index import DWSIndex
 
 __all__ = ["DWSLayer", "NODE_IN", "NODE_OUT", "ANCHOR_OUT", "POOLED", "RELATION_CONTEXT", "Slots",
@@ -107,7 +107,7 @@ POOLED = (("B", "c"), ("F", "in"), ("L", "out"), ("E", "c"))
 RELATION_CONTEXT = tuple((n, "c") for n in ("Bs", "Es", "Bp", "Ep", "Bn", "En", "Bd", "Ed")) + \
     (("F", "in"), ("L", "out"), ("O", "out"))
 #: ``tying="relation"``: parameters are made for every (depth, layer) configuration up to this
-#: depth (or ``max_layers`` if larger). Every (context slot, output slot) pair occurs by depth 5,
+#: depth (or ``max_depth`` if larger). Every (context slot, output slot) pair occurs by depth 5,
 #: so deeper configurations add no parameter (checked by tests/test_dws_layer.py).
 ALL_RELATIONS_DEPTH = 5
 
@@ -223,15 +223,17 @@ class DWSLayer(nn.Module):
         out_channels: int,
         reduce: Literal["mean", "sum", "max"] = "mean",
         tying: Literal["relation", "full"] = "relation",
-        max_layers: int = 8,
+        max_depth: int = 8,
         max_in: int = 64,
         max_out: int = 64,
         pair_mixing: Literal["full", "factorized"] = "factorized",
         depths: Sequence[int] | None = None,
         bias: bool = True,
+        max_layers: int | None = None,
     ) -> None:
         super().__init__()
-        check_positive_int("DWSLayer", in_channels=in_channels, out_channels=out_channels, max_layers=max_layers,
+        max_depth = renamed_argument("DWSLayer", "max_layers", max_layers, "max_depth", max_depth)
+        check_positive_int("DWSLayer", in_channels=in_channels, out_channels=out_channels, max_depth=max_depth,
                            max_in=max_in, max_out=max_out)
         if reduce not in ("mean", "sum", "max"):
             raise ValueError(f"reduce must be 'mean', 'sum' or 'max', got {reduce!r}")
@@ -239,16 +241,16 @@ class DWSLayer(nn.Module):
             raise ValueError(f"tying must be 'relation' or 'full', got {tying!r}")
         if pair_mixing not in ("full", "factorized"):
             raise ValueError(f"pair_mixing must be 'full' or 'factorized', got {pair_mixing!r}")
-        if max_layers < 2:
-            raise ValueError(f"max_layers must be >= 2, got {max_layers}")
+        if max_depth < 2:
+            raise ValueError(f"max_depth must be >= 2, got {max_depth}")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.reduce, self.tying, self.pair_mixing = reduce, tying, pair_mixing
-        self.max_layers, self.max_in, self.max_out = int(max_layers), int(max_in), int(max_out)
+        self.max_depth, self.max_in, self.max_out = int(max_depth), int(max_in), int(max_out)
         if tying == "full":
-            self.depths = tuple(sorted(set(int(d) for d in (depths if depths is not None else range(2, max_layers + 1)))))
+            self.depths = tuple(sorted(set(int(d) for d in (depths if depths is not None else range(2, max_depth + 1)))))
             if not self.depths or min(self.depths) < 2:
                 raise ValueError(f"depths must be >= 2, got {self.depths}")
-            self.max_layers = max(self.depths)
+            self.max_depth = max(self.depths)
         else:
             if depths is not None:
                 raise ValueError("depths= only applies to tying='full'")
@@ -265,7 +267,7 @@ class DWSLayer(nn.Module):
 
     def _configs(self):
         """(group names, depth, layer) for every configuration the parameters must serve."""
-        depths = self.depths if self.tying == "full" else range(2, max(self.max_layers, ALL_RELATIONS_DEPTH) + 1)
+        depths = self.depths if self.tying == "full" else range(2, max(self.max_depth, ALL_RELATIONS_DEPTH) + 1)
         for M in depths:
             for h in range(1, M):
                 yield ("node", self._key("n", M, h), M, h)
@@ -369,10 +371,7 @@ class DWSLayer(nn.Module):
                              f"for depths {list(self.depths)}")
 
     def _index(self, index, x: Tensor, edge_attr: Tensor) -> DWSIndex:
-        idx = index if isinstance(index, DWSIndex) else DWSIndex.from_batch(index, self.max_in, self.max_out)
-        if idx.max_inputs > self.max_in or idx.max_outputs > self.max_out:
-            raise ValueError(f"batch has {idx.max_inputs} input / {idx.max_outputs} output neurons; this DWS layer "
-                             f"supports max_in={self.max_in}, max_out={self.max_out}")
+        idx = DWSIndex.resolve(index, self.max_in, self.max_out, "this DWS layer")
         C, Co = self.in_channels, self.out_channels
         if x.dim() != 2 or x.size(1) != C or edge_attr.dim() != 2 or edge_attr.size(1) != C:
             raise ValueError(f"DWSLayer({C}, {Co}) expects x [N, {C}] and edge_attr [E, {C}], "

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from neuralgraph import EDGE_FORWARD
 
-from .checks import check_graph_batch, check_positive_int, check_probability
+from .checks import check_graph_batch, check_positive_int, check_probability, renamed_argument
 from .index import DWSIndex
 from .layers import DWSLayer
 from .readout import DWSReadout
@@ -43,7 +43,7 @@ class DWSNet(nn.Module):
     * ``head=None``: ``forward(batch) -> (node [N, hidden], edge [E, hidden])``, the
       equivariant features of the last layer (embeddings).
 
-    ``tying`` / ``reduce`` / ``max_in`` / ``max_out`` / ``pair_mixing`` / ``max_layers`` /
+    ``tying`` / ``reduce`` / ``max_in`` / ``max_out`` / ``pair_mixing`` / ``max_depth`` /
     ``depths`` are passed to every :class:`DWSLayer`. The default ``tying="relation"``
     serves any depth and mixed-depth batches with one parameter set.
     """
@@ -61,7 +61,7 @@ class DWSNet(nn.Module):
         tying: Literal["relation", "full"] = "relation",
         dropout: float = 0.0,
         norm: bool = True,
-        max_layers: int = 8,
+        max_depth: int = 8,
         max_in: int = 64,
         max_out: int = 64,
         pair_mixing: Literal["full", "factorized"] = "factorized",
@@ -70,8 +70,10 @@ class DWSNet(nn.Module):
         out_node: int | None = None,
         out_edge: int | None = None,
         edit_residual: bool = True,
+        max_layers: int | None = None,
     ) -> None:
         super().__init__()
+        max_depth = renamed_argument("DWSNet", "max_layers", max_layers, "max_depth", max_depth)
         if head not in ("invariant", "equivariant", None):
             raise ValueError(f"head must be 'invariant', 'equivariant' or None, got {head!r}")
         if head == "invariant" and (out_dim is None or out_dim < 1):
@@ -86,7 +88,7 @@ class DWSNet(nn.Module):
         self.max_in, self.max_out = int(max_in), int(max_out)
         self.edit_residual = bool(edit_residual)
         c0 = max(self.in_node, self.in_edge)
-        kw = dict(reduce=reduce, tying=tying, max_layers=max_layers, max_in=max_in, max_out=max_out,
+        kw = dict(reduce=reduce, tying=tying, max_depth=max_depth, max_in=max_in, max_out=max_out,
                   pair_mixing=pair_mixing, depths=depths)
         self.layers = nn.ModuleList(DWSLayer(c0 if i == 0 else hidden, hidden, **kw) for i in range(num_layers))
         self.node_norms = nn.ModuleList(nn.LayerNorm(hidden) if norm else nn.Identity() for _ in range(num_layers))

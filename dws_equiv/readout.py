@@ -43,10 +43,7 @@ class DWSReadout(nn.Module):
         return self.channels * (4 + self.max_in + 2 * self.max_out)
 
     def forward(self, x: Tensor, edge_attr: Tensor, index) -> Tensor:
-        idx = index if isinstance(index, DWSIndex) else DWSIndex.from_batch(index, self.max_in, self.max_out)
-        if idx.max_inputs > self.max_in or idx.max_outputs > self.max_out:
-            raise ValueError(f"batch has {idx.max_inputs} input / {idx.max_outputs} output neurons; the readout "
-                             f"supports max_in={self.max_in}, max_out={self.max_out}")
+        idx = DWSIndex.resolve(index, self.max_in, self.max_out, "the readout")
         C, r = self.channels, self.reduce
         if x.size(-1) != C or edge_attr.size(-1) != C:
             raise ValueError(f"DWSReadout({C}) got x {tuple(x.shape)} and edge_attr {tuple(edge_attr.shape)}")

@@ -117,8 +117,8 @@ CASES: list[Case] = [
     cli_case("model-arg max_in below the data", [*T, "--model", "dwsnet", "--model-arg", "max_in=1"],
              "max_in=1 is smaller than the dataset needs (2"),
     cli_case("model-arg dropout=1", [*T, "--model", "dwsnet", "--model-arg", "dropout=1"], "dropout"),
-    cli_case("model-arg heads do not divide hidden", [*T, "--model", "ngt", "--model-arg", "heads=3"],
-             "not divisible by heads=3"),
+    cli_case("model-arg attn_heads do not divide hidden", [*T, "--model", "ngt", "--model-arg", "attn_heads=3"],
+             "not divisible by attn_heads=3"),
     # --augment: read by the Augment dataclass fields
     cli_case("augment unknown key", [*T, "--augment", "nosuch=1"], "--augment has no option 'nosuch'; accepted:"),
     cli_case("augment bool typo", [*T, "--augment", "permute=maybe"], "permute='maybe': expected a bool"),

@@ -72,8 +72,8 @@ CASES: list[Case] = [
          ValueError, "max_in=1"),
     Case("NGGNN: more outputs than max_out", lambda ctx: NGGNN(3, hidden=8, max_out=1, use_probes=False)(
         _batch(_mlp(2, 4, 2))), ValueError, "max_out=1"),
-    Case("NGGNN: deeper than max_layers", lambda ctx: NGGNN(3, hidden=8, max_layers=2, use_probes=False)(
-        _batch(_mlp(2, 4, 4, 1))), ValueError, "max_layers=2"),
+    Case("NGGNN: deeper than max_depth", lambda ctx: NGGNN(3, hidden=8, max_depth=1, use_probes=False)(
+        _batch(_mlp(2, 4, 4, 1))), ValueError, "max_depth=1"),
     Case("DWSNet: more taps than in_edge", lambda ctx: DWSNet(3, hidden=8)(ng.to_graph(_mlp(2, 4, 1), taps=3)),
          ValueError, "build it with in_node=1, in_edge=3"),
     Case("DWSNet: tying='full' without parameters for the depth",
@@ -102,9 +102,9 @@ CASES: list[Case] = [
          "rff_sigma must be a finite number > 0"),
     Case("NGGNN: rff_features=-1", lambda ctx: NGGNN(3, rff_features=-1), ValueError, "rff_features must be"),
     Case("NGGNN: head='foo'", lambda ctx: NGGNN(3, head="foo"), ValueError, "head must be"),
-    Case("NGTransformer: heads=0", lambda ctx: NGTransformer(3, hidden=8, heads=0), ValueError,
-         "NGTransformer: heads must be an integer >= 1"),
-    Case("NGTransformer: hidden not divisible by heads", lambda ctx: NGTransformer(3, hidden=10, heads=4),
-         ValueError, "hidden=10 is not divisible by heads=4"),
+    Case("NGTransformer: attn_heads=0", lambda ctx: NGTransformer(3, hidden=8, attn_heads=0), ValueError,
+         "NGTransformer: attn_heads must be an integer >= 1"),
+    Case("NGTransformer: hidden not divisible by attn_heads", lambda ctx: NGTransformer(3, hidden=10, attn_heads=4),
+         ValueError, "hidden=10 is not divisible by attn_heads=4"),
     Case("NGTransformer: max_taps=0", lambda ctx: NGTransformer(3, max_taps=0), ValueError, "max_taps must be"),
 ]

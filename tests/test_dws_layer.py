@@ -219,7 +219,7 @@ def _random_features(batch, C, seed):
 
 def _layer(tying, reduce, pair_mixing, C=3, Co=4, seed=0):
     torch.manual_seed(seed)
-    layer = DWSLayer(C, Co, reduce=reduce, tying=tying, max_layers=8, max_in=16, max_out=16, pair_mixing=pair_mixing).double()
+    layer = DWSLayer(C, Co, reduce=reduce, tying=tying, max_depth=8, max_in=16, max_out=16, pair_mixing=pair_mixing).double()
     with torch.no_grad():
         for p in layer.biases.values():
             p.normal_()
@@ -288,7 +288,7 @@ def test_batch_independence(models, seed, tying, reduce):
 def test_gradients_reach_every_parameter(tying):
     archs = [[2, 5, 4, 1], [3, 4, 2], [2, 3, 4, 5, 2], [1, 6, 2, 3, 3, 2, 1], [2, 3, 3, 3, 3, 2]]
     batch = Batch.from_data_list([graph_of(w) for w in archs])
-    layer = DWSLayer(3, 4, tying=tying, max_layers=6, max_in=4, max_out=3).double()
+    layer = DWSLayer(3, 4, tying=tying, max_depth=6, max_in=4, max_out=3).double()
     x, e = _random_features(batch, 3, 0)
     node, edge = layer(x, e, batch)
     (node.pow(2).sum() + edge.pow(2).sum()).backward()
@@ -297,9 +297,9 @@ def test_gradients_reach_every_parameter(tying):
 
 
 def test_relation_mode_serves_any_depth_full_mode_refuses_unknown():
-    deep = graph_of([2] + [3] * 10 + [1])       # depth 11 > max_layers
-    relation = DWSLayer(1, 2, max_layers=4)
-    full = DWSLayer(1, 2, tying="full", max_layers=4)
+    deep = graph_of([2] + [3] * 10 + [1])       # depth 11 > max_depth
+    relation = DWSLayer(1, 2, max_depth=4)
+    full = DWSLayer(1, 2, tying="full", max_depth=4)
     x, e = deep.x.float(), deep.edge_attr.float()
     node, edge = relation(x, e, deep)
     assert node.shape == (deep.num_nodes, 2) and torch.isfinite(edge).all()
@@ -339,13 +339,13 @@ def test_relation_tying_has_every_parameter_by_depth_five():
     """ALL_RELATIONS_DEPTH: deeper configurations add no parameter, so any depth is served."""
     from dws_equiv.layers import ALL_RELATIONS_DEPTH
 
-    names = set(DWSLayer(2, 3, max_layers=2).state_dict())
-    assert names == set(DWSLayer(2, 3, max_layers=12).state_dict())
+    names = set(DWSLayer(2, 3, max_depth=2).state_dict())
+    assert names == set(DWSLayer(2, 3, max_depth=12).state_dict())
     import dws_equiv.layers as layers
 
     saved = layers.ALL_RELATIONS_DEPTH
     try:
         layers.ALL_RELATIONS_DEPTH = ALL_RELATIONS_DEPTH - 1
-        assert set(DWSLayer(2, 3, max_layers=2).state_dict()) < names     # one less is not enough
+        assert set(DWSLayer(2, 3, max_depth=2).state_dict()) < names     # one less is not enough
     finally:
         layers.ALL_RELATIONS_DEPTH = saved

@@ -149,7 +149,7 @@ def test_every_parameter_gets_a_gradient(head, tying):
     torch.manual_seed(0)
     batch = Batch.from_data_list([ng.to_graph(ng.mlp_architecture(w, "relu").build()) for w in archs])
     batch.x = batch.x + 0.1 * torch.randn(batch.x.shape) * (batch.node_layer > 0).unsqueeze(-1)
-    net = make_net(0, head=head, tying=tying, max_layers=5).train()
+    net = make_net(0, head=head, tying=tying, max_depth=5).train()
     out = net(batch)
     if head == "invariant":
         loss = nn.functional.cross_entropy(out, torch.tensor([0, 1, 2, 0, 1]))

@@ -84,7 +84,7 @@ def test_positional_embeddings_respect_the_symmetry():
     models = [nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 2)),
               nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3))]
     batch = _batch(models, taps=1)
-    enc = NGEncoder(8, max_in=4, max_out=4, max_layers=5, max_taps=1)
+    enc = NGEncoder(8, max_in=4, max_out=4, max_depth=4, max_taps=1)
     pos = enc.positional(batch)
     for layer in range(1, 3):  # hidden neurons of one layer share an embedding, across graphs too
         sel = (batch.node_type == ng.NODE_HIDDEN) & (batch.node_layer == layer)
@@ -105,8 +105,8 @@ def test_positional_embeddings_respect_the_symmetry():
 @pytest.mark.parametrize("model, kwargs, match", [
     (nn.Sequential(nn.Linear(5, 2)), dict(max_in=4), "max_in=4"),
     (nn.Sequential(nn.Linear(2, 5)), dict(max_out=4), "max_out=4"),
-    (nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 1)), dict(max_layers=3),
-     "max_layers=3"),
+    (nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 1)), dict(max_depth=2),
+     "max_depth=2"),
     (nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 1)), dict(max_taps=4),
      "max_taps=4"),
 ])

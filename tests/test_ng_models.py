@@ -190,5 +190,27 @@ def test_clear_errors():
         NGGNN(head="pooled")
     with pytest.raises(ValueError, match="num_layers"):
         NGTransformer(num_layers=0)
-    with pytest.raises(ValueError, match="divisible by heads"):
-        NGTransformer(hidden=10, heads=4)
+    with pytest.raises(ValueError, match="divisible by attn_heads"):
+        NGTransformer(hidden=10, attn_heads=4)
+
+
+def test_renamed_arguments_still_build_the_same_models():
+    """heads= -> attn_heads=, max_layers= -> max_depth= (NG: layers incl. the input = max_depth + 1):
+    the old names warn and give the same parameters, so saved configurations still load."""
+    from dws_equiv import DWSNet
+    from dws_equiv.layers import DWSLayer
+
+    def shapes(m):
+        return {k: tuple(v.shape) for k, v in m.state_dict().items()}
+
+    with pytest.warns(DeprecationWarning, match="attn_heads"):
+        old = NGTransformer(hidden=16, heads=2, use_probes=False)
+    assert shapes(old) == shapes(NGTransformer(hidden=16, attn_heads=2, use_probes=False))
+    assert old.layers[0].attn_heads == 2
+    with pytest.warns(DeprecationWarning, match="max_depth=31"):
+        old = NGGNN(hidden=8, max_layers=32, use_probes=False)
+    assert shapes(old) == shapes(NGGNN(hidden=8, use_probes=False))
+    with pytest.warns(DeprecationWarning, match="max_depth"):
+        assert DWSLayer(1, 2, max_layers=5).max_depth == 5
+    with pytest.warns(DeprecationWarning, match="max_depth"):
+        assert shapes(DWSNet(3, max_layers=5)) == shapes(DWSNet(3, max_depth=5))

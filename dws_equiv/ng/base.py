@@ -5,7 +5,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from ..checks import check_graph_batch, check_nonnegative_int, check_positive_float, check_positive_int
+from ..checks import (check_graph_batch, check_nonnegative_int, check_positive_float, check_positive_int,
+                      renamed_argument)
 from .encoding import NUM_EDGE_KINDS, NGEncoder, bidirectional
 from .heads import EquivariantHead, InvariantHead
 from .probe import ProbeFeatures
@@ -73,17 +74,20 @@ class NGProcessor(nn.Module):
         probe_image_size: int = 16,
         max_in: int = 64,
         max_out: int = 64,
-        max_layers: int = 32,
+        max_depth: int = 31,
         max_taps: int = 9,
         rff_features: int = 0,
         rff_sigma: float = 1.0,
+        max_layers: int | None = None,
     ) -> None:
         super().__init__()
+        max_depth = renamed_argument(type(self).__name__, "max_layers", max_layers, "max_depth", max_depth,
+                                     lambda v: v - 1)
         if head not in ("invariant", "equivariant", None):
             raise ValueError(f"head must be 'invariant', 'equivariant' or None, got {head!r}")
         who = type(self).__name__
         check_positive_int(who, hidden=hidden, num_layers=num_layers, max_in=max_in, max_out=max_out,
-                           max_layers=max_layers, max_taps=max_taps, probe_image_size=probe_image_size)
+                           max_depth=max_depth, max_taps=max_taps, probe_image_size=probe_image_size)
         check_nonnegative_int(who, rff_features=rff_features)
         check_positive_float(who, rff_sigma=rff_sigma)
         if use_probes:
@@ -92,7 +96,7 @@ class NGProcessor(nn.Module):
             check_positive_int(who, out_dim=out_dim)
         self.hidden, self.num_layers, self.head_kind = hidden, num_layers, head
         self.probes = ProbeFeatures(n_probes, max_in, probe_image_size) if use_probes else None
-        self.encoder = NGEncoder(hidden, max_in=max_in, max_out=max_out, max_layers=max_layers,
+        self.encoder = NGEncoder(hidden, max_in=max_in, max_out=max_out, max_depth=max_depth,
                                  max_taps=max_taps, rff_features=rff_features, rff_sigma=rff_sigma,
                                  n_probes=n_probes if use_probes else 0)
         self.final_norm = nn.LayerNorm(hidden)

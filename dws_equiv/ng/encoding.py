@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+from ..checks import renamed_argument
 from neuralgraph import ACTIVATIONS, IDENTITY_NORM, EDGE_FORWARD, EDGE_RESIDUAL, EDGE_REVERSE, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT
 
 __all__ = ["EDGE_REVERSE_RESIDUAL", "NUM_EDGE_KINDS", "NGEncoder", "FourierFeatures", "bidirectional"]
@@ -70,7 +71,7 @@ class NGEncoder(nn.Module):
     """Initial node and edge features of a (possibly heterogeneous) batch of neural graphs.
 
     ``max_in``/``max_out`` bound the number of input/output neurons (positions get their own
-    embedding), ``max_layers`` the number of graph layers, ``max_taps`` the edge feature size.
+    embedding), ``max_depth`` the largest depth M (graph layers 0..M), ``max_taps`` the edge feature size.
     Exceeding a bound raises ``ValueError`` naming it.
     """
 
@@ -80,15 +81,17 @@ class NGEncoder(nn.Module):
         *,
         max_in: int = 64,
         max_out: int = 64,
-        max_layers: int = 32,
+        max_depth: int = 31,
         max_taps: int = 9,
         rff_features: int = 0,
         rff_sigma: float = 1.0,
         n_probes: int = 0,
+        max_layers: int | None = None,
     ) -> None:
         super().__init__()
+        max_depth = renamed_argument("NGEncoder", "max_layers", max_layers, "max_depth", max_depth, lambda v: v - 1)
         self.hidden, self.max_in, self.max_out = hidden, max_in, max_out
-        self.max_layers, self.max_taps = max_layers, max_taps
+        self.max_depth, self.max_taps = max_depth, max_taps
         self.rff = FourierFeatures(rff_features, rff_sigma) if rff_features > 0 else None
         f = self.rff.factor if self.rff is not None else 1
         self.bias_proj = nn.Linear(f, hidden)
@@ -96,7 +99,7 @@ class NGEncoder(nn.Module):
         self.weight_proj = nn.Linear(max_taps * f, hidden)
         self.table_in = nn.Embedding(max_in, hidden)
         self.table_out = nn.Embedding(max_out, hidden)
-        self.table_layer = nn.Embedding(max_layers, hidden)
+        self.table_layer = nn.Embedding(max_depth + 1, hidden)
         self.act_emb = nn.Embedding(len(ACTIVATIONS), hidden)
         self.edge_kind = nn.Embedding(NUM_EDGE_KINDS, hidden)
         self.probe_proj = nn.Linear(n_probes, hidden) if n_probes > 0 else None
@@ -109,9 +112,9 @@ class NGEncoder(nn.Module):
                 what = "input" if kind == NODE_INPUT else "output"
                 raise ValueError(f"a graph has {int(pos[sel].max()) + 1} {what} neurons but the encoder was "
                                  f"built with {name}={limit}; raise {name}")
-        if int(graph.node_layer.max()) >= self.max_layers:
-            raise ValueError(f"a graph has {int(graph.node_layer.max()) + 1} layers (input included) but the "
-                             f"encoder was built with max_layers={self.max_layers}; raise max_layers")
+        if int(graph.node_layer.max()) > self.max_depth:
+            raise ValueError(f"a graph has depth {int(graph.node_layer.max())} (parametric layers) but the "
+                             f"encoder was built with max_depth={self.max_depth}; raise max_depth")
         if graph.edge_attr.size(-1) > self.max_taps:
             raise ValueError(f"edge features have {graph.edge_attr.size(-1)} taps but the encoder was built with "
                              f"max_taps={self.max_taps}; raise max_taps")

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
-from ..checks import check_positive_int
+from ..checks import check_positive_int, renamed_argument
 from .base import DirectedEdgeProjection, EdgeUpdate, NGProcessor
 from .heads import mlp
 
@@ -26,12 +26,12 @@ class NGTLayer(nn.Module):
     graph's result does not depend on its batch-mates.
     """
 
-    def __init__(self, hidden: int, heads: int = 4, update_edges: bool = True) -> None:
+    def __init__(self, hidden: int, attn_heads: int = 4, update_edges: bool = True) -> None:
         super().__init__()
-        check_positive_int("NGTLayer", hidden=hidden, heads=heads)
-        if hidden % heads:
-            raise ValueError(f"hidden={hidden} is not divisible by heads={heads}")
-        self.heads = heads
+        check_positive_int("NGTLayer", hidden=hidden, attn_heads=attn_heads)
+        if hidden % attn_heads:
+            raise ValueError(f"hidden={hidden} is not divisible by attn_heads={attn_heads}")
+        self.attn_heads = attn_heads
         self.norm1 = nn.LayerNorm(hidden)
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.edge_qkv = DirectedEdgeProjection(hidden, 3 * hidden)
@@ -43,14 +43,14 @@ class NGTLayer(nn.Module):
     def forward(self, h: Tensor, e: Tensor, edge_index2: Tensor, kind2: Tensor,
                 edge_index: Tensor) -> tuple[Tensor, Tensor]:
         n, hidden = h.shape
-        d = hidden // self.heads
+        d = hidden // self.attn_heads
         src, dst = edge_index2
         qn, kn, vn = self.qkv(self.norm1(h)).chunk(3, -1)
         qe, ke, ve = self.edge_qkv(e, kind2).chunk(3, -1)
-        q = (qn[dst] + qe).view(-1, self.heads, d)
-        k = (kn[src] + ke).view(-1, self.heads, d)
-        v = (vn[src] + ve).view(-1, self.heads, d)
-        alpha = softmax((q * k).sum(-1) / math.sqrt(d), dst, num_nodes=n)  # [2E, heads]
+        q = (qn[dst] + qe).view(-1, self.attn_heads, d)
+        k = (kn[src] + ke).view(-1, self.attn_heads, d)
+        v = (vn[src] + ve).view(-1, self.attn_heads, d)
+        alpha = softmax((q * k).sum(-1) / math.sqrt(d), dst, num_nodes=n)  # [2E, attn_heads]
         att = scatter((alpha.unsqueeze(-1) * v).view(-1, hidden), dst, dim=0, dim_size=n, reduce="sum")
         h = h + self.out(att)
         h = h + self.ffn(self.norm2(h))
@@ -62,16 +62,18 @@ class NGTLayer(nn.Module):
 class NGTransformer(NGProcessor):
     """NG-T processor (Kofinas et al., ICLR 2024) on (heterogeneous) batches of neural graphs.
 
-    ``NGTransformer(out_dim=10, hidden=64, num_layers=4, heads=4, head='invariant')``; same
-    heads and encoder options as :class:`~dws_equiv.ng.NGGNN`.
+    ``NGTransformer(out_dim=10, hidden=64, num_layers=4, attn_heads=4, head='invariant')``; same
+    heads (``head``) and encoder options as :class:`~dws_equiv.ng.NGGNN`. ``attn_heads`` is the
+    number of attention heads (``heads=`` is its deprecated name).
     """
 
     def __init__(self, out_dim: int = 1, hidden: int = 64, num_layers: int = 4, head: str | None = "invariant",
-                 *, heads: int = 4, **kwargs) -> None:
-        check_positive_int("NGTransformer", hidden=hidden, heads=heads)
-        if hidden % heads:
-            raise ValueError(f"NGTransformer: hidden={hidden} is not divisible by heads={heads}")
+                 *, attn_heads: int = 4, heads: int | None = None, **kwargs) -> None:
+        attn_heads = renamed_argument("NGTransformer", "heads", heads, "attn_heads", attn_heads)
+        check_positive_int("NGTransformer", hidden=hidden, attn_heads=attn_heads)
+        if hidden % attn_heads:
+            raise ValueError(f"NGTransformer: hidden={hidden} is not divisible by attn_heads={attn_heads}")
         super().__init__(out_dim, hidden, num_layers, head, **kwargs)
         self.layers = nn.ModuleList(
-            NGTLayer(hidden, heads, update_edges=(i < num_layers - 1) or self.updates_last_edges)
+            NGTLayer(hidden, attn_heads, update_edges=(i < num_layers - 1) or self.updates_last_edges)
             for i in range(num_layers))

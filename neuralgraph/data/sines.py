@@ -46,6 +46,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from ..inr.siren import psnr_from_mse
 from ..io import atomic_write_text, lock_directory
 
 __all__ = ["SINE_WIDTHS", "SINE_POINTS", "sine_grid", "sine_signals", "sample_coefficients", "fit_sines",
@@ -233,7 +234,7 @@ def build_sine_splits(out_dir: str | os.PathLike, n_train: int = 1000, n_val: in
             weights, biases, mse = fit_sines(coef, steps=steps, lr=lr, w0=w0, points=points, scale=scale,
                                              seed=fit_seed, device=device, target_psnr=target_psnr,
                                              progress=progress)
-            psnr = 10 * torch.log10((2 * scale) ** 2 / mse.double().clamp_min(1e-30)).float()
+            psnr = psnr_from_mse(mse.double().clamp_min(1e-30), 2 * scale).float()
             meta = {"source": _KIND, "fit": {**fit, "seed": fit_seed}, "dataset": dataset,
                     "fingerprint": fingerprint, "targets": coef, "target_names": ["a", "b"],
                     "targets_sha256": _digest(coef), "fit_mse": mse.float()}

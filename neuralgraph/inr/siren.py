@@ -60,11 +60,12 @@ import torch
 from torch import Tensor
 
 from ..architecture import Architecture, ModuleSpec, mlp_architecture
+from ..seeding import derive_seed
 
 __all__ = [
     "DEFAULT_WIDTHS", "DEFAULT_W0", "DEFAULT_STEPS", "DEFAULT_LR", "DEFAULT_OFFSET",
     "FitResult", "fit_sirens", "siren_architecture", "siren_init", "siren_forward",
-    "image_grid", "render", "psnr", "derive_seed", "check_fit_settings", "fit_sirens_to_signals",
+    "image_grid", "render", "psnr", "psnr_from_mse", "derive_seed", "check_fit_settings", "fit_sirens_to_signals",
     "resolve_device", "device_batch_size",
 ]
 
@@ -89,17 +90,6 @@ def siren_architecture(widths: Sequence[int] = DEFAULT_WIDTHS, w0: float = DEFAU
     last = arch.layers[-1]
     shifted = dataclasses.replace(last, post=(*last.post, ModuleSpec("offset", (float(offset),))))
     return dataclasses.replace(arch, layers=(*arch.layers[:-1], shifted))
-
-
-def derive_seed(seed: int, *keys: int) -> int:
-    """A well-mixed 63-bit seed from ``seed`` and integer keys (e.g. a chunk index).
-
-    Used so that chunk ``k`` of a long fit gets the same initialisation whether
-    or not the run was interrupted and resumed.
-    """
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(seed) >> 32 & 0xFFFFFFFF,
-                                    *(int(k) for k in keys)]).generate_state(2, np.uint32)
-    return int(state[0]) << 31 ^ int(state[1])
 
 
 def image_grid(height: int, width: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -164,7 +154,11 @@ def render(weights: Sequence[Tensor], biases: Sequence[Tensor], height: int, wid
 
 def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
     """Peak signal-to-noise ratio per item (first dim), in dB, for data in ``[0, data_range]``."""
-    mse = (pred - target).pow(2).reshape(pred.shape[0], -1).mean(1)
+    return psnr_from_mse((pred - target).pow(2).reshape(pred.shape[0], -1).mean(1), data_range)
+
+
+def psnr_from_mse(mse: Tensor, data_range: float = 1.0) -> Tensor:
+    """``10 log10(data_range^2 / mse)`` in dB."""
     return 10.0 * torch.log10(data_range ** 2 / mse)
 
 
@@ -487,9 +481,8 @@ def _fit(targets: Tensor, grid: tuple[int, int] | None, coords: Tensor | None, w
     finally:
         if bar is not None:
             bar.close()
-    to_psnr = lambda mse: 10.0 * torch.log10(1.0 / mse)
-    return FitResult(weights, biases, to_psnr(final_mse), arch, steps,
-                     {k: to_psnr(v) for k, v in history.items()}, taken)
+    return FitResult(weights, biases, psnr_from_mse(final_mse), arch, steps,
+                     {k: psnr_from_mse(v) for k, v in history.items()}, taken)
 
 
 def _fit_threads(weights, biases, targets, spec, w0, steps, lr, offset, betas, eps, history, final_mse, taken,

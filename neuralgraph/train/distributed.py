@@ -25,6 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ..seeding import derive_seed
+
 __all__ = [
     "DistInfo", "init_distributed", "shutdown_distributed", "shard_indices", "eval_shard",
     "all_reduce_sum", "all_gather_objects", "broadcast_object", "wrap_model", "unwrap_model", "barrier",
@@ -117,7 +119,7 @@ def shard_indices(n: int, info: DistInfo, *, seed: int = 0, epoch: int = 0, shuf
     if n < 1:
         raise ValueError("cannot shard an empty dataset")
     if shuffle:
-        g = torch.Generator().manual_seed(_mix(seed, epoch))
+        g = torch.Generator().manual_seed(derive_seed(seed, epoch))
         order = torch.randperm(n, generator=g)
     else:
         order = torch.arange(n)
@@ -131,15 +133,6 @@ def shard_indices(n: int, info: DistInfo, *, seed: int = 0, epoch: int = 0, shuf
 def eval_shard(n: int, info: DistInfo) -> Tensor:
     """Unpadded strided shard for evaluation (shards are disjoint and cover ``range(n)``)."""
     return torch.arange(n)[info.rank::info.world_size]
-
-
-def _mix(seed: int, *keys: int) -> int:
-    """A 63-bit seed from ``seed`` and keys (``SeedSequence`` mixing, no correlated streams)."""
-    import numpy as np
-
-    s = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF,
-                                *(int(k) for k in keys)]).generate_state(2, np.uint32)
-    return (int(s[0]) << 31) ^ int(s[1])
 
 
 def all_reduce_sum(t: Tensor, info: DistInfo) -> Tensor:

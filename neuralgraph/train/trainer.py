@@ -51,6 +51,7 @@ from ..augment import Augment
 from ..inr import INRDataset
 from ..tasks import TASKS, Classify, Task, make_task
 from ..io import DirectoryBusy, atomic_write_text, lock_directory
+from ..seeding import derive_seed
 from . import distributed as D
 from .accel import DataStepMeter, amp_autocast, check_amp, compile_forward, to_float32
 from .checkpoint import capture_rng, config_mismatch, load_checkpoint, restore_rng, save_checkpoint
@@ -450,7 +451,7 @@ def _setup(config: TrainConfig, info: D.DistInfo, device: torch.device) -> _Run:
     total_steps = steps_per_epoch * config.epochs
     warmup = min(total_steps, int(round(config.warmup_epochs * steps_per_epoch)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, total_steps))
-    torch.manual_seed(D._mix(config.seed, info.rank, 7))   # training randomness (dropout, in-model augmentation)
+    torch.manual_seed(derive_seed(config.seed, info.rank, 7))   # training randomness (dropout, in-model augmentation)
     return _Run(config=config, task=task, splits=splits, model=model, optimizer=optimizer, scheduler=scheduler,
                 augment=Augment(**config.augment) if config.augment else None, data_fp=_data_fingerprint(splits),
                 num_params=sum(p.numel() for p in model.parameters()), columns=metric_columns(task))
@@ -489,7 +490,7 @@ def _train_epoch(run: _Run, epoch: int, info: D.DistInfo, device: torch.device, 
     config, task = run.config, run.task
     ddp_model.train()
     order = D.shard_indices(len(run.splits["train"]), info, seed=config.seed, epoch=epoch)
-    gen = torch.Generator().manual_seed(D._mix(config.seed, epoch, info.rank, 1))
+    gen = torch.Generator().manual_seed(derive_seed(config.seed, epoch, info.rank, 1))
     starts = range(0, len(order), config.batch_size)
     if progress and info.is_main:
         from tqdm.auto import tqdm

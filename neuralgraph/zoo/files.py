@@ -43,7 +43,7 @@ from ..architecture import Architecture
 from ..batching import concat_batches, set_graph_attr
 from ..graph import stacked_to_batch, to_model
 from ..inr.dataset import _as_index, _chunk_path, _compact, _fingerprint, _remove_chunks, _sha256, _tensor_digest
-from ..inr.siren import derive_seed
+from ..seeding import derive_seed
 from ..io import atomic_save, lock_directory
 from .specs import FAMILIES, sample_zoo
 from .train import check_trainable, train_group

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..architecture import Architecture, ModuleSpec
-from ..inr.siren import derive_seed
+from ..seeding import derive_seed
 from .specs import OPTIMIZERS, init_params
 
 __all__ = ["ADAM_BETAS", "OPT_EPS", "RMSPROP_ALPHA", "TrainPlan", "check_trainable", "forward_grouped",
