@@ -258,6 +258,7 @@ class DWSLayer(nn.Module):
         self.weights = nn.ParameterDict()
         self.biases = nn.ParameterDict()
         self._valid: dict[str, set[tuple[str, str]]] = {}
+        self._init: dict[str, tuple[float, float]] = {}     # weight name -> (bound, divisor) of its init
         self._build(bias)
 
     # -- parameters ----------------------------------------------------------------------------
@@ -305,14 +306,30 @@ class DWSLayer(nn.Module):
                 s = 1.0 / math.sqrt(fan[y] * C)
                 name = f"{key}__{y}__{x}"
                 if px * py > 1 and self.pair_mixing == "factorized":
-                    self.weights[name + "__a"] = nn.Parameter(torch.empty(py, px, Co).uniform_(-1, 1) / math.sqrt(fan[y]))
-                    self.weights[name + "__t"] = nn.Parameter(torch.empty(Co, C).uniform_(-1, 1) / math.sqrt(C))
+                    self._add_weight(name + "__a", (py, px, Co), 1.0, math.sqrt(fan[y]))
+                    self._add_weight(name + "__t", (Co, C), 1.0, math.sqrt(C))
                 else:
-                    self.weights[name] = nn.Parameter(torch.empty(py, Co, px, C).uniform_(-s, s))
+                    self._add_weight(name, (py, Co, px, C), s, 1.0)
         if bias:
             for key, o in sorted(outs.items()):
                 for y in sorted(o):
-                    self.biases[f"{key}__{y}"] = nn.Parameter(torch.zeros(self._positions(kinds[y]), Co))
+                    self.biases[f"{key}__{y}"] = nn.Parameter(torch.empty(self._positions(kinds[y]), Co))
+        self.reset_parameters()
+
+    def _add_weight(self, name: str, shape: tuple[int, ...], bound: float, divisor: float) -> None:
+        self.weights[name] = nn.Parameter(torch.empty(shape))
+        self._init[name] = (bound, divisor)
+
+    def reset_parameters(self) -> None:
+        """Weights uniform in ``[-bound, bound] / divisor`` (fan-in scaled per output slot), biases zero."""
+        with torch.no_grad():
+            for name, w in self.weights.items():
+                bound, divisor = self._init[name]
+                w.uniform_(-bound, bound)
+                if divisor != 1.0:
+                    w.div_(divisor)
+            for b in self.biases.values():
+                b.zero_()
 
     def _block(self, key: str, y: str, ky: str, x: str, kx: str, d_in: int, d_out: int, dtype) -> Tensor | None:
         py = {"c": 1, "in": d_in, "out": d_out}[ky]

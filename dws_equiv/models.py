@@ -15,6 +15,7 @@ from .index import DWSIndex
 from .layers import DWSLayer
 from .readout import DWSReadout
 
+from .reset import reset_children
 __all__ = ["DWSNet"]
 
 
@@ -111,6 +112,10 @@ class DWSNet(nn.Module):
     def index(self, batch) -> DWSIndex:
         """The gather/scatter indices of a batch (computed once per forward, shared by all layers)."""
         return DWSIndex.from_batch(batch, self.max_in, self.max_out)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter (each child resets its own)."""
+        reset_children(self)
 
     def features(self, batch, index: DWSIndex | None = None) -> tuple[Tensor, Tensor, DWSIndex]:
         """Equivariant hidden features ``(node [N, hidden], edge [E, hidden], index)``."""

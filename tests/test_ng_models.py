@@ -214,3 +214,23 @@ def test_renamed_arguments_still_build_the_same_models():
         assert DWSLayer(1, 2, max_layers=5).max_depth == 5
     with pytest.warns(DeprecationWarning, match="max_depth"):
         assert shapes(DWSNet(3, max_layers=5)) == shapes(DWSNet(3, max_depth=5))
+
+
+@pytest.mark.parametrize("name", ["dwsnet", "nggnn", "ngt", "mlp"])
+@pytest.mark.parametrize("head", ["invariant", "equivariant"])
+def test_reset_parameters_reinitialises_every_parameter(name, head):
+    """Every module that owns parameters has reset_parameters(); the model's resets them all."""
+    from neuralgraph.train.registry import build_model
+
+    arch = ng.mlp_architecture([2, 4, 3, 1])
+    model = build_model(name, 3, arch, head=head)
+    for module in model.modules():      # parameter containers are reset by their owner
+        if not isinstance(module, (nn.ParameterDict, nn.ParameterList)) and \
+                any(True for _ in module.parameters(recurse=False)):
+            assert hasattr(module, "reset_parameters"), type(module).__name__
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    model.reset_parameters()
+    for pname, p in model.named_parameters():
+        assert torch.isfinite(p).all(), pname

@@ -7,6 +7,7 @@ from torch_geometric.data import Data
 
 from ..checks import (check_graph_batch, check_nonnegative_int, check_positive_float, check_positive_int,
                       renamed_argument)
+from ..reset import reset_children
 from .encoding import NUM_EDGE_KINDS, NGEncoder, bidirectional
 from .heads import EquivariantHead, InvariantHead
 from .probe import ProbeFeatures
@@ -28,6 +29,10 @@ class DirectedEdgeProjection(nn.Module):
         self.rev = nn.Linear(hidden, d_out, bias=False)
         self.kind = nn.Embedding(NUM_EDGE_KINDS, d_out)
 
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter (each child resets its own)."""
+        reset_children(self)
+
     def forward(self, e: Tensor, kind: Tensor) -> Tensor:
         return torch.cat([self.fwd(e), self.rev(e)], 0) + self.kind(kind)
 
@@ -47,6 +52,10 @@ class EdgeUpdate(nn.Module):
         self.lin_src = nn.Linear(hidden, hidden, bias=False)
         self.lin_dst = nn.Linear(hidden, hidden, bias=False)
         self.out = nn.Linear(hidden, hidden)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter (each child resets its own)."""
+        reset_children(self)
 
     def forward(self, h: Tensor, e: Tensor, edge_index: Tensor) -> Tensor:
         src, dst = edge_index
@@ -108,6 +117,10 @@ class NGProcessor(nn.Module):
         else:
             self.head = None
             self.final_edge_norm = nn.LayerNorm(hidden)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter (each child resets its own)."""
+        reset_children(self)
 
     @property
     def updates_last_edges(self) -> bool:

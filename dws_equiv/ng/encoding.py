@@ -24,6 +24,8 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from ..checks import renamed_argument
+
+from ..reset import reset_children
 from neuralgraph import ACTIVATIONS, IDENTITY_NORM, EDGE_FORWARD, EDGE_RESIDUAL, EDGE_REVERSE, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT
 
 __all__ = ["EDGE_REVERSE_RESIDUAL", "NUM_EDGE_KINDS", "NGEncoder", "FourierFeatures", "bidirectional"]
@@ -103,6 +105,10 @@ class NGEncoder(nn.Module):
         self.act_emb = nn.Embedding(len(ACTIVATIONS), hidden)
         self.edge_kind = nn.Embedding(NUM_EDGE_KINDS, hidden)
         self.probe_proj = nn.Linear(n_probes, hidden) if n_probes > 0 else None
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter (each child resets its own)."""
+        reset_children(self)
 
     def _check(self, graph: Data) -> None:
         ntype, pos = graph.node_type, graph.node_pos

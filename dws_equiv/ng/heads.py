@@ -22,6 +22,7 @@ from neuralgraph import EDGE_FORWARD, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT
 
 from neuralgraph.graph import graph_index, num_graphs
 
+from ..reset import reset_children
 __all__ = ["InvariantHead", "EquivariantHead", "mlp"]
 
 
@@ -36,6 +37,10 @@ class InvariantHead(nn.Module):
         super().__init__()
         self.max_out = max_out
         self.mlp = mlp(hidden * (max_out + 1), hidden, out_dim)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter (each child resets its own)."""
+        reset_children(self)
 
     def forward(self, graph: Data, h: Tensor) -> Tensor:
         B = num_graphs(graph)
@@ -59,6 +64,10 @@ class EquivariantHead(nn.Module):
         super().__init__()
         self.node = mlp(hidden, hidden, 1)
         self.edge = mlp(3 * hidden, hidden, max_taps)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter (each child resets its own)."""
+        reset_children(self)
 
     def deltas(self, graph: Data, h: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
         """``dx [N, 1]`` and ``dw [E, K]`` (``K`` = the graph's taps), masked as documented."""

@@ -10,6 +10,7 @@ from torch.autograd.function import once_differentiable
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.aggr import DegreeScalerAggregation
 
+from ..reset import reset_children
 from .base import DirectedEdgeProjection, EdgeUpdate, NGProcessor
 from .heads import mlp
 
@@ -136,6 +137,10 @@ class NGGNNLayer(MessagePassing):
         self.msg_out = nn.Linear(hidden, hidden)
         self.post = mlp((1 + len(aggregators) * len(scalers)) * hidden, hidden, hidden)
         self.edge_mlp = EdgeUpdate(hidden) if update_edges else None
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter (each child resets its own)."""
+        reset_children(self)
 
     def forward(self, h: Tensor, e: Tensor, edge_index2: Tensor, kind2: Tensor,
                 edge_index: Tensor) -> tuple[Tensor, Tensor]:

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
 from ..checks import check_positive_int, renamed_argument
+from ..reset import reset_children
 from .base import DirectedEdgeProjection, EdgeUpdate, NGProcessor
 from .heads import mlp
 
@@ -39,6 +40,10 @@ class NGTLayer(nn.Module):
         self.norm2 = nn.LayerNorm(hidden)
         self.ffn = mlp(hidden, 2 * hidden, hidden)
         self.edge_mlp = EdgeUpdate(hidden) if update_edges else None
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter (each child resets its own)."""
+        reset_children(self)
 
     def forward(self, h: Tensor, e: Tensor, edge_index2: Tensor, kind2: Tensor,
                 edge_index: Tensor) -> tuple[Tensor, Tensor]:

@@ -43,11 +43,18 @@ class ProbeFeatures(nn.Module):
     def __init__(self, n_probes: int = 16, max_in: int = 64, image_size: int = 16, scale: float = 1.0) -> None:
         super().__init__()
         self.n_probes, self.max_in, self.image_size = n_probes, max_in, image_size
+        self.scale = scale
+        self.points = nn.Parameter(torch.empty(n_probes, max_in))
+        self.images = nn.Parameter(torch.empty(n_probes, max_in, image_size, image_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Probe inputs uniform in ``[-scale, scale]`` (the coordinate range of INRs for scale 1),
+        from a fixed seed: every model starts from the same probes."""
         g = torch.Generator().manual_seed(0)
-        # uniform in [-1, 1]: the coordinate range of INRs, a sensible range for other inputs
-        self.points = nn.Parameter((torch.rand(n_probes, max_in, generator=g) * 2 - 1) * scale)
-        self.images = nn.Parameter(
-            (torch.rand(n_probes, max_in, image_size, image_size, generator=g) * 2 - 1) * scale)
+        with torch.no_grad():
+            self.points.copy_((torch.rand(self.points.shape, generator=g) * 2 - 1) * self.scale)
+            self.images.copy_((torch.rand(self.images.shape, generator=g) * 2 - 1) * self.scale)
 
     def inputs(self, arch: Architecture) -> Tensor:
         """The probe inputs for networks of ``arch`` (see the module docstring for the rule)."""

@@ -140,6 +140,12 @@ class FlatMLP(nn.Module):
         layers.append(nn.Linear(dims[-1], out_dim))
         self.net = nn.Sequential(*layers)
 
+    def reset_parameters(self) -> None:
+        """Re-initialise every linear layer."""
+        for layer in self.net:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+
     def forward(self, batch: Batch) -> Tensor:
         archs = batch.arch if isinstance(batch.arch, list) else [batch.arch]
         if any(parameter_layout(a) != parameter_layout(self.arch) for a in archs):
