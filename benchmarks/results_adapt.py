@@ -76,6 +76,22 @@ def reference_rows(task: Adapt, splits: dict, steps: int, lr: float, batch_image
              "note": f"{steps} Adam steps, lr {lr}, {batch_images} images per step, all test classifiers at once"}]
 
 
+def print_table(rows: list[dict]) -> None:
+    """The markdown table of the rows (one per data set and method)."""
+    print(f"\nmachine: {machine()}")
+    print("\n| data | method | parameters | target test accuracy | gain over no adaptation | train time |")
+    print("|---|---|---:|---:|---:|---:|")
+    base = {r["dataset"]: r["acc"] for r in rows if r["model"] == "none"}
+    for r in rows:
+        t = "-" if r["train_time_s"] is None else f"{r['train_time_s'] / 60:.1f} min"
+        if r["acc"] is None:
+            print(f"| {r['dataset']} | {LABELS[r['model']]} | - | not run | - | - |")
+            continue
+        gain = "-" if r["model"] == "none" else f"{100 * (r['acc'] - base[r['dataset']]):+.1f}"
+        params = f"{r['params']:,}" if r.get("params") else "-"
+        print(f"| {r['dataset']} | {LABELS[r['model']]} | {params} | {r['acc']:.2%} | {gain} | {t} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
@@ -99,8 +115,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--images", type=Path, help="copy the pictures of --picture-model's MNIST run here")
     p.add_argument("--picture-model", default="dwsnet")
+    p.add_argument("--table-only", action="store_true", help="print the table of OUT/results_adapt.json and stop")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.table_only:
+        print_table(json.loads((args.out / "results_adapt.json").read_text()))
+        return
     roots = {"mnist": args.root_mnist, "fashion_mnist": args.root_fashion}
     rows: list[dict] = []
     out_json = args.out / "results_adapt.json"
@@ -155,18 +175,7 @@ def main() -> None:
                 for f in ("adapt_examples.png", "adapt_scatter.png"):
                     shutil.copyfile(Path(cfg.out) / f, args.images / f)
     out_json.write_text(json.dumps(rows, indent=2))
-    print(f"\nmachine: {machine()}")
-    print("\n| data | method | parameters | target test accuracy | gain over no adaptation | train time |")
-    print("|---|---|---:|---:|---:|---:|")
-    base = {r["dataset"]: r["acc"] for r in rows if r["model"] == "none"}
-    for r in rows:
-        t = "-" if r["train_time_s"] is None else f"{r['train_time_s'] / 60:.1f} min"
-        if r["acc"] is None:
-            print(f"| {r['dataset']} | {LABELS[r['model']]} | - | not run | - | - |")
-            continue
-        gain = "-" if r["model"] == "none" else f"{100 * (r['acc'] - base[r['dataset']]):+.1f}"
-        params = f"{r['params']:,}" if r.get("params") else "-"
-        print(f"| {r['dataset']} | {LABELS[r['model']]} | {params} | {r['acc']:.2%} | {gain} | {t} |")
+    print_table(rows)
 
 
 if __name__ == "__main__":
