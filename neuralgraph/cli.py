@@ -20,62 +20,23 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
+
+from .train.cli_args import add_train_arguments
+from .train.cli_args import at_least_zero as _at_least_zero
+from .train.cli_args import device as _device
+from .train.cli_args import finite as _finite
+from .train.cli_args import kv as _kv
+from .train.cli_args import positive as _positive
 
 __all__ = ["main", "build_parser", "QUICKSTART"]
 
 #: What ``neuralgraph quickstart`` trains (chosen so the whole command takes a few minutes on 2 CPU cores).
 QUICKSTART: dict[str, Any] = {"model": "nggnn", "epochs": 20, "batch_size": 32, "lr": 2e-3,
                               "model_kwargs": {"hidden": 32, "num_layers": 3}}
-
-
-def _kv(text: str) -> tuple[str, str]:
-    """``KEY=VALUE`` split into ``(key, text)``; the text is read later by the annotated type of the
-    target (the model constructor's argument, the ``Augment`` field): see :mod:`neuralgraph.train.options`."""
-    key, sep, value = text.partition("=")
-    key = key.strip().replace("-", "_")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
-def _device(text: str) -> str:
-    """``--device``: cpu, cuda, cuda:N or auto, checked against this machine."""
-    from .train import resolve_device
-
-    try:
-        resolve_device(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
-
-def _positive(kind):
-    def parse(text: str):
-        v = kind(text)
-        if not v > 0 or not math.isfinite(v):
-            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-        return v
-    parse.__name__ = kind.__name__                 # argparse names the type in its messages
-    return parse
-
-
-def _finite(text: str) -> float:
-    v = float(text)
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return v
-
-
-def _at_least_zero(text: str) -> float:
-    v = _finite(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,37 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a processor for a task on DIR/{train,val,test}.pt; model selection on the "
                                    "validation metrics, test metrics reported at the best validation epoch. Tasks: "
                                    + "; ".join(f"{n}: {c.description}" for n, c in TASKS.items()))
-    t.add_argument("--data", type=Path, required=True, help="directory from `neuralgraph fit-inrs`")
-    t.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, metrics, pictures)")
-    t.add_argument("--model", choices=list(MODELS), default=DEFAULT_MODEL, help=f"default: {DEFAULT_MODEL}")
-    t.add_argument("--task", choices=list(TASKS), default="classify", help="default: classify")
-    t.add_argument("--task-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                   help="task option (repeatable), e.g. --task-arg size=3 for edit")
-    t.add_argument("--model-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                   help="model hyper-parameter (repeatable), read by the type of the constructor argument, "
-                        "e.g. --model-arg hidden=64 --model-arg use_probes=false --model-arg depths=2,3")
-    t.add_argument("--epochs", type=_positive(int), default=10)
-    t.add_argument("--batch-size", type=_positive(int), default=32, help="per process")
-    t.add_argument("--lr", type=_positive(float), default=1e-3)
-    t.add_argument("--weight-decay", type=_at_least_zero, default=5e-4)
-    t.add_argument("--warmup-epochs", type=_at_least_zero, default=1.0, help="linear warmup, then cosine decay")
-    t.add_argument("--clip-grad-norm", type=_finite, default=1.0, help="<= 0 disables clipping")
-    t.add_argument("--label-smoothing", type=_at_least_zero, default=0.0, help="in [0, 1) (task classify)")
-    t.add_argument("--augment", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                   help="data augmentation (neuralgraph.augment.Augment field), e.g. --augment permute=true "
-                        "--augment noise_std=0.01")
-    t.add_argument("--no-normalize", dest="normalize", action="store_false",
-                   help="do not standardise weights per layer")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:N or auto")
-    t.add_argument("--eval-batch-size", type=_positive(int), default=256)
-    t.add_argument("--amp", action="store_true", help="bf16 autocast of the forward (CUDA)")
-    t.add_argument("--compile", action="store_true", help="torch.compile the forward (falls back to eager)")
-    t.add_argument("--threads", type=_positive(int), help="torch intra-op threads")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (start fresh if absent)")
-    t.add_argument("--stop-after-epoch", type=_positive(int),
-                   help="stop after this many epochs in total (continue later with --resume)")
-    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_train_arguments(t)
 
     q = sub.add_parser("quickstart", help="digits INRs -> trained classifier, test accuracy, pictures",
                        description="Fit INRs of sklearn's digits (reused when present), train the default "
@@ -212,22 +143,10 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .augment import Augment
-    from .train import TrainConfig, train
-    from .train.options import dataclass_hints, parse_options
-    from .tasks import parse_task_options
-    from .train.registry import parse_hyperparameters
+    from .train import train
+    from .train.cli_args import config_from_args
 
-    model_kwargs = parse_hyperparameters(args.model, args.model_arg)
-    task_kwargs = parse_task_options(args.task, args.task_arg)
-    augment = parse_options(args.augment, dataclass_hints(Augment), owner="--augment", noun="option")
-    cfg = TrainConfig(data=str(args.data), out=str(args.out), model=args.model, model_kwargs=model_kwargs,
-                      task=args.task, task_kwargs=task_kwargs,
-                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                      warmup_epochs=args.warmup_epochs, clip_grad_norm=args.clip_grad_norm,
-                      label_smoothing=args.label_smoothing, seed=args.seed, device=args.device,
-                      normalize=args.normalize, augment=augment, eval_batch_size=args.eval_batch_size,
-                      amp=args.amp, compile=args.compile)
+    cfg = config_from_args(args)
     res = train(cfg, resume=args.resume, progress=not args.quiet, stop_after_epoch=args.stop_after_epoch,
                 threads=args.threads)
     if res.finished:

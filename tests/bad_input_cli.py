@@ -77,6 +77,11 @@ CASES: list[Case] = [
     cli_case("train: missing data directory", ["train", "--data", "{tmp}/nonexistent", "--out", "{tmp}/run"],
              "data directory not found"),
     cli_case("fit-inrs: mnist without --root", ["fit-inrs", "--source", "mnist", "--out", "{tmp}/x"], "root"),
+    cli_case("train: neither --data nor --config", ["train", "--out", "{tmp}/run"], "--data is required"),
+    cli_case("train: --config not found", ["train", "--config", "{tmp}/none.json"], "none.json not found"),
+    cli_case("train: --config not a configuration", ["train", "--config", "{tmp}/bad.json"],
+             "is not a training configuration (unknown entries ['nosuch'])",
+             setup=lambda ctx: (ctx.tmp / "bad.json").write_text('{"nosuch": 1}')),
     cli_case("train: unknown model", ["train", "--data", "{data}", "--out", "{tmp}/run", "--model", "nosuch"],
              "invalid choice: 'nosuch'"),
     # --model-arg: read by the constructor's annotations, range-checked by the constructor

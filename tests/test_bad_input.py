@@ -12,6 +12,7 @@ import bad_input_cli
 import bad_input_conversion
 import bad_input_data
 import bad_input_gpu
+import bad_input_interop
 import bad_input_models
 import bad_input_ssl
 import bad_input_zoo
@@ -25,6 +26,7 @@ TABLES = {
     "zoo": bad_input_zoo.CASES,
     "gpu": bad_input_gpu.CASES,
     "ssl": bad_input_ssl.CASES,
+    "interop": bad_input_interop.CASES,
 }
 CASES: list[Case] = [c for cases in TABLES.values() for c in cases]
 

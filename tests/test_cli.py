@@ -87,6 +87,16 @@ def test_false_turns_features_off(small_data, tmp_path):
     assert config["augment"] == {"permute": False, "noise_std": 0.0}
     model, _ = load_trained(run)
     assert model.probes is None
+    # every run writes the configuration it ran; --config replays it, flags override it
+    assert json.loads((run / "config.json").read_text()) == config
+    again = tmp_path / "again"
+    assert main(["train", "--config", str(run / "config.json"), "--out", str(again), "--lr", "0.002",
+                 "--augment", "permute=true", "--no-normalize", "--threads", "1", "--quiet"]) == 0
+    replayed = json.loads((again / "config.json").read_text())
+    assert replayed == {**config, "out": str(again), "lr": 0.002, "normalize": False,
+                        "augment": {"permute": True, "noise_std": 0.0}}
+    assert main(["train", "--config", str(run / "results.json"), "--out", str(tmp_path / "third"), "--epochs", "1",
+                 "--stop-after-epoch", "1", "--threads", "1", "--quiet"]) == 0
 
 
 @pytest.mark.parametrize("model, pairs, expect", [

@@ -64,18 +64,22 @@ def test_statistics_stored_in_the_checkpoint_are_used_when_the_data_are_gone(run
     shutil.copytree(data, moved)
     ck = load_checkpoint(run_dir / "best.pt")
     ck["config"]["data"] = str(tmp_path / "gone")             # the training data moved away
-    save_checkpoint({k: v for k, v in ck.items() if k != "version"}, run_dir / "best.pt")
-    with pytest.raises(ValueError, match="stores no training statistics"):
-        ng.predict(run_dir, moved / "test.pt")
-    # what the trainer stores with inference_state(...): then inference needs no training data
+    # the trainer stored the training statistics (inference_state): inference needs no training data
     splits = {"train": INRDataset(moved / "train.pt")}
-    ck.update(inference_state(splits, normalize=True))
-    save_checkpoint({k: v for k, v in ck.items() if k != "version"}, run_dir / "best.pt")
-    normalize, stats = training_stats(load_checkpoint(run_dir / "best.pt"))
+    normalize, stats = training_stats(ck)
     assert normalize and torch.equal(stats["weight_std"], splits["train"].stats["weight_std"])
+    save_checkpoint({k: v for k, v in ck.items() if k != "version"}, run_dir / "best.pt")
     out = ng.predict(run_dir, moved / "test.pt")
     ref = ng.predict(res.run_dir, data / "test.pt")
     assert torch.equal(out["pred"], ref["pred"]) and torch.allclose(out["probs"], ref["probs"])
+    # a checkpoint without them (written before they were stored) and no training data: refused
+    old = {k: v for k, v in ck.items() if k not in ("version", "inference")}
+    save_checkpoint(old, run_dir / "best.pt")
+    with pytest.raises(ValueError, match="stores no training statistics"):
+        ng.predict(run_dir, moved / "test.pt")
+    old.update(inference_state(splits, normalize=True))
+    save_checkpoint(old, run_dir / "best.pt")
+    assert torch.equal(ng.predict(run_dir, moved / "test.pt")["pred"], ref["pred"])
 
 
 def test_embed_returns_invariant_penultimate_features(run):

@@ -70,10 +70,11 @@ def test_run_directory_and_model_selection(data, tmp_path):
     res = run(cfg(data, tmp_path, epochs=4, model="mlp", lr=3e-3))
     files = {p.name for p in tmp_path.iterdir()}
     assert {"last.pt", "best.pt", "metrics.csv", "results.json", "learning_curves.png",
-            "reconstructions.png"} <= files
+            "reconstructions.png", "confusion.png", "config.json"} <= files
     assert not any(name.endswith(".tmp") for name in files)
     assert (tmp_path / "learning_curves.png").stat().st_size > 10_000
     assert (tmp_path / "reconstructions.png").stat().st_size > 10_000
+    assert (tmp_path / "confusion.png").stat().st_size > 10_000
 
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]

@@ -79,20 +79,25 @@ class Classify(Task):
 
     def draw(self, model: nn.Module, splits: dict[str, Any], run_dir: Path, device: torch.device,
              batch_size: int, n: int, title: str) -> list[Path]:
-        """``reconstructions.png``: the first test INRs rendered, titled with predicted / true label."""
+        """``confusion.png`` of the whole test split, and ``reconstructions.png``: the first test INRs
+        rendered, titled with predicted / true label."""
         from ..inr import render
-        from ..train.plots import plot_reconstructions
+        from ..train.plots import plot_confusion_matrix, plot_reconstructions
 
         dataset = splits["test"]
+        every = torch.arange(len(dataset))
+        paths = [plot_confusion_matrix(self.predict(model, dataset, every, device, batch_size), dataset.labels[every],
+                                       run_dir / "confusion.png", self.num_classes,
+                                       title=f"{title}: test confusion")] if len(dataset) else []
         fit = dataset.meta.get("fit", {}) if hasattr(dataset, "meta") else {}
         shape = fit.get("image_shape")
         n = min(n, len(dataset))
         if n == 0 or not shape or len(shape) < 2:
-            return []                          # not image INRs: nothing to draw
+            return paths                       # not image INRs: no reconstructions
         idx = torch.arange(n)
         weights, biases = dataset.params(idx)
         images = render(weights, biases, int(shape[0]), int(shape[1]), w0=float(fit.get("w0", 30.0)),
                         offset=float(fit.get("offset", 0.5)))
         pred = self.predict(model, dataset, idx, device, batch_size)
-        return [plot_reconstructions(images, pred, dataset.labels[idx], run_dir / "reconstructions.png",
-                                     title=f"{title}: test INRs decoded, predicted / true label")]
+        return paths + [plot_reconstructions(images, pred, dataset.labels[idx], run_dir / "reconstructions.png",
+                                             title=f"{title}: test INRs decoded, predicted / true label")]

@@ -54,7 +54,8 @@ from ..io import DirectoryBusy, atomic_write_text, lock_directory
 from ..seeding import derive_seed
 from . import distributed as D
 from .accel import DataStepMeter, amp_autocast, check_amp, compile_forward, to_float32
-from .checkpoint import capture_rng, config_mismatch, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import (capture_rng, config_mismatch, inference_state, load_checkpoint, restore_rng,
+                         save_checkpoint)
 from .options import check_options, dataclass_hints
 from .plots import plot_learning_curves
 from .registry import MODELS, build_model, check_hyperparameters
@@ -543,6 +544,7 @@ def _checkpoint(run: _Run, epoch: int, improved: bool, run_dir: Path, info: D.Di
              "num_classes": run.task.out_dim() if run.task.name == "classify" else 0,
              "out_dim": run.task.out_dim(), "task": run.task.name, "task_options": run.task.options(), "world_size": info.world_size,
              "elapsed": run.elapsed}
+    state.update(inference_state(run.splits, run.config.normalize))   # what inference needs: train statistics
     if improved:
         save_checkpoint(state, run_dir / "best.pt")
     save_checkpoint(state, run_dir / "last.pt")
@@ -571,6 +573,7 @@ def _train(config: TrainConfig, info: D.DistInfo, device: torch.device, resume: 
     writer = _tensorboard(run_dir) if main else None
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(json.dumps(config.to_dict(), indent=2) + "\n", run_dir / "config.json")   # --config
         extra = f", {task.out_dim()} classes" if task.name == "classify" else ""
         say(f"task {task.name}, model {config.model} ({run.num_params:,} parameters) on {device}"
             + (f" x{info.world_size} processes" if info.enabled else "")
