@@ -26,10 +26,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .train.cli_args import add_train_arguments
-from .train.cli_args import at_least_zero as _at_least_zero
 from .train.cli_args import device as _device
 from .train.cli_args import finite as _finite
-from .train.cli_args import kv as _kv
 from .train.cli_args import positive as _positive
 
 __all__ = ["main", "build_parser", "QUICKSTART"]
@@ -41,7 +39,7 @@ QUICKSTART: dict[str, Any] = {"model": "nggnn", "epochs": 20, "batch_size": 32, 
 
 def build_parser() -> argparse.ArgumentParser:
     from .inr import DEFAULT_LR, DEFAULT_STEPS
-    from .train import DEFAULT_MODEL, MODELS
+    from .train import MODELS
 
     p = argparse.ArgumentParser(prog="neuralgraph", description="Learning on neural networks as graphs: "
                                 "fit INR datasets and train permutation-equivariant classifiers on them.")

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from .interop import mlp_state_dict_params
-from .inr.dataset import save_inr_dataset
+from .inr.files import save_inr_dataset
 from .inr.siren import siren_architecture
 
 __all__ = ["import_inr_splits", "read_splits_json"]

@@ -30,7 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from .architecture import Architecture
-from .inr.dataset import INRDataset, load_inr_file
+from .inr.dataset import INRDataset
+from .inr.files import load_inr_file
 
 __all__ = ["load_run", "training_stats", "open_data", "predict", "embed", "evaluate", "predictions_csv"]
 

@@ -46,7 +46,7 @@ def _save(ctx: Ctx, labels, num_classes=10, nan=False):
 
 def _rewritten(ctx: Ctx, name: str = "train.pt", **changes) -> Path:
     """A copy of a split of the shared data with ``changes`` applied and *valid* checksums."""
-    from neuralgraph.inr.dataset import _checksums
+    from neuralgraph.inr.files import _checksums
 
     obj = torch.load(ctx.data / name, weights_only=True)
     for key, change in changes.items():

@@ -15,7 +15,7 @@ import neuralgraph.visualize  # noqa: F401  (ng.visualize.draw)
 from neuralgraph.cli import main
 from neuralgraph.inference import evaluate, open_data, training_stats
 from neuralgraph.inr import INRDataset, build_inr_splits
-from neuralgraph.inr.dataset import _normalize_batch
+from neuralgraph.inr.stats import _normalize_batch
 from neuralgraph.train import TrainConfig, load_checkpoint, save_checkpoint, train
 from neuralgraph.train.checkpoint import inference_state
 

@@ -163,7 +163,7 @@ def test_normalisation_and_augmented_loader(reference):
         assert abs(float(w[m].mean())) < 1e-5 and abs(float(w[m].std()) - 1) < 1e-4
         assert abs(float(b[m].mean())) < 1e-5 and abs(float(b[m].std()) - 1) < 1e-4
     # same arithmetic as normalising the stacked tensors; the raw parameters travel along
-    from neuralgraph.inr.dataset import normalize_params
+    from neuralgraph.inr.stats import normalize_params
     raw_w, raw_b = ds.params(torch.arange(40))
     nw, nb = normalize_params(raw_w, raw_b, ds.stats)
     assert all(torch.equal(a, c) for a, c in zip(w, nw)) and all(torch.equal(a, c) for a, c in zip(b, nb))
@@ -394,7 +394,7 @@ def test_corrupted_file_is_detected(reference, tmp_path):
 
 def test_layers_with_zero_spread_normalise_by_one(tmp_path):
     """A layer constant over the train split is centred, not divided by ~0 (val values would explode)."""
-    from neuralgraph.inr.dataset import normalize_params
+    from neuralgraph.inr.stats import normalize_params
 
     arch = siren_architecture((2, 4, 1))
     w = [torch.randn(6, 4, 2), torch.randn(6, 1, 4)]

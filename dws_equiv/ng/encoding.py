@@ -26,15 +26,13 @@ from torch_geometric.data import Data
 from ..checks import renamed_argument
 
 from ..reset import reset_children
-from neuralgraph import ACTIVATIONS, IDENTITY_NORM, EDGE_FORWARD, EDGE_RESIDUAL, EDGE_REVERSE, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT
+from neuralgraph import ACTIVATIONS, IDENTITY_NORM, EDGE_RESIDUAL, EDGE_REVERSE, NODE_INPUT, NODE_OUTPUT
 
 __all__ = ["EDGE_REVERSE_RESIDUAL", "NUM_EDGE_KINDS", "NGEncoder", "FourierFeatures", "bidirectional"]
 
 #: Kind id of the reverse copy of a residual (skip) edge; forward 0, reverse 1, residual 2.
 EDGE_REVERSE_RESIDUAL = 3
 NUM_EDGE_KINDS = 4
-
-
 
 
 def bidirectional(edge_index: Tensor, edge_type: Tensor) -> tuple[Tensor, Tensor]:

@@ -180,7 +180,7 @@ def build_sine_splits(out_dir: str | os.PathLike, n_train: int = 1000, n_val: in
         overwrite: replace a directory fitted with other settings.
         progress: progress bars.
     """
-    from ..inr.dataset import load_inr_file, save_inr_dataset
+    from ..inr.files import load_inr_file, save_inr_dataset
     from ..inr.siren import check_fit_settings, derive_seed, siren_architecture
 
     for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test), ("steps", steps)):

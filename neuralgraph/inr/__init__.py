@@ -1,8 +1,16 @@
-"""Implicit neural representations: batched SIREN fitting and INR dataset files."""
-from .dataset import (
-    FORMAT_VERSION, MANIFEST, SOURCE_NUM_CLASSES, INRDataset, INRLoader, RunningMoments, build_inr_splits,
-    check_labels, fit_to_dataset, layer_stats, load_inr_file, normalize_params, save_inr_dataset,
-)
+"""Implicit neural representations: batched SIREN fitting and INR dataset files.
+
+Modules: :mod:`~neuralgraph.inr.siren` (SIREN fitting and rendering), :mod:`~neuralgraph.inr.stats`
+(streamed per-layer statistics, standardisation), :mod:`~neuralgraph.inr.files` (the split-file
+format), :mod:`~neuralgraph.inr.fitting` (resumable fitting into a file),
+:mod:`~neuralgraph.inr.dataset` (lazy vectorised datasets), :mod:`~neuralgraph.inr.splits`
+(train/val/test splits of digits, MNIST, Fashion-MNIST in one directory).
+"""
+from .dataset import INRDataset, INRLoader
+from .files import FORMAT_VERSION, check_labels, load_inr_file, save_inr_dataset
+from .fitting import fit_to_dataset
+from .splits import DIGITS_W0, MANIFEST, SOURCE_NUM_CLASSES, build_inr_splits
+from .stats import RunningMoments, layer_stats, normalize_params
 from .siren import (
     DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS,
     FitResult, check_fit_settings, derive_seed, device_batch_size, fit_sirens, fit_sirens_to_signals, image_grid,
@@ -16,5 +24,5 @@ __all__ = [
     "siren_architecture", "siren_forward", "siren_init",
     "FORMAT_VERSION", "MANIFEST", "SOURCE_NUM_CLASSES", "INRDataset", "INRLoader", "RunningMoments",
     "build_inr_splits", "check_labels", "fit_to_dataset", "layer_stats", "load_inr_file", "normalize_params",
-    "save_inr_dataset",
+    "save_inr_dataset", "DIGITS_W0",
 ]

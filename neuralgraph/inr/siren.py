@@ -53,7 +53,7 @@ import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -856,7 +856,6 @@ def _fit_stack(weights, biases, Y, spec: _Coords, w0, steps, lr, offset, betas, 
             r = None
         for m in range(M - 2, -1, -1):
             D = Cb[m]
-            g = gW[m] if m > 0 else g1
             if m > 0:
                 torch.bmm(D.transpose(1, 2), A[m - 1], out=gW[m])
                 torch.sum(D, 1, out=gb[m])

@@ -12,7 +12,6 @@ adapt         equivariant (a graph)   zoo classifiers edited for a corrupted tar
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from .adapt import Adapt

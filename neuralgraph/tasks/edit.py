@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..graph import batch_to_stacked
-from ..inr.dataset import _STAT_KEYS, _scale
+from ..inr.stats import _STAT_KEYS, _scale
 from ..inr.siren import image_grid, siren_forward
 from .base import Task
 

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from ..inr.stats import _STAT_KEYS  # the per-layer statistics an ``inference`` entry stores
 from ..io import atomic_save
 
 __all__ = ["CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng", "inference_state", "extend_run",
@@ -94,8 +95,6 @@ def config_mismatch(saved: dict[str, Any], current: dict[str, Any], ignore: Iter
     return out
 
 
-#: Per-layer statistics keys a checkpoint's ``inference`` entry stores (those of :mod:`neuralgraph.inr.dataset`).
-_STAT_KEYS = ("weight_mean", "weight_std", "bias_mean", "bias_std")
 
 
 def inference_state(splits: dict[str, Any], normalize: bool) -> dict[str, Any]:

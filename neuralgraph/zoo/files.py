@@ -27,8 +27,6 @@ downsampled by averaging ``28 // image_size`` x ``28 // image_size`` blocks
 """
 from __future__ import annotations
 
-import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
@@ -42,7 +40,9 @@ from torch_geometric.data import Batch
 from ..architecture import Architecture
 from ..batching import concat_batches, set_graph_attr
 from ..graph import stacked_to_batch, to_model
-from ..inr.dataset import _as_index, _chunk_path, _compact, _fingerprint, _remove_chunks, _sha256, _tensor_digest
+from ..inr.dataset import _as_index
+from ..inr.files import _compact, _sha256
+from ..inr.fitting import _chunk_path, _fingerprint, _remove_chunks, _tensor_digest
 from ..seeding import derive_seed
 from ..io import atomic_save, lock_directory
 from .specs import FAMILIES, sample_zoo
