@@ -152,6 +152,21 @@ def render(weights: Sequence[Tensor], biases: Sequence[Tensor], height: int, wid
     return out.reshape(n, height, width) if C == 1 else out.reshape(n, height, width, C)
 
 
+def _adam_moments(grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, denom: Tensor, step: int, beta1: float,
+                  beta2: float, eps: float) -> float:
+    """One Adam step's moments, the same arithmetic as ``torch.optim.Adam``, elementwise (= per INR).
+
+    Updates ``exp_avg`` / ``exp_avg_sq`` in place, writes ``sqrt(v_hat) + eps`` into ``denom`` and
+    returns the first moment's bias correction ``1 - beta1**step``: the step is then
+    ``param -= lr / bc1 * exp_avg / denom``. Used by both fitting paths (fast CPU and device).
+    """
+    bc1 = 1.0 - beta1 ** step
+    exp_avg.lerp_(grad, 1.0 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+    torch.sqrt(exp_avg_sq, out=denom).div_(math.sqrt(1.0 - beta2 ** step)).add_(eps)
+    return bc1
+
+
 def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
     """Peak signal-to-noise ratio per item (first dim), in dB, for data in ``[0, data_range]``."""
     return psnr_from_mse((pred - target).pow(2).reshape(pred.shape[0], -1).mean(1), data_range)
@@ -739,12 +754,7 @@ def _fit_batch_fast(weights, biases, Y, H, W, w0, steps, lr, offset, betas, eps,
         if step - 1 in history:
             history[step - 1].copy_(mse)
         backward()
-        # Adam, the same arithmetic as torch.optim.Adam, elementwise = per INR
-        bc1 = 1.0 - beta1 ** step
-        bc2_sqrt = math.sqrt(1.0 - beta2 ** step)
-        exp_avg.lerp_(gflat, 1.0 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(gflat, gflat, value=1.0 - beta2)
-        torch.sqrt(exp_avg_sq, out=denom).div_(bc2_sqrt).add_(eps)
+        bc1 = _adam_moments(gflat, exp_avg, exp_avg_sq, denom, step, beta1, beta2, eps)
         flat.addcdiv_(exp_avg, denom, value=-lr / bc1)
         tick(B)
     forward()
@@ -891,11 +901,7 @@ def _fit_stack(weights, biases, Y, spec: _Coords, w0, steps, lr, offset, betas, 
                 steps_taken.masked_fill_(newly, step - 1)
             active &= ~newly
         backward()
-        bc1 = 1.0 - beta1 ** step
-        bc2_sqrt = math.sqrt(1.0 - beta2 ** step)
-        m1.lerp_(gflat, 1.0 - beta1)
-        m2.mul_(beta2).addcmul_(gflat, gflat, value=1.0 - beta2)
-        torch.sqrt(m2, out=upd).div_(bc2_sqrt).add_(eps)
+        bc1 = _adam_moments(gflat, m1, m2, upd, step, beta1, beta2, eps)
         torch.div(m1, upd, out=upd)
         if target_mse is not None:                                   # frozen INRs do not move
             keep = active.to(dtype)
