@@ -36,6 +36,7 @@ class Classify(Task):
         self.num_classes = 0
 
     def setup(self, splits: dict[str, Any]) -> None:
+        """Set :attr:`num_classes` from the splits' datasets; refuses val/test labels absent from train."""
         seen = set(splits["train"].labels.unique().tolist())
         for s in ("val", "test"):
             unseen = sorted(set(splits[s].labels.unique().tolist()) - seen)
@@ -45,12 +46,16 @@ class Classify(Task):
         self.num_classes = max(d.num_classes for d in splits.values())
 
     def out_dim(self) -> int:
+        """One logit per class: :attr:`num_classes`."""
         return self.num_classes
 
     def loss(self, output: Tensor, batch: Any) -> Tensor:
+        """Mean cross-entropy (with the task's label smoothing) of logits ``output`` ``[num_graphs, num_classes]``
+        against ``batch.y``."""
         return F.cross_entropy(output.float(), batch.y, label_smoothing=self.label_smoothing)
 
     def collect(self, output: Tensor, batch: Any) -> dict[str, Tensor]:
+        """Per network: ``loss`` (cross-entropy without smoothing) and ``correct`` (argmax equals the label)."""
         logits = output.detach().float()
         return {"loss": F.cross_entropy(logits, batch.y, reduction="none"), "correct": logits.argmax(1) == batch.y}
 
@@ -58,6 +63,7 @@ class Classify(Task):
         return {"loss": float(values["loss"].double().mean()), "acc": float(values["correct"].double().mean())}
 
     def score(self, metrics: dict[str, float]) -> tuple[float, ...]:
+        """Higher validation accuracy first, then lower loss."""
         return (metrics["acc"], -metrics["loss"])
 
     def describe(self, metrics: dict[str, float]) -> str:

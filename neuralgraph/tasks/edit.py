@@ -94,6 +94,8 @@ class Edit(Task):
         self.coords: Tensor | None = None
 
     def setup(self, splits: dict[str, Any]) -> None:
+        """Read the image shape, ``w0``/``offset`` and the standardisation statistics from the training
+        split's fit settings; refuses datasets that are not greyscale image INRs."""
         train = splits["train"]
         fit = train.meta.get("fit", {})
         shape = fit.get("image_shape")
@@ -121,9 +123,12 @@ class Edit(Task):
         return self.render(edited), target, original
 
     def loss(self, output: Any, batch: Any) -> Tensor:
+        """Pixel MSE between the edited INRs' renders and the dilated originals."""
         return self.loss_and_values(output, batch)[0]
 
     def collect(self, output: Any, batch: Any) -> dict[str, Tensor]:
+        """Per INR: ``loss`` (edited vs dilated MSE) and ``unedited`` (original vs dilated MSE, the
+        do-nothing baseline)."""
         with torch.no_grad():
             return self.loss_and_values(output, batch)[1]
 

@@ -42,9 +42,18 @@ class ZooSplitView:
 
     @property
     def targets(self) -> Tensor:
+        """The split's targets ``[len(self)]``: the zoo metric of each network at the view's checkpoint."""
         return self.zoo.targets(self.epoch, self.metric)[self.ids]
 
     def batch(self, indices: Any, augment: Any = None, generator: torch.Generator | None = None) -> Any:
+        """A PyG batch of the split's networks ``indices`` with float targets ``y`` ``[len(indices)]``.
+
+        Args:
+            indices: positions in this split (not zoo ids).
+            augment: an :class:`~neuralgraph.augment.Augment`; only hidden-neuron permutation is
+                allowed (anything else changes the target and raises ``ValueError``).
+            generator: random generator of the permutations.
+        """
         idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
         b = self.zoo.batch(self.ids[idx], self.epoch, self.metric)
         if augment is not None and getattr(augment, "active", False):
@@ -82,6 +91,10 @@ class Regress(Task):
         self.epoch, self.metric, self.val, self.test, self.split_seed = epoch, metric, val, test, split_seed
 
     def load_splits(self, data: str | os.PathLike, normalize: bool) -> dict[str, Any]:
+        """Split a zoo file (or a folder holding exactly one) by network into :class:`ZooSplitView` s.
+
+        ``normalize`` must be ``False``: zoos of mixed architectures are not standardised.
+        """
         from ..zoo import ZooDataset
 
         if normalize:
@@ -103,26 +116,32 @@ class Regress(Task):
                 for name, ids in (("train", split.train), ("val", split.val), ("test", split.test))}
 
     def setup(self, splits: dict[str, Any]) -> None:
+        """Check that every split holds at least two networks (Kendall's tau needs pairs)."""
         for name, view in splits.items():
             if len(view) < 2:
                 raise ValueError(f"regress: the {name} split holds {len(view)} networks; Kendall's tau needs >= 2")
 
     def out_dim(self) -> int:
+        """One scalar per network."""
         return 1
 
     def loss(self, output: Tensor, batch: Any) -> Tensor:
+        """Mean squared error of ``output`` ``[num_graphs, 1]`` against ``batch.y`` ``[num_graphs]``."""
         return F.mse_loss(output.float().squeeze(-1), batch.y.float())
 
     def collect(self, output: Tensor, batch: Any) -> dict[str, Tensor]:
+        """Per network: ``pred`` and ``target`` (the ranking metric needs the raw pairs, not sums)."""
         return {"pred": output.detach().float().squeeze(-1), "target": batch.y.detach().float()}
 
     def summarize(self, values: dict[str, Tensor]) -> dict[str, float]:
+        """``loss``: MSE over the split; ``tau``: Kendall's tau-b of predictions against targets."""
         from ..zoo import kendall_tau
 
         pred, target = values["pred"], values["target"]
         return {"loss": float(F.mse_loss(pred.double(), target.double())), "tau": kendall_tau(pred, target)}
 
     def score(self, metrics: dict[str, float]) -> tuple[float, ...]:
+        """Higher validation Kendall's tau first, then lower MSE."""
         return (metrics["tau"], -metrics["loss"])
 
     def describe(self, metrics: dict[str, float]) -> str:

@@ -211,6 +211,8 @@ class Contrastive(Task):
         return t.float()
 
     def setup(self, splits: dict[str, Any]) -> None:
+        """Check that all splits hold the same probe targets and at least 2 INRs; keep the target names and
+        the training split's statistics (the views' noise is relative to them)."""
         ks = {s: self.targets(d).shape[1] for s, d in splits.items()}
         names = {s: list(getattr(d, "meta", {}).get("target_names") or []) for s, d in splits.items()}
         if len(set(ks.values())) != 1 or any(n != names["train"] for n in names.values()):
@@ -224,6 +226,7 @@ class Contrastive(Task):
                                  f"the probe need at least 2")
 
     def out_dim(self) -> int:
+        """The embedding size (the ``out_dim`` option)."""
         return self.embedding_dim
 
     def _views(self, base: Any = None) -> "ViewAugment":
@@ -254,10 +257,14 @@ class Contrastive(Task):
                              f"Contrastive.train_batch / eval_batch (the trainer must call these hooks)")
 
     def loss(self, output: Tensor, batch: Any) -> Tensor:
+        """InfoNCE of the embeddings ``output`` ``[2B, out_dim]`` (row ``i`` and ``i + B`` are views of
+        one INR); ``ValueError`` if the batch is not two views per INR."""
         self._check_views(output, batch)
         return info_nce(output, self.temperature)
 
     def collect(self, output: Tensor, batch: Any) -> dict[str, Tensor]:
+        """Per view: ``loss`` (its InfoNCE term) and ``correct`` (its nearest other embedding, by cosine,
+        is the other view of the same INR: top-1 retrieval)."""
         self._check_views(output, batch)
         z = output.detach().float()
         loss = info_nce_per_view(z, self.temperature)
@@ -298,6 +305,7 @@ class Contrastive(Task):
 
     def finish(self, model: nn.Module, splits: dict[str, Any], device: torch.device, batch_size: int
                ) -> dict[str, float]:
+        """The linear probe's metrics (:meth:`probe`)."""
         return self.probe(model, splits, device, batch_size)
 
     def draw(self, model: nn.Module, splits: dict[str, Any], run_dir: Path, device: torch.device,
