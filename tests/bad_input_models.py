@@ -19,7 +19,7 @@ def _mlp(*widths: int) -> nn.Sequential:
 
 
 def _batch(*models: nn.Module) -> Batch:
-    return Batch.from_data_list([ng.to_graph(m) for m in models])
+    return ng.batch_models(list(models))
 
 
 def _empty_batch() -> Batch:

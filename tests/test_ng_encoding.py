@@ -16,7 +16,7 @@ IMAGE = 16  # probe image size: large enough for every CNN the strategies draw
 
 
 def _batch(models, taps=9):
-    return Batch.from_data_list([ng.pad_taps(ng.to_graph(m), taps) for m in models])
+    return ng.batch_models(models, taps=taps)
 
 
 def _reference_values(model: nn.Sequential, x: torch.Tensor) -> torch.Tensor:

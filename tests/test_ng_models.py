@@ -29,7 +29,7 @@ def one_thread():
 
 
 def _batch(models: list[nn.Module]) -> Batch:
-    return Batch.from_data_list([ng.pad_taps(ng.to_graph(m), 9) for m in models])
+    return ng.batch_models(models, taps=9)
 
 
 def _processor(cls, head: str, use_probes: bool = True, seed: int = 0, **kwargs) -> nn.Module:
