@@ -58,3 +58,26 @@ def test_every_module_kind_builds_converts_back_and_runs():
         ModuleSpec("layernorm", (4, 1e-5, True, True)).functional()
     with pytest.raises(ValueError, match="unknown module kind"):
         ModuleSpec("softmax").build()
+
+
+def test_the_fused_forwards_agree_with_the_interpreter():
+    """The SIREN fitter's and the zoo trainer's own forwards compute what the interpreter computes."""
+    from torch.func import vmap
+
+    from neuralgraph.inr import siren_architecture, siren_forward, siren_init
+    from neuralgraph.zoo import forward_grouped, sample_zoo
+    from neuralgraph.zoo.specs import init_params
+
+    arch = siren_architecture((2, 8, 8, 1), w0=30.0)
+    weights, biases = siren_init(5, (2, 8, 8, 1), w0=30.0, generator=torch.Generator().manual_seed(0))
+    coords = torch.rand(11, 2) * 2 - 1
+    interpreted = vmap(lambda w, b: forward(arch, w, b, None, coords))(weights, biases)
+    torch.testing.assert_close(siren_forward(weights, biases, coords, w0=30.0), interpreted, rtol=1e-5, atol=1e-6)
+
+    archs, hps = sample_zoo("small_cnn", 6, seed=0, image_size=8)
+    group = [h for h in hps if h["arch"] == 0]
+    p = init_params(archs[0], group)
+    x = torch.rand(4, 1, 8, 8)
+    interpreted = vmap(lambda w, b: forward(archs[0], w, b, None, x))(p["weights"], p["biases"])
+    for conv in ("grouped", "unfold"):
+        torch.testing.assert_close(forward_grouped(archs[0], p, x, conv=conv), interpreted, rtol=1e-5, atol=1e-5)
