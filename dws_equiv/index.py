@@ -75,6 +75,7 @@ class DWSIndex:
 
     @property
     def num_hidden(self) -> int:
+        """H, the number of hidden neurons in the batch (all graphs together)."""
         return self.hidden_nodes.numel()
 
     @cached_property

@@ -131,6 +131,9 @@ class Slots:
         return slice(*self.spans[name])
 
     def span(self, first: str | None = None, last: str | None = None) -> slice:
+        """The slice from the start of slot ``first`` to the end of slot ``last`` (default: the first and
+        the last slot of the layout, i.e. the whole row).
+        """
         first = first or self.layout[0][0]
         last = last or self.layout[-1][0]
         return slice(self.spans[first][0], self.spans[last][1])
@@ -149,6 +152,9 @@ class SetObjects(NamedTuple):
 
 
 def relation_context_slots() -> tuple[tuple[str, str], ...]:
+    """The slot layout of an anchor's pooled context under ``tying="relation"``
+    (:data:`RELATION_CONTEXT`; the same for every depth).
+    """
     return RELATION_CONTEXT
 
 
@@ -377,6 +383,7 @@ class DWSLayer(nn.Module):
         return sum(p.numel() for p in self.weights.values())
 
     def extra_repr(self) -> str:
+        """Channels and the layer's options in the module's ``repr``."""
         return (f"{self.in_channels}, {self.out_channels}, reduce={self.reduce!r}, tying={self.tying!r}, "
                 f"max_in={self.max_in}, max_out={self.max_out}, pair_mixing={self.pair_mixing!r}")
 

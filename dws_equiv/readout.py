@@ -40,9 +40,19 @@ class DWSReadout(nn.Module):
 
     @property
     def out_features(self) -> int:
+        """Size of the pooled vector: ``C * (4 + max_in + 2 * max_out)``."""
         return self.channels * (4 + self.max_in + 2 * self.max_out)
 
     def forward(self, x: Tensor, edge_attr: Tensor, index) -> Tensor:
+        """The invariant vector of every graph of the batch (see the class docstring for its parts).
+
+        Args:
+            x: node features; input neurons are ignored.
+            edge_attr: edge features; residual edges are ignored.
+            index: a :class:`DWSIndex` of the batch or the batch itself.
+
+        Shapes: ``x [N, C]``, ``edge_attr [E, C]`` -> ``[num_graphs, out_features]``.
+        """
         idx = DWSIndex.resolve(index, self.max_in, self.max_out, "the readout")
         C, r = self.channels, self.reduce
         if x.size(-1) != C or edge_attr.size(-1) != C:

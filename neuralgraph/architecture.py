@@ -58,9 +58,14 @@ class Sine(nn.Module):
         self.w0 = _finite(w0, "Sine w0")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``sin(w0 * x)``, elementwise.
+
+        Shapes: ``x [*]`` -> ``[*]``.
+        """
         return torch.sin(self.w0 * x)
 
     def extra_repr(self) -> str:
+        """``w0=...`` in the module's ``repr``."""
         return f"w0={self.w0}"
 
 
@@ -76,9 +81,14 @@ class Offset(nn.Module):
         self.value = _finite(value, "Offset value")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + value``, elementwise.
+
+        Shapes: ``x [*]`` -> ``[*]``.
+        """
         return x + self.value
 
     def extra_repr(self) -> str:
+        """``value=...`` in the module's ``repr``."""
         return f"value={self.value}"
 
 
@@ -91,6 +101,10 @@ class Residual(nn.Sequential):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + body(x)``, the body being the block's layers in order.
+
+        Shapes: ``x [*, d]`` -> ``[*, d]`` (the body keeps the width).
+        """
         return x + super().forward(x)
 
 
@@ -106,6 +120,9 @@ class ModuleSpec:
 
     @property
     def activation_id(self) -> int | None:
+        """The activation's id in :data:`ACTIVATIONS` (stored per neuron in the graph), or ``None`` when this
+        module is not an activation (``identity`` included).
+        """
         return ACTIVATIONS.get(self.kind) if self.kind != "identity" else None
 
     @property
@@ -271,6 +288,7 @@ class LayerSpec:
 
     @property
     def is_conv(self) -> bool:
+        """Whether the layer is a convolution (``conv1d`` / ``conv2d``) rather than ``linear``."""
         return self.kind != "linear"
 
     @property
@@ -288,9 +306,11 @@ class LayerSpec:
 
     @property
     def weight_shape(self) -> tuple[int, ...]:
+        """Shape of the layer's weight: ``(out, in)`` for Linear, ``(out, in, *kernel_size)`` for conv."""
         return (self.out_features, self.in_features, *self.kernel_size)
 
     def build(self) -> nn.Module:
+        """A freshly initialised ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` of this spec (without the post-modules)."""
         if self.kind == "linear":
             return nn.Linear(self.in_features, self.out_features, bias=self.bias)
         conv = {"conv1d": nn.Conv1d, "conv2d": nn.Conv2d}[self.kind]
@@ -345,14 +365,17 @@ class Architecture:
 
     @property
     def has_norm(self) -> bool:
+        """Whether any layer is followed by a normalisation module (BatchNorm / LayerNorm)."""
         return any(l.norm is not None for l in self.layers)
 
     @property
     def max_taps(self) -> int:
+        """The largest number of weights per (out, in) pair over the layers (1 for an MLP, kernel area for conv)."""
         return max(l.taps for l in self.layers)
 
     @property
     def num_nodes(self) -> int:
+        """Neurons of the graph: ``sum(widths)`` (inputs, hidden and outputs)."""
         return sum(self.widths)
 
     @property
@@ -471,6 +494,11 @@ class Architecture:
 
     @staticmethod
     def from_dict(d: dict) -> "Architecture":
+        """The architecture :meth:`to_dict` wrote (inverse of it: ``from_dict(a.to_dict()) == a``).
+
+        Args:
+            d: a dict in :meth:`to_dict`'s format (e.g. read from a dataset file or checkpoint).
+        """
         def mod(m: Sequence) -> ModuleSpec:
             return ModuleSpec(m[0], tuple(m[1]))
 

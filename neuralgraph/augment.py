@@ -176,6 +176,7 @@ class Augment:
 
     @property
     def active(self) -> bool:
+        """Whether any augmentation is switched on (otherwise the batch is used as it is)."""
         return bool(self.permute or self.noise_std or self.dropout or self.translate
                     or self.rotate or self.scale)
 

@@ -38,6 +38,9 @@ QUICKSTART: dict[str, Any] = {"model": "nggnn", "epochs": 20, "batch_size": 32, 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``argparse`` parser of the ``neuralgraph`` command with all its sub-commands
+    (``fit-inrs``, ``train``, ``quickstart``, ...); :func:`main` parses with it.
+    """
     from .inr import DEFAULT_LR, DEFAULT_STEPS
     from .train import MODELS
 

@@ -92,6 +92,7 @@ class NeuralGraph(Data):
 
     @property
     def num_taps(self) -> int:
+        """K, the width of ``edge_attr``: weights per edge (1 for MLPs, the kernel area for conv; padded in batches)."""
         return self.edge_attr.size(-1)
 
     # PyG's collate asks the first graph for ``__cat_dim__`` of a key, then every graph for its

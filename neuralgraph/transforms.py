@@ -76,6 +76,7 @@ class PermuteHidden(BaseTransform):
         self.generator = generator
 
     def forward(self, data: Data) -> Data:
+        """A copy of ``data`` with its hidden neurons permuted at random (the function it computes is unchanged)."""
         return permute_hidden(data, self.generator)[0]
 
 
@@ -99,6 +100,7 @@ class WeightNoise(BaseTransform):
         self.std, self.bias, self.generator = float(std), bool(bias), generator
 
     def forward(self, data: Data) -> Data:
+        """A copy of ``data`` with noise added to its real weights (and biases when ``bias``)."""
         _check_graph(data, "WeightNoise")
         w, b = _weights_and_biases(data)
         out = data.clone()
@@ -128,6 +130,7 @@ class WeightDropout(BaseTransform):
         self.p, self.generator = float(p), generator
 
     def forward(self, data: Data) -> Data:
+        """A copy of ``data`` with each real weight zeroed with probability ``p``."""
         _check_graph(data, "WeightDropout")
         w, _ = _weights_and_biases(data)
         drop = (_rand(data.edge_attr.shape, data.edge_attr, self.generator) < self.p) & w

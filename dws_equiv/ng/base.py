@@ -34,6 +34,15 @@ class DirectedEdgeProjection(nn.Module):
         reset_children(self)
 
     def forward(self, e: Tensor, kind: Tensor) -> Tensor:
+        """The per-direction projections of the edge state plus the kind embedding.
+
+        Args:
+            e: state of the ``E`` forward edges.
+            kind: edge kinds of both directions (from :func:`bidirectional`).
+
+        Shapes: ``e [E, hidden]``, ``kind [2E]`` -> ``[2E, d_out]`` (forward edges first, then their
+        reverses).
+        """
         return torch.cat([self.fwd(e), self.rev(e)], 0) + self.kind(kind)
 
 
@@ -58,6 +67,15 @@ class EdgeUpdate(nn.Module):
         reset_children(self)
 
     def forward(self, h: Tensor, e: Tensor, edge_index: Tensor) -> Tensor:
+        """The residual edge update ``e + MLP(LN(e), LN(h)_src, LN(h)_dst)``.
+
+        Args:
+            h: node features.
+            e: forward-edge features.
+            edge_index: the graph's forward edges ``[2, E]`` (source, target).
+
+        Shapes: ``h [N, H]``, ``e [E, H]`` -> ``[E, H]``.
+        """
         src, dst = edge_index
         h = self.node_norm(h)
         z = self.lin_e(self.norm(e)) + self.lin_src(h)[src] + self.lin_dst(h)[dst]
@@ -141,6 +159,16 @@ class NGProcessor(nn.Module):
         return h, e
 
     def forward(self, graph: Data):
+        """Process a batch of neural graphs: encode, run the layers, apply the head.
+
+        Args:
+            graph: a PyG batch of neural graphs (from :func:`neuralgraph.to_graph` / the datasets);
+                with probe features it needs ``arch``.
+
+        Shapes: ``head="invariant"``: ``[num_graphs, out_dim]``; ``head="equivariant"``: a shallow
+        clone of ``graph`` with ``x [N, 1]`` and ``edge_attr [E, K]`` edited; ``head=None``: the
+        tuple ``(h [N, hidden], e [E, hidden])`` of :meth:`embed`.
+        """
         h, e = self.embed(graph)
         if self.head_kind == "invariant":
             return self.head(graph, h)

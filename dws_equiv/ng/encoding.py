@@ -59,6 +59,7 @@ class FourierFeatures(nn.Module):
 
     @property
     def factor(self) -> int:
+        """How many features one scalar becomes: ``1 + 2 * num``."""
         return 1 + 2 * self.freq.numel()
 
     def forward(self, x: Tensor) -> Tensor:

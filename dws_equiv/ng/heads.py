@@ -27,6 +27,7 @@ __all__ = ["InvariantHead", "EquivariantHead", "mlp"]
 
 
 def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
+    """``Linear(d_in, d_hidden) -> SiLU -> Linear(d_hidden, d_out)``, the MLP of the heads and layers."""
     return nn.Sequential(nn.Linear(d_in, d_hidden), nn.SiLU(), nn.Linear(d_hidden, d_out))
 
 
@@ -43,6 +44,15 @@ class InvariantHead(nn.Module):
         reset_children(self)
 
     def forward(self, graph: Data, h: Tensor) -> Tensor:
+        """One vector per graph from its output-neuron features (by position) and its mean hidden feature.
+
+        Args:
+            graph: the batch (reads ``node_type``, ``node_pos`` and the graph index).
+            h: node features.
+
+        Shapes: ``h [N, H]`` -> ``[num_graphs, out_dim]``. A graph with more than ``max_out`` output
+        neurons raises ``ValueError``.
+        """
         B = num_graphs(graph)
         gb = graph_index(graph)
         out = graph.node_type == NODE_OUTPUT
@@ -81,6 +91,10 @@ class EquivariantHead(nn.Module):
         return dx, dw * keep
 
     def forward(self, graph: Data, h: Tensor, e: Tensor) -> Data:
+        """A shallow clone of ``graph`` with the deltas of :meth:`deltas` added to ``x`` and ``edge_attr``.
+
+        Shapes: ``h [N, H]``, ``e [E, H]`` -> a graph with ``x [N, 1]`` and ``edge_attr [E, K]`` (dtypes kept).
+        """
         dx, dw = self.deltas(graph, h, e)
         out = copy.copy(graph)                     # shallow: structure tensors are shared, not copied
         out.x = graph.x + dx.to(graph.x.dtype)

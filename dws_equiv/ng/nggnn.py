@@ -71,6 +71,15 @@ class PNAAggregation(DegreeScalerAggregation):
 
     def forward(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
                 dim_size: int | None = None, dim: int = -2) -> Tensor:
+        """Aggregate messages per target with every aggregator, then apply every degree scaler.
+
+        Args:
+            x: messages.
+            index: target of each message (``None``, or inputs other than 2-d, fall back to PyG's path).
+            ptr, dim_size, dim: as in :class:`torch_geometric.nn.aggr.Aggregation`.
+
+        Shapes: ``x [M, F]``, ``index [M]`` -> ``[dim_size, F * len(aggregators) * len(scalers)]``.
+        """
         if not self.fused or x.dim() != 2 or index is None:
             return super().forward(x, index, ptr, dim_size, dim)
         n = dim_size
@@ -144,6 +153,17 @@ class NGGNNLayer(MessagePassing):
 
     def forward(self, h: Tensor, e: Tensor, edge_index2: Tensor, kind2: Tensor,
                 edge_index: Tensor) -> tuple[Tensor, Tensor]:
+        """One layer: FiLM-conditioned messages, PNA aggregation, node update, then the edge update.
+
+        Args:
+            h: node features.
+            e: forward-edge features.
+            edge_index2, kind2: both directions of every edge and their kinds (:func:`bidirectional`).
+            edge_index: the forward edges ``[2, E]`` (for the edge update).
+
+        Shapes: ``h [N, H]``, ``e [E, H]``, ``edge_index2 [2, 2E]``, ``kind2 [2E]`` ->
+        ``(h [N, H], e [E, H])`` (``e`` unchanged when ``update_edges=False``).
+        """
         hn = self.norm(h)
         gamma, beta = self.film(e, kind2).chunk(2, -1)
         n = h.size(0)
@@ -155,6 +175,10 @@ class NGGNNLayer(MessagePassing):
         return h, e
 
     def message(self, a_i: Tensor, b_j: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+        """``W_m silu((1 + gamma_ij) * (A h_i + B h_j) + beta_ij)`` for each directed edge ``j -> i``.
+
+        Shapes: all inputs ``[2E, H]`` -> ``[2E, H]``.
+        """
         return self.msg_out(nn.functional.silu((1 + gamma) * (a_i + b_j) + beta))
 
 

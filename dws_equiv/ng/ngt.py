@@ -46,6 +46,17 @@ class NGTLayer(nn.Module):
 
     def forward(self, h: Tensor, e: Tensor, edge_index2: Tensor, kind2: Tensor,
                 edge_index: Tensor) -> tuple[Tensor, Tensor]:
+        """One layer: relational attention over incoming edges, feed-forward block, then the edge update.
+
+        Args:
+            h: node features.
+            e: forward-edge features.
+            edge_index2, kind2: both directions of every edge and their kinds (:func:`bidirectional`).
+            edge_index: the forward edges ``[2, E]`` (for the edge update).
+
+        Shapes: ``h [N, H]``, ``e [E, H]``, ``edge_index2 [2, 2E]``, ``kind2 [2E]`` ->
+        ``(h [N, H], e [E, H])`` (``e`` unchanged when ``update_edges=False``).
+        """
         n, hidden = h.shape
         d = hidden // self.attn_heads
         src, dst = edge_index2

@@ -70,6 +70,15 @@ class ProbeFeatures(nn.Module):
         return self.images[:, :d0, 0]
 
     def forward(self, graph: Data) -> Tensor:
+        """Every neuron's value on each probe input, the networks run on their raw parameters.
+
+        Args:
+            graph: a batch of neural graphs with ``arch`` (one architecture per graph), on the
+                probes' device.
+
+        Shapes: ``[N, n_probes]``: row ``i`` holds neuron ``i``'s value on each probe (module
+        docstring: post-module output, spatial mean for convolutions, the probe itself for inputs).
+        """
         archs = graph.arch if isinstance(graph.arch, list) else [graph.arch]
         B = num_graphs(graph)
         if len(archs) != B:

@@ -192,6 +192,14 @@ class FitResult:
     steps_taken: Tensor | None = None
 
     def render(self, height: int, width: int, offset: float = DEFAULT_OFFSET) -> Tensor:
+        """The images the fitted INRs encode (``w0`` read from the architecture).
+
+        Args:
+            height, width: the image grid.
+            offset: the constant added to the SIREN's output.
+
+        Shapes: returns ``[n, H, W]`` (``[n, H, W, C]`` for ``C > 1`` outputs).
+        """
         w0 = self.arch.layers[0].post[0].args[0] if self.arch.layers[0].post else DEFAULT_W0
         return render(self.weights, self.biases, height, width, w0, offset)
 

@@ -28,6 +28,12 @@ class RunningMoments:
         self.count, self.mean, self.m2 = z(), z(), z()
 
     def update(self, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> "RunningMoments":
+        """Merge one chunk of stacked networks into the running per-layer moments; returns ``self``.
+
+        Args:
+            weights: ``M`` tensors ``[n, ...]``, one per layer.
+            biases: ``M`` tensors ``[n, ...]``, one per layer.
+        """
         if len(weights) != self.num_layers or len(biases) != self.num_layers:
             raise ValueError(f"expected {self.num_layers} layers, got {len(weights)} weights and {len(biases)} biases")
         for k, t in enumerate([*weights, *biases]):

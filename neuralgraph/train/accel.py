@@ -165,18 +165,22 @@ class DataStepMeter:
             setattr(self, name, getattr(self, name) + time.perf_counter() - t)
 
     def data(self) -> contextlib.AbstractContextManager:
+        """Context manager timing batch preparation (adds to ``data_s``)."""
         return self._phase("data_s")
 
     def step(self) -> contextlib.AbstractContextManager:
+        """Context manager timing one training step (adds to ``step_s``; counts a batch)."""
         self.batches += 1
         return self._phase("step_s")
 
     def summary(self) -> dict[str, float]:
+        """``{data_s, step_s, batches, data_fraction}`` since the last :meth:`reset` (fraction ``nan`` if nothing was timed)."""
         total = self.data_s + self.step_s
         return {"data_s": self.data_s, "step_s": self.step_s, "batches": float(self.batches),
                 "data_fraction": self.data_s / total if total > 0 else float("nan")}
 
     def reset(self) -> None:
+        """Zero the times and the batch count (e.g. at the start of an epoch)."""
         self.data_s = self.step_s = 0.0
         self.batches = 0
 

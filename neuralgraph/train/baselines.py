@@ -147,6 +147,15 @@ class FlatMLP(nn.Module):
                 layer.reset_parameters()
 
     def forward(self, batch: Batch) -> Tensor:
+        """The MLP on each network's flattened parameters.
+
+        Args:
+            batch: a PyG batch of neural graphs of the architecture the model was built for
+                (another parameter layout raises ``ValueError``).
+
+        Shapes: invariant head: ``[num_graphs, out_dim]``; equivariant head: a batch with
+        edited ``x`` / ``edge_attr`` (parameters plus the MLP's output).
+        """
         archs = batch.arch if isinstance(batch.arch, list) else [batch.arch]
         if any(parameter_layout(a) != parameter_layout(self.arch) for a in archs):
             raise ValueError(f"FlatMLP was built for {self.arch.widths}; the batch holds networks of another "

@@ -70,6 +70,9 @@ def capture_rng() -> dict[str, Any]:
 
 
 def restore_rng(state: dict[str, Any]) -> None:
+    """Set the global RNG states (torch CPU, numpy, random, and CUDA when the device count
+    matches) from :func:`capture_rng`'s dict, so a resumed run draws what it would have.
+    """
     torch.set_rng_state(state["torch"])
     npst = state["numpy"]
     np.random.set_state((npst["kind"], npst["keys"].numpy().astype(np.uint32), npst["pos"],

@@ -54,6 +54,7 @@ def positive(kind):
 
 
 def finite(text: str) -> float:
+    """``argparse`` type: a finite float (``nan`` / ``inf`` refused)."""
     v = float(text)
     if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
@@ -61,6 +62,7 @@ def finite(text: str) -> float:
 
 
 def at_least_zero(text: str) -> float:
+    """``argparse`` type: a finite float ``>= 0``."""
     v = finite(text)
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")

@@ -46,6 +46,7 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
+        """Whether the job has several processes (``world_size > 1``, a process group exists)."""
         return self.world_size > 1
 
     @property
@@ -106,6 +107,7 @@ def init_distributed(device: str | torch.device = "cpu") -> tuple[DistInfo, torc
 
 
 def shutdown_distributed(info: DistInfo) -> None:
+    """Destroy the process group that :func:`init_distributed` started (no-op for a single process)."""
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -161,6 +163,7 @@ def broadcast_object(obj: Any, info: DistInfo, src: int = 0) -> Any:
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op for a single process)."""
     if info.enabled:
         dist.barrier()
 

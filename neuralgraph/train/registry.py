@@ -63,6 +63,7 @@ MODELS: dict[str, ModelSpec] = {
 
 
 def available_models() -> list[str]:
+    """Names accepted by ``--model`` / ``TrainConfig.model`` (the keys of :data:`MODELS`)."""
     return list(MODELS)
 
 

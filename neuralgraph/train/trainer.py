@@ -131,6 +131,7 @@ class TrainConfig:
         Augment(**self.augment)          # ranges of the augmentation fields
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as a plain dict (written to ``config.json`` and checkpoints)."""
         return asdict(self)
 
     def make_task(self) -> Task:
@@ -165,18 +166,22 @@ class TrainResult:
 
     @property
     def best_val_acc(self) -> float:
+        """Validation accuracy of the selected epoch (``nan`` for tasks without ``acc``)."""
         return self.val_metrics.get("acc", float("nan"))
 
     @property
     def best_val_loss(self) -> float:
+        """Validation loss of the selected epoch."""
         return self.val_metrics.get("loss", float("nan"))
 
     @property
     def test_acc(self) -> float | None:
+        """Test accuracy of the selected model (``None`` if the run stopped early or the task has no ``acc``)."""
         return None if self.test_metrics is None else self.test_metrics.get("acc")
 
     @property
     def test_loss(self) -> float | None:
+        """Test loss of the selected model (``None`` if the run stopped before its last epoch)."""
         return None if self.test_metrics is None else self.test_metrics.get("loss")
 
 

@@ -381,6 +381,10 @@ def _merge(done: dict, bounds, archs, hparams, checkpoints, family, meta) -> dic
 # ----------------------------------------------------------------------------
 
 class ZooSplit(NamedTuple):
+    """Network ids of a zoo split by network (:meth:`ZooDataset.split`): ``train``, ``val``, ``test``,
+    each a ``[n]`` long tensor, pairwise disjoint.
+    """
+
     train: Tensor
     val: Tensor
     test: Tensor

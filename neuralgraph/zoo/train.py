@@ -317,6 +317,9 @@ class TrainPlan:
         return idx[:, : self.max_steps * self.batch_size]
 
     def noise_generator(self, epoch: int) -> torch.Generator:
+        """The generator of ``epoch``'s dropout noise, seeded from the group seed and the epoch, so
+        a resumed run draws the same masks.
+        """
         return torch.Generator(device=self.device).manual_seed(derive_seed(self.group_seed, 2, epoch))
 
 
