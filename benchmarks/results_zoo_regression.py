@@ -52,6 +52,10 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16, help="networks per training batch of the processors")
     p.add_argument("--chunk-size", type=int, default=128, help="zoo networks trained together")
     p.add_argument("--device", default="cpu", help="zoo training and processor training device (cpu, cuda)")
+    p.add_argument("--train-epochs", type=int, nargs="*", default=None,
+                   help="also train on these checkpoints of the training networks (regress train_epochs)")
+    p.add_argument("--hidden", type=int, default=None, help="NG models' hidden width (default: SETTINGS)")
+    p.add_argument("--suffix", default="", help="appended to the run directories (several settings side by side)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -82,20 +86,25 @@ def main() -> None:
         for model in args.models:
             if model in FIXED_ONLY and family != "small_cnn":
                 continue
-            cfg = TrainConfig(data=str(path), out=str(args.out / f"{name}_{model}"), task="regress", model=model,
+            settings = {**SETTINGS[model], "model_kwargs": dict(SETTINGS[model]["model_kwargs"])}
+            if args.hidden and model in ("nggnn", "ngt"):
+                settings["model_kwargs"]["hidden"] = args.hidden
+            cfg = TrainConfig(data=str(path), out=str(args.out / f"{name}_{model}{args.suffix}"), task="regress",
+                              model=model, task_kwargs={"train_epochs": tuple(args.train_epochs)}
+                              if args.train_epochs else {},
                               epochs=args.epochs, batch_size=args.batch_size, normalize=False, device=args.device,
-                              augment={"permute": True} if model not in FIXED_ONLY else {}, **SETTINGS[model])
+                              augment={"permute": True} if model not in FIXED_ONLY else {}, **settings)
             res = train(cfg, resume=True, progress=False)
             rows.append({"zoo": name, "model": model, "tau": res.test_metrics["tau"],
                          "mse": res.test_metrics["loss"], "params": res.num_params,
                          "train_time_s": res.train_time_s, "note": note})
             print(json.dumps(rows[-1]), flush=True)
-            (args.out / "results_zoo.json").write_text(json.dumps(rows, indent=2))   # partial results survive
+            (args.out / f"results_zoo{args.suffix}.json").write_text(json.dumps(rows, indent=2))   # partial results survive
     print("\n| zoo | model | test Kendall's tau | train time |\n|---|---|---|---|")
     for r in rows:
         t = "-" if r["train_time_s"] is None else f"{r['train_time_s'] / 60:.1f} min"
         print(f"| {r['zoo']} | {r['model']} | {r['tau']:.3f} | {t} |")
-    (args.out / "results_zoo.json").write_text(json.dumps(rows, indent=2))
+    (args.out / f"results_zoo{args.suffix}.json").write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,24 @@ def test_splits_are_by_network_and_targets_are_the_zoo_metric(zoos):
     torch.testing.assert_close(b.y.sort().values, view.targets.float().sort().values)
 
 
+def test_extra_training_checkpoints_add_samples_of_training_networks_only(zoos):
+    """train_epochs: each training network also at other checkpoints, with its metric there."""
+    from neuralgraph.zoo import ZooDataset
+
+    zoo = ZooDataset(zoos["wild_park"])
+    plain = Regress().load_splits(zoos["wild_park"], normalize=False)
+    more = Regress(train_epochs=(0,)).load_splits(zoos["wild_park"], normalize=False)
+    train = more["train"]
+    assert len(train) == 2 * len(plain["train"]) and len(more["test"]) == len(plain["test"])
+    assert torch.equal(more["test"].ids, plain["test"].ids)             # still split by network
+    b = train.batch(torch.arange(len(train)))
+    expected = torch.cat([zoo.targets(None)[train.ids], zoo.targets(0)[train.ids]])
+    torch.testing.assert_close(b.y.sort().values, expected.float().sort().values)
+    assert set(b.net_index.tolist()) == set(train.ids.tolist())
+    with pytest.raises(ValueError, match="no checkpoint at epoch 7"):
+        Regress(train_epochs=(7,)).load_splits(zoos["wild_park"], normalize=False)
+
+
 @pytest.mark.parametrize("model_name", ["nggnn", "ngt", "dwsnet"])
 def test_predictions_are_invariant_on_heterogeneous_cnn_batches(zoos, model_name):
     """The whole path (zoo batch of mixed CNN architectures -> processor -> prediction) is invariant."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,18 +32,23 @@ class ZooSplitView:
     permutations only (noise and dropout would change the network's accuracy, the target).
     """
 
-    def __init__(self, zoo: Any, ids: Tensor, epoch: int | None, metric: str) -> None:
+    def __init__(self, zoo: Any, ids: Tensor, epoch: int | None, metric: str,
+                 epochs: Sequence[int | None] | None = None) -> None:
         self.zoo, self.ids, self.epoch, self.metric = zoo, ids, epoch, metric
+        # samples: every network at every checkpoint of ``epochs`` (default: at ``epoch`` only)
+        self.epochs = [epoch] if epochs is None else list(epochs)
+        self.sample_net = ids.repeat(len(self.epochs))
+        self.sample_ckpt = torch.arange(len(self.epochs)).repeat_interleave(ids.numel())
         self.path, self.meta = zoo.path, {**zoo.meta, "fingerprint": zoo.meta.get("fingerprint")}
         self.arch: Architecture = max(zoo.archs, key=lambda a: (a.max_taps, a.widths[0], a.widths[-1]))
 
     def __len__(self) -> int:
-        return int(self.ids.numel())
+        return int(self.sample_net.numel())
 
     @property
     def targets(self) -> Tensor:
-        """The split's targets ``[len(self)]``: the zoo metric of each network at the view's checkpoint."""
-        return self.zoo.targets(self.epoch, self.metric)[self.ids]
+        """The split's targets ``[len(self)]``: the zoo metric of each sample (network, checkpoint)."""
+        return torch.cat([self.zoo.targets(e, self.metric)[self.ids] for e in self.epochs])
 
     def batch(self, indices: Any, augment: Any = None, generator: torch.Generator | None = None) -> Any:
         """A PyG batch of the split's networks ``indices`` with float targets ``y`` ``[len(indices)]``.
@@ -54,8 +59,13 @@ class ZooSplitView:
                 allowed (anything else changes the target and raises ``ValueError``).
             generator: random generator of the permutations.
         """
+        from ..batching import concat_batches
+
         idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
-        b = self.zoo.batch(self.ids[idx], self.epoch, self.metric)
+        ckpt = self.sample_ckpt[idx]
+        parts = [self.zoo.batch(self.sample_net[idx[ckpt == c]], self.epochs[c], self.metric)
+                 for c in ckpt.unique().tolist()]
+        b = concat_batches(parts)
         if augment is not None and getattr(augment, "active", False):
             if augment.noise_std or augment.dropout or augment.translate or augment.rotate or augment.scale:
                 raise ValueError("regress: only permutation augmentation (--augment permute=true) keeps a network's "
@@ -76,6 +86,9 @@ class Regress(Task):
         metric: the zoo metric to predict (``test_acc``, ``train_acc``, ``test_loss``, ...).
         val, test: fractions of the valid networks in the validation and test splits.
         split_seed: seed of the split by network.
+        train_epochs: more training samples: each training network also at these checkpoints
+            (its weights and its metric there), e.g. ``(1, 2)``; validation and test always use
+            ``epoch``. The split stays by network, so no network reaches two splits.
     """
 
     name = "regress"
@@ -84,11 +97,12 @@ class Regress(Task):
     metrics = ("loss", "tau")
 
     def __init__(self, epoch: int | None = None, metric: str = "test_acc", val: float = 0.15, test: float = 0.15,
-                 split_seed: int = 0) -> None:
+                 split_seed: int = 0, train_epochs: tuple[int, ...] | None = None) -> None:
         for name, f in (("val", val), ("test", test)):
             if not 0 < f < 1:
                 raise ValueError(f"regress: {name} must be a fraction in (0, 1), got {f!r}")
         self.epoch, self.metric, self.val, self.test, self.split_seed = epoch, metric, val, test, split_seed
+        self.train_epochs = None if train_epochs is None else tuple(int(e) for e in train_epochs)
 
     def load_splits(self, data: str | os.PathLike, normalize: bool) -> dict[str, Any]:
         """Split a zoo file (or a folder holding exactly one) by network into :class:`ZooSplitView` s.
@@ -111,9 +125,13 @@ class Regress(Task):
             raise FileNotFoundError(f"regress: zoo file not found: {path} (make one with `neuralgraph zoo`)")
         zoo = ZooDataset(path)
         zoo.targets(self.epoch, self.metric)                     # checks epoch and metric
+        extra = [e for e in (self.train_epochs or ()) if e != zoo.epochs[zoo.checkpoint(self.epoch)]]
+        for e in extra:
+            zoo.checkpoint(e)                                     # every extra checkpoint exists
         split = zoo.split(self.val, self.test, self.split_seed)
-        return {name: ZooSplitView(zoo, ids, self.epoch, self.metric)
-                for name, ids in (("train", split.train), ("val", split.val), ("test", split.test))}
+        return {"train": ZooSplitView(zoo, split.train, self.epoch, self.metric, [self.epoch, *extra]),
+                "val": ZooSplitView(zoo, split.val, self.epoch, self.metric),
+                "test": ZooSplitView(zoo, split.test, self.epoch, self.metric)}
 
     def setup(self, splits: dict[str, Any]) -> None:
         """Check that every split holds at least two networks (Kendall's tau needs pairs)."""
@@ -149,7 +167,7 @@ class Regress(Task):
 
     def options(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "metric": self.metric, "val": self.val, "test": self.test,
-                "split_seed": self.split_seed}
+                "split_seed": self.split_seed, "train_epochs": self.train_epochs}
 
     @torch.no_grad()
     def draw(self, model, splits, run_dir: Path, device, batch_size: int, n: int, title: str) -> list[Path]:
