@@ -15,8 +15,9 @@ __all__ = ["HiddenPermutation", "permute_hidden", "random_hidden_permutation", "
 class HiddenPermutation(NamedTuple):
     """``new.x = old.x[node_perm]`` and ``new.edge_attr = old.edge_attr[edge_perm]``."""
 
-    node_perm: Tensor
-    edge_perm: Tensor
+    # spelled torch.Tensor: pdoc resolves a NamedTuple's field annotations outside this module
+    node_perm: torch.Tensor
+    edge_perm: torch.Tensor
 
 
 def random_hidden_permutation(graph: Data, generator: torch.Generator | None = None) -> Tensor:
