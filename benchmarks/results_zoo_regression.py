@@ -80,7 +80,7 @@ def main() -> None:
         note = (f"{name}: {len(zoo)} networks ({int(zoo.valid.sum())} valid), test accuracy mean {acc.mean():.1%} "
                 f"(std {acc.std():.1%}), made in {time.perf_counter() - t0:.0f}s")
         print(note, flush=True)
-        statnn = evaluate_statnn(zoo, zoo.split(0.15, 0.15, 0))
+        statnn = evaluate_statnn(zoo, zoo.split(0.15, 0.15, 0), train_epochs=args.train_epochs or ())
         rows.append({"zoo": name, "model": "statnn", "tau": statnn["tau"], "train_time_s": None, "note": note})
         print(json.dumps(rows[-1]), flush=True)
         for model in args.models:

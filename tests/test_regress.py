@@ -51,6 +51,11 @@ def test_extra_training_checkpoints_add_samples_of_training_networks_only(zoos):
     assert set(b.net_index.tolist()) == set(train.ids.tolist())
     with pytest.raises(ValueError, match="no checkpoint at epoch 7"):
         Regress(train_epochs=(7,)).load_splits(zoos["wild_park"], normalize=False)
+    # StatNN takes the same extra samples
+    from neuralgraph.zoo import evaluate_statnn
+
+    res = evaluate_statnn(zoo, zoo.split(0.15, 0.15, 0), train_epochs=(0,))
+    assert len(res["ids"]) == len(plain["test"]) and -1 <= res["tau"] <= 1
 
 
 @pytest.mark.parametrize("model_name", ["nggnn", "ngt", "dwsnet"])

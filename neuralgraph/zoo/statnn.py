@@ -101,13 +101,16 @@ def kendall_tau(pred: Any, target: Any) -> float:
     return float(kendalltau(p, t).statistic)
 
 
-def evaluate_statnn(zoo, split=None, epoch: int | None = None, metric: str = "test_acc", seed: int = 0) -> dict:
+def evaluate_statnn(zoo, split=None, epoch: int | None = None, metric: str = "test_acc", seed: int = 0,
+                    train_epochs: Sequence[int] = ()) -> dict:
     """Fit StatNN on the train (+ val) networks of ``split`` and report Kendall's tau on its test networks.
 
     Args:
         zoo: a :class:`~neuralgraph.zoo.ZooDataset`.
         split: a :class:`~neuralgraph.zoo.files.ZooSplit` (default ``zoo.split(seed=seed)``).
         epoch: the checkpoint whose weights are the input and whose ``metric`` is the target.
+        train_epochs: also fit on the training networks at these checkpoints (as the regress
+            task's ``train_epochs``: the same extra samples for both).
 
     Returns:
         ``{"tau", "r2", "pred", "target", "ids"}`` for the test networks.
@@ -121,8 +124,13 @@ def evaluate_statnn(zoo, split=None, epoch: int | None = None, metric: str = "te
                          f"({int(zoo.valid.sum())} valid networks in {zoo.path}); use a larger zoo or test fraction")
     train_ids = torch.cat([split.train, split.val])
     X_tr, id_tr = zoo_statnn_features(zoo, train_ids, epoch)
+    y_tr = y_all[id_tr]
+    last = zoo.epochs[zoo.checkpoint(epoch)]
+    for e in (e for e in train_epochs if e != last):
+        X_e, id_e = zoo_statnn_features(zoo, train_ids, e)
+        X_tr, y_tr = np.concatenate([X_tr, X_e]), np.concatenate([y_tr, zoo.targets(e, metric).numpy()[id_e]])
     X_te, id_te = zoo_statnn_features(zoo, split.test, epoch)
-    model = fit_statnn(X_tr, y_all[id_tr], seed=seed)
+    model = fit_statnn(X_tr, y_tr, seed=seed)
     pred = model.predict(X_te)
     return {"tau": kendall_tau(pred, y_all[id_te]), "r2": float(r2_score(y_all[id_te], pred)), "pred": pred,
             "target": y_all[id_te], "ids": id_te}
