@@ -151,6 +151,22 @@ class SetObjects(NamedTuple):
     pooled_last: Tensor      # [G, d_out * C] W_M pooled over layer-(M-1) neurons
 
 
+def _weight_name(key: str, y: str, x: str) -> str:
+    """Name of the block mapping input slot ``x`` to output slot ``y`` in parameter group ``key``.
+
+    Groups: ``n`` / ``e`` / ``a`` (node, edge-self, anchor terms) under ``tying="relation"``,
+    ``n{M}_{h}`` / ``e{M}_{m}`` / ``a{M}_{a}`` per depth and layer under ``tying="full"``. A
+    factorized block is stored as ``<name>__a`` (per-position scales) and ``<name>__t`` (a
+    shared ``C' x C`` matrix). These names are the checkpoint keys.
+    """
+    return f"{key}__{y}__{x}"
+
+
+def _bias_name(key: str, y: str) -> str:
+    """Name of the affine bias of output slot ``y`` in anchor group ``key``."""
+    return f"{key}__{y}"
+
+
 def relation_context_slots() -> tuple[tuple[str, str], ...]:
     """The slot layout of an anchor's pooled context under ``tying="relation"``
     (:data:`RELATION_CONTEXT`; the same for every depth).
@@ -310,7 +326,7 @@ class DWSLayer(nn.Module):
                 px = self._positions(kinds.get(x, "c"))
                 py = self._positions(kinds.get(y, "c"))
                 s = 1.0 / math.sqrt(fan[y] * C)
-                name = f"{key}__{y}__{x}"
+                name = _weight_name(key, y, x)
                 if px * py > 1 and self.pair_mixing == "factorized":
                     self._add_weight(name + "__a", (py, px, Co), 1.0, math.sqrt(fan[y]))
                     self._add_weight(name + "__t", (Co, C), 1.0, math.sqrt(C))
@@ -319,7 +335,7 @@ class DWSLayer(nn.Module):
         if bias:
             for key, o in sorted(outs.items()):
                 for y in sorted(o):
-                    self.biases[f"{key}__{y}"] = nn.Parameter(torch.empty(self._positions(kinds[y]), Co))
+                    self.biases[_bias_name(key, y)] = nn.Parameter(torch.empty(self._positions(kinds[y]), Co))
         self.reset_parameters()
 
     def _add_weight(self, name: str, shape: tuple[int, ...], bound: float, divisor: float) -> None:
@@ -340,7 +356,7 @@ class DWSLayer(nn.Module):
     def _block(self, key: str, y: str, ky: str, x: str, kx: str, d_in: int, d_out: int, dtype) -> Tensor | None:
         py = {"c": 1, "in": d_in, "out": d_out}[ky]
         px = {"c": 1, "in": d_in, "out": d_out}[kx]
-        name = f"{key}__{y}__{x}"
+        name = _weight_name(key, y, x)
         C, Co = self.in_channels, self.out_channels
         if name in self.weights:
             w = self.weights[name][:py, :, :px, :]
@@ -371,7 +387,7 @@ class DWSLayer(nn.Module):
         width = {"c": 1, "in": d_in, "out": d_out}
         parts = []
         for y, ky in out_layout:
-            name = f"{key}__{y}"
+            name = _bias_name(key, y)
             if name in self.biases:
                 parts.append(self.biases[name][: width[ky]].reshape(-1).to(dtype))
             else:
