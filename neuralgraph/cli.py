@@ -1,5 +1,5 @@
 """Command line: ``neuralgraph fit-inrs | train | zoo | quickstart | models | import-inrs | predict | embed |
-evaluate`` (also ``python -m neuralgraph``).
+evaluate | draw`` (also ``python -m neuralgraph``).
 
 Examples::
 
@@ -16,6 +16,8 @@ Examples::
     neuralgraph embed --run runs/nggnn --data mnist_inrs/test.pt --out emb.pt
     neuralgraph evaluate --run runs/nggnn --data mnist_inrs/test.pt
     neuralgraph extend --run runs/nggnn --epochs 40      # continue a finished run to 40 epochs
+    neuralgraph draw --data mnist_inrs                    # parameter / PSNR histograms, 4x reconstructions
+    neuralgraph draw --graph-of mnist_inrs --index 0 --out net.png --permute   # one INR's graph (+ permuted)
 """
 from __future__ import annotations
 
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_zoo_parser(sub)
     _add_use_parsers(sub)
+    _add_draw_parser(sub)
     sub.add_parser("models", help="list the models `train --model` accepts")
     return p
 
@@ -320,6 +323,67 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------
+# draw: pictures of an INR dataset or of one network's graph
+# ----------------------------------------------------------------------------
+
+def _add_draw_parser(sub) -> None:
+    """``draw``: :func:`neuralgraph.visualize.dataset_report`, or one INR's graph (and its permutation)."""
+    d = sub.add_parser("draw", help="pictures of an INR dataset (--data) or of one INR's neural graph (--graph-of)",
+                       description="--data DIR: per-layer weight/bias histograms, fit-PSNR histogram and originals "
+                                   "beside the INRs rendered at 4x resolution (layer_histograms.png, fit_psnr.png, "
+                                   "reconstructions_4x.png in --out, default DIR). --graph-of DIR --index I --out "
+                                   "net.png: the neural graph of INR I of DIR/train.pt; with --permute also "
+                                   "net_permutation.png (before / after a random hidden-neuron permutation).")
+    what = d.add_mutually_exclusive_group(required=True)
+    what.add_argument("--data", type=Path, help="directory of INR splits (or one split file): dataset pictures")
+    what.add_argument("--graph-of", type=Path, help="directory of INR splits (or one split file): draw one INR")
+    d.add_argument("--out", type=Path, help="--data: output directory (default: the data directory); "
+                                            "--graph-of: the PNG to write (required)")
+    d.add_argument("--index", type=int, default=0, help="--graph-of: which INR of the split (default 0)")
+    d.add_argument("--permute", action="store_true", help="--graph-of: also draw a random hidden permutation")
+    d.add_argument("--seed", type=int, default=0, help="--permute: seed of the permutation")
+    d.add_argument("--scale", choices=["layer", "global"], default="layer",
+                   help="--graph-of: colour scale per layer (default; a SIREN's layers differ ~10x) or global")
+    d.add_argument("--root", type=Path, help="--data: IDX directory of MNIST / Fashion-MNIST INRs, to show "
+                                             "their original images")
+
+
+def _draw(args: argparse.Namespace) -> int:
+    import torch
+
+    from .symmetry import permute_hidden
+    from .visualize import dataset_report, draw, draw_permutation
+
+    if args.data is not None:
+        unused = [f for f, v in (("--index", args.index != 0), ("--permute", args.permute)) if v]
+        if unused:
+            raise ValueError(f"--data does not take {', '.join(unused)} (they go with --graph-of)")
+        for path in dataset_report(args.data, args.out, root=args.root):
+            print(path)
+        return 0
+    from .inr import INRDataset
+
+    if args.out is None:
+        raise ValueError("--graph-of needs --out FILE.png")
+    path = args.graph_of / "train.pt" if args.graph_of.is_dir() else args.graph_of
+    if not path.is_file():
+        raise FileNotFoundError(f"no INR split {path} (make one with `neuralgraph fit-inrs`)")
+    dataset = INRDataset(path)
+    if not -len(dataset) <= args.index < len(dataset):
+        raise ValueError(f"--index {args.index} is outside {path} ({len(dataset)} INRs)")
+    graph = dataset[args.index]
+    import matplotlib.pyplot as plt
+
+    ax = draw(graph, path=args.out, scale=args.scale, title=f"INR {args.index} of {path} (label {int(graph.y)})")
+    plt.close(ax.figure)
+    print(args.out)
+    if args.permute:
+        permuted, perm = permute_hidden(graph, torch.Generator().manual_seed(args.seed))
+        print(draw_permutation(graph, permuted, perm, args.out.with_name(f"{args.out.stem}_permutation.png")))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (errors print one line, no traceback)."""
     from .io import DirectoryBusy
@@ -327,7 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     commands = {"fit-inrs": _fit, "train": _train, "quickstart": _quickstart, "models": _models, "zoo": run_zoo,
-                "import-inrs": _import_inrs, "extend": _extend, "predict": _predict, "embed": _embed, "evaluate": _evaluate}
+                "import-inrs": _import_inrs, "extend": _extend, "predict": _predict, "embed": _embed, "evaluate": _evaluate,
+                "draw": _draw}
     try:
         return commands[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError, FloatingPointError, DirectoryBusy) as e:

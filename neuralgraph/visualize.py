@@ -290,9 +290,12 @@ def draw_permutation(graph: Data, permuted: Data, perm, path: str | Path, title:
         keep = (g.edge_type != EDGE_RESIDUAL).tolist()
         edges = [e for e, k in zip(g.edge_index.t().tolist(), keep) if k]
         if edges:
-            v = values[torch.tensor(keep)]
+            keep_t = torch.tensor(keep)
+            v, el = values[keep_t], g.edge_layer.cpu()[keep_t]
+            vmax = torch.zeros(layers).scatter_reduce(0, el, v, "amax")      # widths scaled per layer
+            v = v / torch.where(vmax > 0, vmax, torch.ones_like(vmax))[el]
             nx.draw_networkx_edges(G, layout, edgelist=[tuple(e) for e in edges], ax=ax, edge_color="grey",
-                                   width=(0.2 + 2.0 * v / (float(v.max()) or 1.0)).tolist(), alpha=0.5, arrows=False)
+                                   width=(0.2 + 2.0 * v).tolist(), alpha=0.5, arrows=False)
         is_hidden = (g.node_type.cpu() == NODE_HIDDEN)
         colours = [cmap(float(ident[o])) if h else (1, 1, 1, 1) for o, h in zip(origin.tolist(), is_hidden.tolist())]
         was_moved = moved if name != "before" else torch.zeros_like(moved)
@@ -302,7 +305,8 @@ def draw_permutation(graph: Data, permuted: Data, perm, path: str | Path, title:
                 nx.draw_networkx_nodes(G, layout, nodelist=nodes, ax=ax, node_shape=marker, node_size=node_size,
                                        node_color=[colours[n] for n in nodes], edgecolors="black",
                                        linewidths=[2.2 if was_moved[n] else 0.6 for n in nodes])
-        if int(counts[1:-1].max() if layers > 2 else 0) <= 24:   # original positions, where they fit
+        numbered = int(counts[1:-1].max() if layers > 2 else 0) <= 24
+        if numbered:   # original positions, where they fit
             pos = graph.node_pos.cpu()
             nx.draw_networkx_labels(G, layout, ax=ax, font_size=6,
                                     labels={n: str(int(pos[o])) for n, o in enumerate(origin.tolist())
@@ -313,12 +317,69 @@ def draw_permutation(graph: Data, permuted: Data, perm, path: str | Path, title:
         ax.set_title(name if name == "before" else f"{name}: {int(moved.sum())} of {n_hidden} hidden neurons moved",
                      fontsize=9)
     handles = [Line2D([], [], marker="o", ls="", markerfacecolor=cmap(0.3), markeredgecolor="black",
-                      label="hidden neuron (colour, number: original position)"),
+                      label="hidden neuron (colour" + (", number" if numbered else "") + ": original position)"),
                Line2D([], [], marker="o", ls="", markerfacecolor=cmap(0.7), markeredgecolor="black",
                       markeredgewidth=2.2, label="moved by the permutation"),
-               Line2D([], [], color="grey", label="edge (width: |weight|)")]
+               Line2D([], [], color="grey", label="edge (width: |weight| / layer max)")]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False)
     fig.suptitle(title or "hidden-neuron permutation: same colour = same neuron (the network's function is "
                           "unchanged)", fontsize=9)
     fig.tight_layout(rect=(0, 0.05, 1, 0.96))
     return save_figure(fig, path, dpi=120)
+
+
+def _originals(dataset, idx: torch.Tensor, root: str | Path | None) -> torch.Tensor | None:
+    """The images the selected INRs were fitted to, where the file says where they came from (else ``None``)."""
+    from .data import load_digits, load_mnist
+
+    meta = dataset.meta
+    source, split = meta.get("source"), meta.get("source_split")
+    src = dataset.source_index[idx]
+    if source == "digits":
+        return load_digits()[0][src]
+    if source in ("mnist", "fashion_mnist") and root is not None and split in ("train", "test"):
+        return load_mnist(root, split, limit=int(src.max()) + 1)[0][src]
+    return None
+
+
+def dataset_report(data_dir: str | Path, out_dir: str | Path | None = None, n_images: int = 8,
+                   root: str | Path | None = None, upsample: int = 4) -> list[Path]:
+    """Pictures of an INR dataset's training split (``data_dir/train.pt``).
+
+    Writes into ``out_dir`` (default ``data_dir``): ``layer_histograms.png`` (per-layer weight
+    and bias histograms), ``fit_psnr.png`` (histogram of the fit PSNR) and, for image INRs
+    (``meta["fit"]["image_shape"]``), ``reconstructions_4x.png`` (the first ``n_images``
+    originals beside their INRs at the original and ``upsample`` x resolution, with PSNR).
+
+    Args:
+        data_dir: a directory of INR splits (``neuralgraph fit-inrs`` / ``import-inrs``), or a split file.
+        root: the IDX directory of MNIST / Fashion-MNIST INRs, to show their originals
+            (digits need none; without it the INR rows are drawn alone).
+
+    Returns the paths written.
+    """
+    from .inr import INRDataset
+    from .train.plots import plot_layer_histograms, plot_psnr_histogram, plot_reconstructions_with_originals
+
+    data_dir = Path(data_dir)
+    path = data_dir / "train.pt" if data_dir.is_dir() else data_dir
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset_report: no INR split {path} (make one with `neuralgraph fit-inrs`)")
+    out = Path(out_dir) if out_dir is not None else (data_dir if data_dir.is_dir() else data_dir.parent)
+    dataset = INRDataset(path)
+    if len(dataset) == 0:
+        raise ValueError(f"dataset_report: {path} holds no INRs")
+    name = f"{dataset.meta.get('source', path.parent.name)} {dataset.meta.get('split', path.stem)}"
+    written = [plot_layer_histograms(dataset, out / "layer_histograms.png", title=f"{name} INRs ({path})"),
+               plot_psnr_histogram(dataset.psnr, out / "fit_psnr.png", title=f"{name} INRs",
+                                   target=dataset.meta.get("fit", {}).get("target_psnr"))]
+    fit = dataset.meta.get("fit", {})
+    shape = fit.get("image_shape")
+    if shape and len(shape) >= 2 and dataset.arch.widths[-1] == 1:
+        idx = torch.arange(min(n_images, len(dataset)))
+        weights, biases = dataset.params(idx)
+        written.append(plot_reconstructions_with_originals(
+            _originals(dataset, idx, root), (weights, biases), dataset.psnr[idx], out / "reconstructions_4x.png",
+            upsample=upsample, w0=fit.get("w0"), offset=fit.get("offset"), image_shape=shape[:2],
+            title=f"{name} INRs"))
+    return written

@@ -15,7 +15,8 @@ from torch import Tensor
 from .. import io
 
 __all__ = ["plot_learning_curves", "plot_reconstructions", "plot_image_rows", "plot_scatter", "save_figure",
-           "confusion_matrix", "plot_confusion_matrix"]
+           "confusion_matrix", "plot_confusion_matrix", "plot_layer_histograms", "plot_psnr_histogram",
+           "plot_reconstructions_with_originals"]
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
@@ -35,15 +36,25 @@ METRIC_LABELS = {"loss": "loss", "acc": "accuracy", "tau": "Kendall's tau", "une
 
 def plot_learning_curves(history: Sequence[Mapping[str, float]], path: str | os.PathLike,
                          best_epoch: int | None = None, title: str | None = None,
-                         metrics: Sequence[str] = ("loss", "acc"), loss_label: str = "cross-entropy") -> Path:
+                         metrics: Sequence[str] = ("loss", "acc"), loss_label: str = "cross-entropy",
+                         lr: Sequence[float] | None = None, test: Mapping[str, float] | None = None) -> Path:
     """One panel per metric (train and validation per epoch), best epoch marked.
 
     ``history`` rows hold ``train_<m>`` and ``val_<m>`` for each ``m`` in ``metrics``
     (rows of metrics.csv). Accuracy panels span ``[0, 1]``; a loss panel whose values
     span more than two decades uses a log scale.
+
+    Args:
+        lr: the learning rate of each epoch (``[h["lr"] for h in history]``), drawn on a
+            second (log) axis of the first panel.
+        test: test metrics at the best epoch (e.g. ``{"loss": 0.41, "acc": 0.87}``): a star at
+            ``(best_epoch, test[m])`` on each panel whose metric it holds (``best_epoch``
+            default: the last epoch).
     """
     if not history:
         raise ValueError("no epochs to plot")
+    if lr is not None and len(lr) != len(history):
+        raise ValueError(f"plot_learning_curves: lr has {len(lr)} values for {len(history)} epochs")
     epochs = [h["epoch"] for h in history]
     metrics = [m for m in metrics if f"train_{m}" in history[0] or f"val_{m}" in history[0]]
     fig = _figure(5 * len(metrics), 3.8)
@@ -55,6 +66,10 @@ def plot_learning_curves(history: Sequence[Mapping[str, float]], path: str | os.
                 ax.plot(epochs, values, marker, ms=3, label=label)
         if best_epoch is not None:
             ax.axvline(best_epoch, color="gray", ls="--", lw=1, label=f"best val (epoch {best_epoch})")
+        if test is not None and test.get(key) is not None and test[key] == test[key]:
+            at = best_epoch if best_epoch is not None else epochs[-1]
+            ax.plot([at], [test[key]], "*", ms=12, color="tab:red", mec="black", mew=0.5,
+                    label=f"test at epoch {at}: {test[key]:.4g}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(loss_label if key == "loss" else METRIC_LABELS.get(key, key))
         ax.grid(alpha=0.3)
@@ -63,7 +78,16 @@ def plot_learning_curves(history: Sequence[Mapping[str, float]], path: str | os.
         values = [v for h in history for v in (h.get(f"train_{key}"), h.get(f"val_{key}")) if v is not None]
         if key == "loss" and values and min(values) > 0 and max(values) / min(values) > 100:
             ax.set_yscale("log")
-    axes[-1].legend(loc="best")
+    if lr is not None:
+        twin = axes[0].twinx()
+        twin.plot(epochs, list(lr), color="tab:purple", lw=1, alpha=0.7, label="learning rate")
+        if min(lr) > 0:
+            twin.set_yscale("log")
+        twin.set_ylabel("learning rate", color="tab:purple")
+        twin.tick_params(axis="y", colors="tab:purple")
+        twin.legend(loc="upper center", fontsize=7, frameon=False)
+    for ax in axes:
+        ax.legend(loc="best", fontsize=7)
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
@@ -187,4 +211,174 @@ def plot_confusion_matrix(predicted: Tensor, true: Tensor, path: str | os.PathLi
     ax.set_ylabel("true")
     acc = float(cm.diagonal().sum()) / max(1, int(cm.sum()))
     ax.set_title((f"{title}\n" if title else "") + f"accuracy {acc:.1%} ({int(cm.sum())} networks)", fontsize=9)
+    return save_figure(fig, path)
+
+
+def _weights_biases(data) -> tuple[list[Tensor], list[Tensor]]:
+    """Stacked ``(weights, biases)`` of an INR dataset (anything with ``.weights`` / ``.biases``) or a pair."""
+    if hasattr(data, "weights") and hasattr(data, "biases"):
+        weights, biases = data.weights, data.biases
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        weights, biases = data
+    else:
+        raise ValueError(f"plot_layer_histograms: need an INRDataset or (weights, biases), got {type(data).__name__}")
+    weights, biases = list(weights), list(biases)
+    if not weights or len(weights) != len(biases):
+        raise ValueError(f"plot_layer_histograms: need as many (> 0) weight as bias tensors, got {len(weights)} and "
+                         f"{len(biases)}")
+    n = {int(t.shape[0]) for t in (*weights, *biases)}
+    if len(n) != 1 or 0 in n:
+        raise ValueError(f"plot_layer_histograms: every tensor needs the same number (> 0) of networks in dim 0, "
+                         f"got {sorted(n)}")
+    return weights, biases
+
+
+def plot_layer_histograms(data, path: str | os.PathLike, bins: int = 60, max_networks: int | None = 2000,
+                          title: str | None = None) -> Path:
+    """Per-layer histograms of a dataset's weights and biases: one row per layer, weights left, biases right.
+
+    Each panel gives the layer's shape, mean and std: the scales differ by layer (a SIREN's
+    hidden weights are ~10x smaller than its first layer's), so every panel has its own x range.
+
+    Args:
+        data: an :class:`~neuralgraph.inr.INRDataset` or a pair ``(weights, biases)`` of
+            stacked per-layer tensors (``[n, d_out, d_in(, k)]`` and ``[n, d_out]``).
+        max_networks: use the first (at most) this many networks (``None``: all).
+    """
+    import numpy as np
+
+    weights, biases = _weights_biases(data)
+    n = int(weights[0].shape[0]) if max_networks is None else min(int(weights[0].shape[0]), int(max_networks))
+    M = len(weights)
+    fig = _figure(9, 1.9 * M + (0.5 if title else 0.2))
+    axes = fig.subplots(M, 2, squeeze=False)
+    for m, (w, b) in enumerate(zip(weights, biases)):
+        for ax, t, what, colour in ((axes[m, 0], w, "W", "tab:blue"), (axes[m, 1], b, "b", "tab:green")):
+            values = t[:n].detach().float().reshape(-1).cpu().numpy()
+            finite = values[np.isfinite(values)]
+            ax.hist(finite, bins=bins, color=colour, alpha=0.8)
+            shape = "x".join(map(str, t.shape[1:]))
+            ax.set_title(f"layer {m + 1} {what} [{shape}]: mean {finite.mean():.3g}, std {finite.std():.3g}",
+                         fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+        axes[m, 0].set_ylabel("count", fontsize=8)
+    axes[-1, 0].set_xlabel("weight value", fontsize=8)
+    axes[-1, 1].set_xlabel("bias value", fontsize=8)
+    fig.suptitle((f"{title}\n" if title else "") + f"per-layer parameter histograms ({n} networks)", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_psnr_histogram(psnr: Tensor, path: str | os.PathLike, bins: int = 40, target: float | None = None,
+                        title: str | None = None) -> Path:
+    """Histogram of the INRs' fit quality (PSNR in dB), mean and median marked (and a target PSNR if given)."""
+    import numpy as np
+
+    values = torch.as_tensor(psnr).detach().double().reshape(-1).cpu().numpy()
+    if values.size == 0:
+        raise ValueError("plot_psnr_histogram: no PSNR values")
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise ValueError("plot_psnr_histogram: no finite PSNR values")
+    fig = _figure(5.5, 3.6)
+    ax = fig.subplots()
+    ax.hist(finite, bins=bins, color="tab:blue", alpha=0.8)
+    ax.axvline(finite.mean(), color="black", lw=1.2, label=f"mean {finite.mean():.1f} dB")
+    ax.axvline(np.median(finite), color="gray", ls="--", lw=1.2, label=f"median {np.median(finite):.1f} dB")
+    if target is not None:
+        ax.axvline(target, color="tab:red", ls=":", lw=1.2, label=f"target {target:g} dB")
+    ax.set_xlabel("fit PSNR (dB)")
+    ax.set_ylabel("INRs")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    extra = f", {values.size - finite.size} not finite" if finite.size < values.size else ""
+    ax.set_title((f"{title}\n" if title else "") + f"fit quality of {values.size} INRs (min {finite.min():.1f}, "
+                 f"max {finite.max():.1f} dB{extra})", fontsize=9)
+    return save_figure(fig, path)
+
+
+def plot_reconstructions_with_originals(originals: Tensor | None, reconstructions, psnr: Tensor | None,
+                                        path: str | os.PathLike, upsample: int = 4, w0: float | None = None,
+                                        offset: float | None = None, image_shape: Sequence[int] | None = None,
+                                        title: str | None = None) -> Path:
+    """Originals beside their INRs, the INRs also rendered at ``upsample`` times the resolution.
+
+    One column per INR; rows: the original image, the INR at the original resolution (what
+    the PSNR measures) and the INR at ``upsample`` x resolution (a SIREN is a continuous
+    function: this shows what it does between the pixels it was fitted to). Each column is
+    titled with its PSNR.
+
+    Args:
+        originals: ``[n, H, W]`` images in ``[0, 1]``, or ``None`` (rows of the INRs only;
+            ``image_shape`` then gives ``(H, W)``).
+        reconstructions: the INRs as ``(weights, biases)`` stacked per layer (rendered with
+            :func:`neuralgraph.inr.render` at ``H x W`` and ``upsample*H x upsample*W``, with
+            ``w0`` / ``offset``, default the SIREN defaults), or already rendered ``[n, h, w]``
+            images (drawn as the last row as they are).
+        psnr: ``[n]`` PSNR in dB per INR (e.g. ``INRDataset.psnr``); ``None``: computed from
+            the original-resolution render against ``originals``.
+        upsample: the resolution factor of the last row (>= 1).
+
+    Shapes:
+        originals ``[n, H, W]``; psnr ``[n]``.
+    """
+    from ..inr import render
+    from ..inr.siren import DEFAULT_OFFSET, DEFAULT_W0, psnr as _psnr
+
+    if isinstance(upsample, bool) or not isinstance(upsample, int) or upsample < 1:
+        raise ValueError(f"upsample must be an int >= 1, got {upsample!r}")
+    rows: dict[str, Tensor] = {}
+    if originals is not None:
+        originals = torch.as_tensor(originals).detach().float().cpu()
+        if originals.dim() != 3 or originals.shape[0] == 0:
+            raise ValueError(f"originals must be [n, H, W] grey images with n > 0, got {tuple(originals.shape)}")
+        rows["original"] = originals
+        H, W = originals.shape[1:]
+    elif image_shape is not None:
+        H, W = (int(s) for s in image_shape)
+    else:
+        H = W = None
+    if isinstance(reconstructions, Tensor):
+        n = reconstructions.shape[0]
+        rows[f"INR {tuple(reconstructions.shape[1:3])}"] = reconstructions.detach().float().cpu()
+        native = reconstructions if H is not None and tuple(reconstructions.shape[1:3]) == (H, W) else None
+    else:
+        weights, biases = reconstructions
+        n = int(weights[0].shape[0])
+        if H is None:
+            raise ValueError("plot_reconstructions_with_originals: pass originals or image_shape to render INRs")
+        w0 = DEFAULT_W0 if w0 is None else float(w0)
+        offset = DEFAULT_OFFSET if offset is None else float(offset)
+        with torch.no_grad():
+            native = render(weights, biases, H, W, w0=w0, offset=offset).float().cpu()
+            fine = render(weights, biases, upsample * H, upsample * W, w0=w0, offset=offset).float().cpu()
+        if native.dim() != 3:
+            raise ValueError(f"plot_reconstructions_with_originals: grey-image INRs only (one output), got renders "
+                             f"of shape {tuple(native.shape)}")
+        rows[f"INR {H}x{W}"] = native
+        if upsample > 1:
+            rows[f"INR {upsample * H}x{upsample * W} ({upsample}x)"] = fine
+    if originals is not None and originals.shape[0] != n:
+        raise ValueError(f"{originals.shape[0]} originals for {n} reconstructions")
+    if psnr is None:
+        if originals is None or native is None:
+            raise ValueError("plot_reconstructions_with_originals: psnr=None needs originals and H x W renders")
+        psnr = _psnr(native.clamp(0, 1).reshape(n, -1), originals.reshape(n, -1))
+    psnr = torch.as_tensor(psnr).detach().double().reshape(-1).cpu()
+    if psnr.shape[0] != n:
+        raise ValueError(f"psnr has {psnr.shape[0]} values for {n} reconstructions")
+    fig = _figure(1.3 * n + 1.4, 1.45 * len(rows) + (0.5 if title else 0.2))
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r, (name, imgs) in enumerate(rows.items()):
+        imgs = imgs.clamp(0, 1)
+        for k in range(n):
+            ax = axes[r, k]
+            ax.imshow(imgs[k].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    for k in range(n):
+        axes[0, k].set_title(f"{float(psnr[k]):.1f} dB", fontsize=8)
+    fig.suptitle((f"{title}\n" if title else "") + "originals and their INRs (column title: fit PSNR)", fontsize=9)
     return save_figure(fig, path)
