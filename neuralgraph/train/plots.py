@@ -78,16 +78,22 @@ def plot_learning_curves(history: Sequence[Mapping[str, float]], path: str | os.
         values = [v for h in history for v in (h.get(f"train_{key}"), h.get(f"val_{key}")) if v is not None]
         if key == "loss" and values and min(values) > 0 and max(values) / min(values) > 100:
             ax.set_yscale("log")
+    extra = []
     if lr is not None:
         twin = axes[0].twinx()
-        twin.plot(epochs, list(lr), color="tab:purple", lw=1, alpha=0.7, label="learning rate")
-        if min(lr) > 0:
+        extra = twin.plot(epochs, list(lr), color="tab:purple", lw=1, ls=":", label="learning rate (right axis)")
+        if min(lr) > 0 and max(lr) / min(lr) > 100:
             twin.set_yscale("log")
+        else:
+            twin.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         twin.set_ylabel("learning rate", color="tab:purple")
-        twin.tick_params(axis="y", colors="tab:purple")
-        twin.legend(loc="upper center", fontsize=7, frameon=False)
-    for ax in axes:
-        ax.legend(loc="best", fontsize=7)
+        twin.tick_params(axis="y", colors="tab:purple", labelsize=7)
+    for k, ax in enumerate(axes):
+        handles, labels = ax.get_legend_handles_labels()
+        if k == 0 and extra:
+            handles, labels = handles + extra, labels + [e.get_label() for e in extra]
+        ax.legend(handles, labels, loc="best", fontsize=7)
+    fig.subplots_adjust(wspace=0.45 if lr is not None else 0.25)
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
