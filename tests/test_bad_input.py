@@ -14,6 +14,7 @@ import bad_input_data
 import bad_input_gpu
 import bad_input_interop
 import bad_input_models
+import bad_input_pictures
 import bad_input_ssl
 import bad_input_zoo
 from bad_input import Case, Ctx
@@ -27,6 +28,7 @@ TABLES = {
     "gpu": bad_input_gpu.CASES,
     "ssl": bad_input_ssl.CASES,
     "interop": bad_input_interop.CASES,
+    "pictures": bad_input_pictures.CASES,
 }
 CASES: list[Case] = [c for cases in TABLES.values() for c in cases]
 

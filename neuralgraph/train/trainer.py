@@ -612,10 +612,14 @@ def _finish(run: _Run, run_dir: Path, info: D.DistInfo, device: torch.device, st
     """Learning curves; for a finished run, the test metrics of the best epoch, results.json and pictures."""
     config, task, main = run.config, run.task, info.is_main
     title = f"{config.model} on {_data_name(run.splits, config)}"
-    if main and run.history:
+    def curves(test: dict[str, float] | None = None) -> None:
         plot_learning_curves(run.history, run_dir / "learning_curves.png", best_epoch=run.best["epoch"],
                              title=f"{task.name}: {title}", metrics=task.metrics,
-                             loss_label="cross-entropy" if task.name == "classify" else "loss")
+                             loss_label="cross-entropy" if task.name == "classify" else "loss",
+                             lr=[h["lr"] for h in run.history], test=test)
+
+    if main and run.history:
+        curves()
     finished = len(run.history) >= config.epochs
     test = None
     if finished:
@@ -631,6 +635,7 @@ def _finish(run: _Run, run_dir: Path, info: D.DistInfo, device: torch.device, st
                        "train_time_s": run.elapsed, "world_size": info.world_size, "device": str(device),
                        "n": {s: len(d) for s, d in run.splits.items()}, "config": config.to_dict()}
             atomic_write_text(json.dumps(results, indent=2) + "\n", run_dir / "results.json")
+            curves(test)                                  # again, with the test point at the best epoch
             task.draw(run.model, run.splits, run_dir, device, config.eval_batch_size, config.n_reconstructions,
                       title=f"{title} (test: {task.describe(test)})")
             say(f"best validation epoch {run.best['epoch']} ({task.describe(val)}); test {task.describe(test)}")
