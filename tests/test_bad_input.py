@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 import bad_input_cli
+import bad_input_adapt
 import bad_input_conversion
 import bad_input_data
 import bad_input_gpu
@@ -29,6 +30,7 @@ TABLES = {
     "ssl": bad_input_ssl.CASES,
     "interop": bad_input_interop.CASES,
     "pictures": bad_input_pictures.CASES,
+    "adapt": bad_input_adapt.CASES,
 }
 CASES: list[Case] = [c for cases in TABLES.values() for c in cases]
 

@@ -68,6 +68,8 @@ def _undocumented() -> list[str]:
                 func = member.fget if isinstance(member, property) else getattr(member, "__func__", member)
                 if not (inspect.isfunction(func) and _ours(func)):
                     continue                          # data, nested classes, torch-made attributes
+                if inspect.getsourcefile(func) != inspect.getsourcefile(mod):
+                    continue                          # generated code (PyG writes MessagePassing.propagate)
                 own = (func.__doc__ or "").strip()
                 if not own and not _inherited_from_package(obj, attr):
                     missing.append(f"{where}.{attr}")
