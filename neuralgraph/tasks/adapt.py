@@ -179,20 +179,12 @@ class Adapt(Task):
     def load_splits(self, data: str | os.PathLike, normalize: bool) -> dict[str, Any]:
         from ..data.corrupt import load_target_data
         from ..zoo import ZooDataset
+        from ..zoo.files import resolve_zoo_file
 
         if normalize:
             raise ValueError("adapt: the adapter edits raw weights (zoos of mixed activations are not standardised); "
                              "train with --no-normalize (TrainConfig(normalize=False))")
-        path = Path(data)
-        if path.is_dir():
-            found = sorted(path.glob("*.pt"))
-            if len(found) != 1:
-                raise ValueError(f"adapt: {path} holds {len(found)} .pt files; pass the zoo file itself "
-                                 f"(from `neuralgraph zoo generate --family mlp`)")
-            path = found[0]
-        if not path.is_file():
-            raise FileNotFoundError(f"adapt: zoo file not found: {path} (make one with `neuralgraph zoo generate "
-                                    f"--family mlp`)")
+        path = resolve_zoo_file(data, "adapt", "`neuralgraph zoo generate --family mlp`")
         zoo = ZooDataset(path)
         if any(a.has_norm for a in zoo.archs):
             raise ValueError(f"adapt: {path} holds networks with normalisation layers; use an MLP or plain CNN zoo")
@@ -272,13 +264,6 @@ class Adapt(Task):
         out.edge_attr = batch.edge_attr.to(output.edge_attr.dtype) + s * (
             output.edge_attr - batch.edge_attr.to(output.edge_attr.dtype))
         return out
-
-    def loss(self, output: Any, batch: Any) -> Tensor:
-        return self.loss_and_values(output, batch)[0]
-
-    def collect(self, output: Any, batch: Any) -> dict[str, Tensor]:
-        with torch.no_grad():
-            return self.loss_and_values(output, batch)[1]
 
     def loss_and_values(self, output: Any, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
         """Target cross-entropy of the adapted classifiers (mean over images and networks) and per-network values."""

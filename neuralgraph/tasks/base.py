@@ -74,17 +74,29 @@ class Task:
         return None
 
     def loss(self, output: Any, batch: Any) -> Tensor:
-        """Scalar training loss of one batch (mean over its networks)."""
+        """Scalar training loss of one batch (mean over its networks).
+
+        A task that overrides :meth:`loss_and_values` instead gets it from there."""
+        if self._shares_loss_and_values():
+            return self.loss_and_values(output, batch)[0]
         raise NotImplementedError
 
     def collect(self, output: Any, batch: Any) -> dict[str, Tensor]:
-        """Per-network values ``{name: [num_graphs, ...]}`` (detached) that :meth:`summarize` reads."""
+        """Per-network values ``{name: [num_graphs, ...]}`` (detached) that :meth:`summarize` reads.
+
+        A task that overrides :meth:`loss_and_values` instead gets them from there."""
+        if self._shares_loss_and_values():
+            with torch.no_grad():
+                return self.loss_and_values(output, batch)[1]
         raise NotImplementedError
 
     def loss_and_values(self, output: Any, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
         """:meth:`loss` and :meth:`collect` of one training batch; a task whose two share costly work
-        (e.g. rendering) overrides this to do it once."""
+        (e.g. rendering) overrides this to do it once (and then need not define the two)."""
         return self.loss(output, batch), self.collect(output, batch)
+
+    def _shares_loss_and_values(self) -> bool:
+        return type(self).loss_and_values is not Task.loss_and_values
 
     def summarize(self, values: dict[str, Tensor]) -> dict[str, float]:
         """Metrics ``{m: value for m in metrics}`` of a whole split from its collected values."""

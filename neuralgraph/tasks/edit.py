@@ -122,18 +122,10 @@ class Edit(Task):
             target = dilate(original, self.size)
         return self.render(edited), target, original
 
-    def loss(self, output: Any, batch: Any) -> Tensor:
-        """Pixel MSE between the edited INRs' renders and the dilated originals."""
-        return self.loss_and_values(output, batch)[0]
-
-    def collect(self, output: Any, batch: Any) -> dict[str, Tensor]:
-        """Per INR: ``loss`` (edited vs dilated MSE) and ``unedited`` (original vs dilated MSE, the
-        do-nothing baseline)."""
-        with torch.no_grad():
-            return self.loss_and_values(output, batch)[1]
-
     def loss_and_values(self, output: Any, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
-        """The pixel MSE and the per-INR values from one rendering of the batch."""
+        """From one rendering of the batch: the pixel MSE between the edited INRs' renders and the
+        dilated originals (the loss), and per INR ``loss`` (edited vs dilated MSE) and ``unedited``
+        (original vs dilated MSE, the do-nothing baseline)."""
         edited, target, original = self._images(output, batch)
         loss = F.mse_loss(edited.float(), target.float())
         with torch.no_grad():

@@ -110,19 +110,12 @@ class Regress(Task):
         ``normalize`` must be ``False``: zoos of mixed architectures are not standardised.
         """
         from ..zoo import ZooDataset
+        from ..zoo.files import resolve_zoo_file
 
         if normalize:
             raise ValueError("regress: zoo networks of mixed architectures are not standardised per layer; train "
                              "with --no-normalize (TrainConfig(normalize=False))")
-        path = Path(data)
-        if path.is_dir():
-            found = sorted(path.glob("*.pt"))
-            if len(found) != 1:
-                raise ValueError(f"regress: {path} holds {len(found)} .pt files; pass the zoo file itself "
-                                 f"(from `neuralgraph zoo`)")
-            path = found[0]
-        if not path.is_file():
-            raise FileNotFoundError(f"regress: zoo file not found: {path} (make one with `neuralgraph zoo`)")
+        path = resolve_zoo_file(data, "regress", "`neuralgraph zoo generate`")
         zoo = ZooDataset(path)
         zoo.targets(self.epoch, self.metric)                     # checks epoch and metric
         extra = [e for e in (self.train_epochs or ()) if e != zoo.epochs[zoo.checkpoint(self.epoch)]]

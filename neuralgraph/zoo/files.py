@@ -380,6 +380,22 @@ def _merge(done: dict, bounds, archs, hparams, checkpoints, family, meta) -> dic
 # loading
 # ----------------------------------------------------------------------------
 
+def resolve_zoo_file(data: str | os.PathLike, who: str, hint: str = "`neuralgraph zoo generate`") -> Path:
+    """The zoo file ``data`` names: the file itself, or the one ``.pt`` file of a directory.
+
+    ``ValueError`` / ``FileNotFoundError`` name ``who`` (the task asking) and say how to make one (``hint``).
+    """
+    path = Path(data)
+    if path.is_dir():
+        found = sorted(path.glob("*.pt"))
+        if len(found) != 1:
+            raise ValueError(f"{who}: {path} holds {len(found)} .pt files; pass the zoo file itself (from {hint})")
+        path = found[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"{who}: zoo file not found: {path} (make one with {hint})")
+    return path
+
+
 class ZooSplit(NamedTuple):
     """Network ids of a zoo split by network (:meth:`ZooDataset.split`): ``train``, ``val``, ``test``,
     each a ``[n]`` long tensor, pairwise disjoint.
