@@ -19,6 +19,23 @@ __all__ = ["plot_learning_curves", "plot_reconstructions", "plot_image_rows", "p
            "plot_reconstructions_with_originals"]
 
 
+
+def _image_rows(fig, rows: dict, ncols: int):
+    """One row of grey images (values clamped to [0, 1]) per entry of ``rows``, labelled by its key.
+
+    Shapes: ``rows[name]`` is ``[>= ncols, H, W]``. Returns the ``[len(rows), ncols]`` axes.
+    """
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    for r, (name, imgs) in enumerate(rows.items()):
+        imgs = imgs.detach().float().clamp(0, 1).cpu()
+        for k in range(ncols):
+            ax = axes[r, k]
+            ax.imshow(imgs[k].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    return axes
+
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Save a run's figure atomically, cropped to its content."""
     return io.save_figure(fig, path, dpi=dpi, bbox_inches="tight")
@@ -108,15 +125,7 @@ def plot_image_rows(rows: Mapping[str, Tensor], path: str | os.PathLike, title: 
         raise ValueError(f"every row needs the same number (> 0) of images, got {n}")
     ncols = next(iter(n.values()))
     fig = _figure(1.2 * ncols + 1.2, 1.3 * len(rows) + (0.4 if title else 0))
-    axes = fig.subplots(len(rows), ncols, squeeze=False)
-    for r, (name, imgs) in enumerate(rows.items()):
-        imgs = imgs.detach().float().clamp(0, 1).cpu()
-        for k in range(ncols):
-            ax = axes[r, k]
-            ax.imshow(imgs[k].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[r, 0].set_ylabel(name, fontsize=8)
+    _image_rows(fig, rows, ncols)
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
@@ -375,15 +384,7 @@ def plot_reconstructions_with_originals(originals: Tensor | None, reconstruction
     if psnr.shape[0] != n:
         raise ValueError(f"psnr has {psnr.shape[0]} values for {n} reconstructions")
     fig = _figure(1.3 * n + 1.4, 1.45 * len(rows) + (0.5 if title else 0.2))
-    axes = fig.subplots(len(rows), n, squeeze=False)
-    for r, (name, imgs) in enumerate(rows.items()):
-        imgs = imgs.clamp(0, 1)
-        for k in range(n):
-            ax = axes[r, k]
-            ax.imshow(imgs[k].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[r, 0].set_ylabel(name, fontsize=8)
+    axes = _image_rows(fig, rows, n)
     for k in range(n):
         axes[0, k].set_title(f"{float(psnr[k]):.1f} dB", fontsize=8)
     fig.suptitle((f"{title}\n" if title else "") + "originals and their INRs (column title: fit PSNR)", fontsize=9)
