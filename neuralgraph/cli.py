@@ -183,7 +183,7 @@ def _quickstart(args: argparse.Namespace) -> int:
                          f"or remove {e.run_dir}") from None
     run = res.run_dir
     print(f"\ntest accuracy ({args.model}, best validation epoch {res.best_epoch}): {res.test_acc:.2%}")
-    print(f"pictures: {run / 'learning_curves.png'}, {run / 'reconstructions.png'}")
+    print(f"pictures: {run / 'learning_curves.png'}, {run / 'reconstructions.png'}, {run / 'confusion.png'}")
     print(f"metrics:  {run / 'metrics.csv'}; classifier: {run / 'best.pt'}")
     print(f"total time {time.perf_counter() - t0:.0f}s")
     return 0
