@@ -80,7 +80,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workloads", nargs="+", default=["dwsnet:64", "dwsnet:512", "nggnn:64", "ngt:64"])
     args = p.parse_args()
-    print(f"| workload | A (s/step) | B (s/step) | B / A |\n|---|---|---|---|")
+    print("| workload | A (s/step) | B (s/step) | B / A |\n|---|---|---|---|")
     for w in args.workloads:
         name, batch = w.split(":")
         times = {"a": [], "b": []}

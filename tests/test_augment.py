@@ -1,7 +1,6 @@
 """Weight-space augmentations on stacked SIRENs: exact symmetries and exact coordinate transforms."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
