@@ -15,12 +15,12 @@ from .index import DWSIndex
 from .layers import DWSLayer
 from .readout import DWSReadout
 
-from .reset import reset_children
+from .reset import ResetChildren
 __all__ = ["DWSNet"]
 
 
 
-class DWSNet(nn.Module):
+class DWSNet(ResetChildren, nn.Module):
     """Deep Weight Space network on (possibly heterogeneous) batches of neural graphs.
 
     ``num_layers`` DWS layers of ``hidden`` channels, each followed by a
@@ -112,10 +112,6 @@ class DWSNet(nn.Module):
     def index(self, batch) -> DWSIndex:
         """The gather/scatter indices of a batch (computed once per forward, shared by all layers)."""
         return DWSIndex.from_batch(batch, self.max_in, self.max_out)
-
-    def reset_parameters(self) -> None:
-        """Re-initialise every parameter (each child resets its own)."""
-        reset_children(self)
 
     def features(self, batch, index: DWSIndex | None = None) -> tuple[Tensor, Tensor, DWSIndex]:
         """Equivariant hidden features ``(node [N, hidden], edge [E, hidden], index)``."""

@@ -7,7 +7,7 @@ from torch_geometric.data import Data
 
 from ..checks import (check_graph_batch, check_nonnegative_int, check_positive_float, check_positive_int,
                       renamed_argument)
-from ..reset import reset_children
+from ..reset import ResetChildren
 from .encoding import NUM_EDGE_KINDS, NGEncoder, bidirectional
 from .heads import EquivariantHead, InvariantHead
 from .probe import ProbeFeatures
@@ -15,7 +15,7 @@ from .probe import ProbeFeatures
 __all__ = ["NGProcessor", "EdgeUpdate", "DirectedEdgeProjection"]
 
 
-class DirectedEdgeProjection(nn.Module):
+class DirectedEdgeProjection(ResetChildren, nn.Module):
     """Per-direction linear maps of the edge state, plus an embedding of the edge kind.
 
     The processors keep one state per graph edge (``[E, H]``); messages flow along both
@@ -28,10 +28,6 @@ class DirectedEdgeProjection(nn.Module):
         self.fwd = nn.Linear(hidden, d_out)
         self.rev = nn.Linear(hidden, d_out, bias=False)
         self.kind = nn.Embedding(NUM_EDGE_KINDS, d_out)
-
-    def reset_parameters(self) -> None:
-        """Re-initialise every parameter (each child resets its own)."""
-        reset_children(self)
 
     def forward(self, e: Tensor, kind: Tensor) -> Tensor:
         """The per-direction projections of the edge state plus the kind embedding.
@@ -46,7 +42,7 @@ class DirectedEdgeProjection(nn.Module):
         return torch.cat([self.fwd(e), self.rev(e)], 0) + self.kind(kind)
 
 
-class EdgeUpdate(nn.Module):
+class EdgeUpdate(ResetChildren, nn.Module):
     """``e <- e + MLP(LN(e), LN(h)_src, LN(h)_dst)`` on forward edges (residual, per-edge LayerNorm).
 
     The first linear map of the MLP is split into an edge part and two node parts applied
@@ -61,10 +57,6 @@ class EdgeUpdate(nn.Module):
         self.lin_src = nn.Linear(hidden, hidden, bias=False)
         self.lin_dst = nn.Linear(hidden, hidden, bias=False)
         self.out = nn.Linear(hidden, hidden)
-
-    def reset_parameters(self) -> None:
-        """Re-initialise every parameter (each child resets its own)."""
-        reset_children(self)
 
     def forward(self, h: Tensor, e: Tensor, edge_index: Tensor) -> Tensor:
         """The residual edge update ``e + MLP(LN(e), LN(h)_src, LN(h)_dst)``.
@@ -82,7 +74,7 @@ class EdgeUpdate(nn.Module):
         return e + self.out(nn.functional.silu(z))
 
 
-class NGProcessor(nn.Module):
+class NGProcessor(ResetChildren, nn.Module):
     """Base class: subclasses provide ``self.layers`` with ``layer(h, e, edge_index2, kind2, edge_index)``.
 
     ``head='invariant'``: ``forward(batch) -> [num_graphs, out_dim]``.
@@ -135,10 +127,6 @@ class NGProcessor(nn.Module):
         else:
             self.head = None
             self.final_edge_norm = nn.LayerNorm(hidden)
-
-    def reset_parameters(self) -> None:
-        """Re-initialise every parameter (each child resets its own)."""
-        reset_children(self)
 
     @property
     def updates_last_edges(self) -> bool:

@@ -25,7 +25,7 @@ from torch_geometric.data import Data
 
 from ..checks import renamed_argument
 
-from ..reset import reset_children
+from ..reset import ResetChildren
 from neuralgraph import ACTIVATIONS, IDENTITY_NORM, EDGE_RESIDUAL, EDGE_REVERSE, NODE_INPUT, NODE_OUTPUT
 
 __all__ = ["EDGE_REVERSE_RESIDUAL", "NUM_EDGE_KINDS", "NGEncoder", "FourierFeatures", "bidirectional"]
@@ -68,7 +68,7 @@ class FourierFeatures(nn.Module):
         return torch.cat([x.unsqueeze(-1), torch.sin(z), torch.cos(z)], -1).flatten(-2)
 
 
-class NGEncoder(nn.Module):
+class NGEncoder(ResetChildren, nn.Module):
     """Initial node and edge features of a (possibly heterogeneous) batch of neural graphs.
 
     ``max_in``/``max_out`` bound the number of input/output neurons (positions get their own
@@ -104,10 +104,6 @@ class NGEncoder(nn.Module):
         self.act_emb = nn.Embedding(len(ACTIVATIONS), hidden)
         self.edge_kind = nn.Embedding(NUM_EDGE_KINDS, hidden)
         self.probe_proj = nn.Linear(n_probes, hidden) if n_probes > 0 else None
-
-    def reset_parameters(self) -> None:
-        """Re-initialise every parameter (each child resets its own)."""
-        reset_children(self)
 
     def _check(self, graph: Data) -> None:
         ntype, pos = graph.node_type, graph.node_pos

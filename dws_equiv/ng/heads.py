@@ -22,7 +22,7 @@ from neuralgraph import EDGE_FORWARD, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT
 
 from neuralgraph.graph import graph_index, num_graphs
 
-from ..reset import reset_children
+from ..reset import ResetChildren
 __all__ = ["InvariantHead", "EquivariantHead", "mlp"]
 
 
@@ -31,17 +31,13 @@ def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_hidden), nn.SiLU(), nn.Linear(d_hidden, d_out))
 
 
-class InvariantHead(nn.Module):
+class InvariantHead(ResetChildren, nn.Module):
     """``[N, H]`` node features -> ``[num_graphs, out_dim]``, invariant to hidden permutations."""
 
     def __init__(self, hidden: int, out_dim: int, max_out: int = 64) -> None:
         super().__init__()
         self.max_out = max_out
         self.mlp = mlp(hidden * (max_out + 1), hidden, out_dim)
-
-    def reset_parameters(self) -> None:
-        """Re-initialise every parameter (each child resets its own)."""
-        reset_children(self)
 
     def forward(self, graph: Data, h: Tensor) -> Tensor:
         """One vector per graph from its output-neuron features (by position) and its mean hidden feature.
@@ -67,17 +63,13 @@ class InvariantHead(nn.Module):
         return self.mlp(torch.cat([slots.flatten(1), pooled], 1))
 
 
-class EquivariantHead(nn.Module):
+class EquivariantHead(ResetChildren, nn.Module):
     """Node/edge features -> a clone of the graph with ``x += dx`` and ``edge_attr += dw``."""
 
     def __init__(self, hidden: int, max_taps: int = 9) -> None:
         super().__init__()
         self.node = mlp(hidden, hidden, 1)
         self.edge = mlp(3 * hidden, hidden, max_taps)
-
-    def reset_parameters(self) -> None:
-        """Re-initialise every parameter (each child resets its own)."""
-        reset_children(self)
 
     def deltas(self, graph: Data, h: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
         """``dx [N, 1]`` and ``dw [E, K]`` (``K`` = the graph's taps), masked as documented."""

@@ -10,7 +10,7 @@ from torch.autograd.function import once_differentiable
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.aggr import DegreeScalerAggregation
 
-from ..reset import reset_children
+from ..reset import ResetChildren
 from .base import DirectedEdgeProjection, EdgeUpdate, NGProcessor
 from .heads import mlp
 
@@ -124,7 +124,7 @@ class PNAAggregation(DegreeScalerAggregation):
         return torch.cat(scaled, -1) if len(scaled) > 1 else scaled[0]
 
 
-class NGGNNLayer(MessagePassing):
+class NGGNNLayer(ResetChildren, MessagePassing):
     """One NG-GNN layer (pre-norm, residual).
 
     Message along edge ``j -> i`` (both directions of every weight):
@@ -146,10 +146,6 @@ class NGGNNLayer(MessagePassing):
         self.msg_out = nn.Linear(hidden, hidden)
         self.post = mlp((1 + len(aggregators) * len(scalers)) * hidden, hidden, hidden)
         self.edge_mlp = EdgeUpdate(hidden) if update_edges else None
-
-    def reset_parameters(self) -> None:
-        """Re-initialise every parameter (each child resets its own)."""
-        reset_children(self)
 
     def forward(self, h: Tensor, e: Tensor, edge_index2: Tensor, kind2: Tensor,
                 edge_index: Tensor) -> tuple[Tensor, Tensor]:

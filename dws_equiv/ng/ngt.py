@@ -7,14 +7,14 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
 from ..checks import check_positive_int, renamed_argument
-from ..reset import reset_children
+from ..reset import ResetChildren
 from .base import DirectedEdgeProjection, EdgeUpdate, NGProcessor
 from .heads import mlp
 
 __all__ = ["NGTLayer", "NGTransformer"]
 
 
-class NGTLayer(nn.Module):
+class NGTLayer(ResetChildren, nn.Module):
     """One pre-norm relational-attention layer with an edge update.
 
     For the directed edge ``j -> i`` (both directions of every weight):
@@ -39,10 +39,6 @@ class NGTLayer(nn.Module):
         self.norm2 = nn.LayerNorm(hidden)
         self.ffn = mlp(hidden, 2 * hidden, hidden)
         self.edge_mlp = EdgeUpdate(hidden) if update_edges else None
-
-    def reset_parameters(self) -> None:
-        """Re-initialise every parameter (each child resets its own)."""
-        reset_children(self)
 
     def forward(self, h: Tensor, e: Tensor, edge_index2: Tensor, kind2: Tensor,
                 edge_index: Tensor) -> tuple[Tensor, Tensor]:
