@@ -52,7 +52,7 @@ __all__ = [
     "STRUCTURE_KEYS",
     "NeuralGraph", "ModelState", "to_graph", "to_model", "to_models",
     "graph_from_params", "stacked_to_batch", "batch_to_stacked", "pad_taps", "IDENTITY_NORM",
-    "read_params", "group_by_layout", "stacked_by_layout", "graph_index", "num_graphs",
+    "read_params", "group_by_layout", "group_architectures", "stacked_by_layout", "graph_index", "num_graphs",
 ]
 
 #: ``node_norm`` row of a neuron without normalisation: weight 1, bias 0, mean 0, var 1.
@@ -704,17 +704,22 @@ def group_by_layout(batch: Data, by: str = "layout") -> list[tuple[Architecture,
     """``[(arch, graph ids)]``: the graphs of a (mixed) batch grouped by :func:`parameter_layout`
     (``by="layout"``) or by equal :class:`Architecture` (``by="architecture"``: also the same
     activations), in order of first appearance; ``arch`` is the first graph's of each group."""
+    return [(a, torch.as_tensor(ids, device=batch.x.device))
+            for a, ids in group_architectures(_graph_arch(batch, None, "group_by_layout"), by)]
+
+
+def group_architectures(archs: Sequence[Architecture], by: str = "layout") -> list[tuple[Architecture, list[int]]]:
+    """``[(arch, positions)]``: positions in ``archs`` grouped as :func:`group_by_layout` does."""
     if by not in ("layout", "architecture"):
-        raise ValueError(f"group_by_layout: by must be 'layout' or 'architecture', got {by!r}")
-    archs = _graph_arch(batch, None, "group_by_layout")
+        raise ValueError(f"group_architectures: by must be 'layout' or 'architecture', got {by!r}")
     first = archs[0]
     if all(a is first for a in archs):                  # one architecture object: no per-graph work
-        return [(first, torch.arange(len(archs), device=batch.x.device))]
+        return [(first, list(range(len(archs))))]
     key = parameter_layout if by == "layout" else (lambda a: a)
     groups: dict = {}
     for i, a in enumerate(archs):
         groups.setdefault(key(a), (a, []))[1].append(i)
-    return [(a, torch.tensor(ids, device=batch.x.device)) for a, ids in groups.values()]
+    return list(groups.values())
 
 
 def stacked_by_layout(batch: Data, *, by: str = "layout", raw: bool = False, norms: bool = False):

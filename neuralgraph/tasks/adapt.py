@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..architecture import Architecture
-from ..graph import batch_to_stacked
+from ..graph import batch_to_stacked, group_architectures
 from .base import Task
 from .regress import ZooSplitView
 
@@ -68,11 +68,8 @@ def grouped_logits(archs: Sequence[Architecture], weights: Sequence[Tensor], bia
     B = weights[0].shape[0]
     if len(archs) != B:
         raise ValueError(f"grouped_logits: {len(archs)} architectures for {B} networks")
-    groups: dict[Architecture, list[int]] = {}
-    for i, a in enumerate(archs):
-        groups.setdefault(a, []).append(i)
     parts, order = [], []
-    for a, rows in groups.items():
+    for a, rows in group_architectures(archs, by="architecture"):
         if a.has_norm:
             raise ValueError("grouped_logits: classifiers with normalisation layers are not supported")
         r = torch.tensor(rows, device=weights[0].device)
