@@ -115,6 +115,12 @@ CASES: list[Case] = [
     Case("TrainConfig unknown task", lambda ctx: config(task="nosuch"), ValueError, "unknown task 'nosuch'"),
     Case("regress with standardisation", lambda ctx: __import__("neuralgraph.tasks", fromlist=["Regress"]).Regress()
          .load_splits(ctx.tmp, normalize=True), ValueError, "train with --no-normalize"),
+    Case("regress unknown loss", lambda ctx: config(task="regress", task_kwargs={"loss": "mae"}),
+         ValueError, "unknown loss 'mae'; choose one of mse, rank"),
+    Case("regress rank_scale not positive", lambda ctx: config(task="regress", task_kwargs={"rank_scale": 0.0}),
+         ValueError, "rank_scale must be > 0"),
+    Case("ranking loss of mismatched lengths", lambda ctx: __import__("neuralgraph.tasks.regress", fromlist=["x"])
+         .pairwise_ranking_loss(__import__("torch").zeros(3), __import__("torch").zeros(4)), ValueError, "pred has 3 values but target 4"),
     Case("TrainConfig task_kwargs wrong type", lambda ctx: config(task="edit", task_kwargs={"size": "3"}),
          ValueError, "size"),
     cli_case("mlp-aug with the edit task", [*T, "--task", "edit", "--model", "mlp-aug"],

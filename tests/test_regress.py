@@ -97,3 +97,41 @@ def test_regress_refuses_augmentations_that_change_the_target(zoos):
     view = Regress().load_splits(zoos["small_cnn"], normalize=False)["train"]
     with pytest.raises(ValueError, match="only permutation augmentation"):
         view.batch([0, 1], augment=Augment(noise_std=0.1), generator=torch.Generator())
+
+
+def test_pairwise_ranking_loss_is_ranknet_over_ordered_pairs():
+    """Equal to the pair-by-pair definition, the same in any chunking, blind to ties and to shifts."""
+    from neuralgraph.tasks.regress import pairwise_ranking_loss
+
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(23, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 6, (23,), generator=g).double()        # many ties
+    terms = [torch.nn.functional.softplus(-4.0 * (pred[i] - pred[j]))
+             for i in range(23) for j in range(23) if target[i] > target[j]]
+    expected = torch.stack(terms).mean()
+    got = pairwise_ranking_loss(pred, target, scale=4.0, chunk=5)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(pairwise_ranking_loss(pred + 3.0, target, scale=4.0), expected)
+    got.backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+    # the right order costs less than the reverse one; all ties: zero, still differentiable
+    y = torch.arange(10.0)
+    assert pairwise_ranking_loss(y, y) < pairwise_ranking_loss(-y, y)
+    flat = torch.zeros(4, requires_grad=True)
+    out = pairwise_ranking_loss(flat, torch.ones(4))
+    out.backward()
+    assert out.item() == 0 and torch.equal(flat.grad, torch.zeros(4))
+
+
+def test_regress_with_the_ranking_loss_trains_and_reports_it(zoos, tmp_path):
+    """loss="rank": a real (tiny) training whose split loss is the ranking loss, selected by tau."""
+    torch.set_num_threads(1)
+    cfg = TrainConfig(data=str(zoos["small_cnn"]), out=str(tmp_path / "run"), task="regress", model="mlp",
+                      task_kwargs={"loss": "rank", "rank_scale": 5.0}, epochs=2, batch_size=8, lr=1e-3,
+                      normalize=False, model_kwargs={"hidden": (16,)})
+    res = train(cfg, progress=False, verbose=False)
+    assert res.finished and -1 <= res.test_metrics["tau"] <= 1
+    # a ranking loss of a mean over pairs of softplus: between 0 and softplus(s * spread) -- here, near log 2
+    assert 0 < res.test_metrics["loss"] < 5
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["task_kwargs"]["loss"] == "rank"

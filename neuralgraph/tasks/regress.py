@@ -20,7 +20,43 @@ from ..architecture import Architecture
 from ..symmetry import permute_hidden
 from .base import Task
 
-__all__ = ["Regress", "ZooSplitView"]
+__all__ = ["Regress", "ZooSplitView", "pairwise_ranking_loss"]
+
+#: Regression losses of :class:`Regress`.
+LOSSES = ("mse", "rank")
+
+
+def pairwise_ranking_loss(pred: Tensor, target: Tensor, scale: float = 10.0, chunk: int = 1024) -> Tensor:
+    r"""RankNet's pairwise logistic loss: how often, and how badly, predictions order pairs wrongly.
+
+    .. math::
+        \frac{1}{|P|} \sum_{(i, j) \in P} \log\big(1 + e^{-s (\hat y_i - \hat y_j)}\big),
+        \qquad P = \{(i, j) : y_i > y_j\}
+
+    Pairs with equal targets add nothing. The loss depends on predictions only
+    through their differences, so the predictions are scores in arbitrary units
+    (their ranking is what Kendall's tau measures). Rows are taken ``chunk`` at a
+    time, so a whole split of thousands of networks fits in memory.
+
+    Args:
+        pred: predictions ``[n]``.
+        target: targets ``[n]``.
+        scale: ``s``, the inverse temperature of the logistic.
+        chunk: rows of the ``[n, n]`` pair matrix computed at once.
+
+    Returns:
+        The mean over ordered pairs, a scalar (``0`` with a gradient when no pair is ordered).
+    """
+    pred, target = pred.reshape(-1), target.reshape(-1)
+    if pred.shape != target.shape:
+        raise ValueError(f"pairwise_ranking_loss: pred has {pred.numel()} values but target {target.numel()}")
+    total, count = pred.sum() * 0, 0
+    for s in range(0, pred.numel(), chunk):
+        ordered = target[s:s + chunk, None] > target[None, :]
+        diff = pred[s:s + chunk, None] - pred[None, :]
+        total = total + F.softplus(-scale * diff[ordered]).sum()
+        count += int(ordered.sum())
+    return total / max(count, 1)
 
 
 class ZooSplitView:
@@ -76,10 +112,11 @@ class ZooSplitView:
 
 
 class Regress(Task):
-    """MSE regression of a zoo network's metric (default: test accuracy at the last checkpoint).
+    """Regression of a zoo network's metric (default: test accuracy at the last checkpoint).
 
-    Metrics: ``loss`` (MSE) and ``tau`` (Kendall's tau-b, ``scipy.stats.kendalltau``);
-    model selection by the validation tau (ties: lower loss).
+    Metrics: ``loss`` (the training loss over the whole split) and ``tau``
+    (Kendall's tau-b, ``scipy.stats.kendalltau``); model selection by the
+    validation tau (ties: lower loss).
 
     Args:
         epoch: the zoo checkpoint whose weights and target are used (``None``: the last).
@@ -97,11 +134,17 @@ class Regress(Task):
     metrics = ("loss", "tau")
 
     def __init__(self, epoch: int | None = None, metric: str = "test_acc", val: float = 0.15, test: float = 0.15,
-                 split_seed: int = 0, train_epochs: tuple[int, ...] | None = None) -> None:
+                 split_seed: int = 0, train_epochs: tuple[int, ...] | None = None, loss: str = "mse",
+                 rank_scale: float = 10.0) -> None:
         for name, f in (("val", val), ("test", test)):
             if not 0 < f < 1:
                 raise ValueError(f"regress: {name} must be a fraction in (0, 1), got {f!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"regress: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        if not rank_scale > 0:
+            raise ValueError(f"regress: rank_scale must be > 0, got {rank_scale!r}")
         self.epoch, self.metric, self.val, self.test, self.split_seed = epoch, metric, val, test, split_seed
+        self.loss_name, self.rank_scale = loss, float(rank_scale)
         self.train_epochs = None if train_epochs is None else tuple(int(e) for e in train_epochs)
 
     def load_splits(self, data: str | os.PathLike, normalize: bool) -> dict[str, Any]:
@@ -136,31 +179,37 @@ class Regress(Task):
         """One scalar per network."""
         return 1
 
+    def _loss(self, pred: Tensor, target: Tensor) -> Tensor:
+        if self.loss_name == "rank":
+            return pairwise_ranking_loss(pred, target, self.rank_scale)
+        return F.mse_loss(pred, target)
+
     def loss(self, output: Tensor, batch: Any) -> Tensor:
-        """Mean squared error of ``output`` ``[num_graphs, 1]`` against ``batch.y`` ``[num_graphs]``."""
-        return F.mse_loss(output.float().squeeze(-1), batch.y.float())
+        """MSE or ranking loss of ``output`` ``[num_graphs, 1]`` against ``batch.y`` ``[num_graphs]``."""
+        return self._loss(output.float().squeeze(-1), batch.y.float())
 
     def collect(self, output: Tensor, batch: Any) -> dict[str, Tensor]:
         """Per network: ``pred`` and ``target`` (the ranking metric needs the raw pairs, not sums)."""
         return {"pred": output.detach().float().squeeze(-1), "target": batch.y.detach().float()}
 
     def summarize(self, values: dict[str, Tensor]) -> dict[str, float]:
-        """``loss``: MSE over the split; ``tau``: Kendall's tau-b of predictions against targets."""
+        """``loss``: the training loss over the whole split; ``tau``: Kendall's tau-b of predictions against targets."""
         from ..zoo import kendall_tau
 
         pred, target = values["pred"], values["target"]
-        return {"loss": float(F.mse_loss(pred.double(), target.double())), "tau": kendall_tau(pred, target)}
+        return {"loss": float(self._loss(pred.double(), target.double())), "tau": kendall_tau(pred, target)}
 
     def score(self, metrics: dict[str, float]) -> tuple[float, ...]:
         """Higher validation Kendall's tau first, then lower MSE."""
         return (metrics["tau"], -metrics["loss"])
 
     def describe(self, metrics: dict[str, float]) -> str:
-        return f"mse {metrics['loss']:.4e} tau {metrics['tau']:.3f}"
+        return f"{self.loss_name} {metrics['loss']:.4e} tau {metrics['tau']:.3f}"
 
     def options(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "metric": self.metric, "val": self.val, "test": self.test,
-                "split_seed": self.split_seed, "train_epochs": self.train_epochs}
+                "split_seed": self.split_seed, "train_epochs": self.train_epochs, "loss": self.loss_name,
+                "rank_scale": self.rank_scale}
 
     @torch.no_grad()
     def draw(self, model, splits, run_dir: Path, device, batch_size: int, n: int, title: str) -> list[Path]:
@@ -177,4 +226,5 @@ class Regress(Task):
             targets.append(b.y.cpu())
         model.train(was_training)
         return [plot_scatter(torch.cat(targets), torch.cat(preds), run_dir / "predictions.png",
-                             xlabel=f"true {self.metric}", ylabel=f"predicted {self.metric}", title=title)]
+                             xlabel=f"true {self.metric}", title=title,
+                             ylabel=f"predicted {self.metric}" if self.loss_name == "mse" else "predicted score (ranking loss)")]
