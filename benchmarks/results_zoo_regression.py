@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from neuralgraph.train import TrainConfig, train
-from neuralgraph.zoo import ZooDataset, evaluate_statnn, generate_zoo
+from neuralgraph.zoo import ZooDataset, evaluate_statnn, generate_zoo, tau_difference
 
 #: Per-model settings (small models for a 2-core CPU; probes sized to the 14x14 zoo images).
 SETTINGS = {
@@ -34,6 +34,7 @@ SETTINGS = {
     "dwsnet": {"lr": 1e-3, "model_kwargs": {"hidden": 16, "num_layers": 3}},
     "mlp": {"lr": 1e-3, "model_kwargs": {"hidden": (256, 256)}},
 }
+REGRESS_DEFAULTS = {"val": 0.15, "test": 0.15, "loss": "mse"}
 FIXED_ONLY = {"mlp"}          # the flat MLP needs one parameter layout
 
 
@@ -56,6 +57,9 @@ def main() -> None:
                    help="also train on these checkpoints of the training networks (regress train_epochs)")
     p.add_argument("--hidden", type=int, default=None, help="NG models' hidden width (default: SETTINGS)")
     p.add_argument("--suffix", default="", help="appended to the run directories (several settings side by side)")
+    p.add_argument("--val", type=float, default=0.15, help="fraction of the networks in the validation split")
+    p.add_argument("--test", type=float, default=0.15, help="fraction of the networks in the test split")
+    p.add_argument("--loss", default="mse", choices=["mse", "rank"], help="the processors' regress loss")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -80,8 +84,10 @@ def main() -> None:
         note = (f"{name}: {len(zoo)} networks ({int(zoo.valid.sum())} valid), test accuracy mean {acc.mean():.1%} "
                 f"(std {acc.std():.1%}), made in {time.perf_counter() - t0:.0f}s")
         print(note, flush=True)
-        statnn = evaluate_statnn(zoo, zoo.split(0.15, 0.15, 0), train_epochs=args.train_epochs or ())
-        rows.append({"zoo": name, "model": "statnn", "tau": statnn["tau"], "train_time_s": None, "note": note})
+        statnn = evaluate_statnn(zoo, zoo.split(args.val, args.test, 0), train_epochs=args.train_epochs or ())
+        statnn_pred = dict(zip(statnn["ids"].tolist(), statnn["pred"].tolist()))
+        rows.append({"zoo": name, "model": "statnn", "tau": statnn["tau"], "train_time_s": None, "note": note,
+                     "test_networks": len(statnn_pred)})
         print(json.dumps(rows[-1]), flush=True)
         for model in args.models:
             if model in FIXED_ONLY and family != "small_cnn":
@@ -89,23 +95,45 @@ def main() -> None:
             settings = {**SETTINGS[model], "model_kwargs": dict(SETTINGS[model]["model_kwargs"])}
             if args.hidden and model in ("nggnn", "ngt"):
                 settings["model_kwargs"]["hidden"] = args.hidden
+            task_kwargs = {k: v for k, v in (("val", args.val), ("test", args.test), ("loss", args.loss))
+                           if v != REGRESS_DEFAULTS[k]}              # only what differs: older runs resume
+            if args.train_epochs:
+                task_kwargs["train_epochs"] = tuple(args.train_epochs)
             cfg = TrainConfig(data=str(path), out=str(args.out / f"{name}_{model}{args.suffix}"), task="regress",
-                              model=model, task_kwargs={"train_epochs": tuple(args.train_epochs)}
-                              if args.train_epochs else {},
+                              model=model, task_kwargs=task_kwargs,
                               epochs=args.epochs, batch_size=args.batch_size, normalize=False, device=args.device,
                               augment={"permute": True} if model not in FIXED_ONLY else {}, **settings)
             res = train(cfg, resume=True, progress=False)
+            ids, pred, target = test_predictions(res.classifier, cfg)
+            gap = tau_difference(pred, [statnn_pred[i] for i in ids], target)
             rows.append({"zoo": name, "model": model, "tau": res.test_metrics["tau"],
-                         "mse": res.test_metrics["loss"], "params": res.num_params,
-                         "train_time_s": res.train_time_s, "note": note})
+                         "loss": res.test_metrics["loss"], "loss_name": args.loss, "params": res.num_params,
+                         "train_time_s": res.train_time_s, "note": note, "test_networks": len(ids),
+                         "tau_minus_statnn": gap["diff"], "ci95": [gap["low"], gap["high"]]})
             print(json.dumps(rows[-1]), flush=True)
             (args.out / f"results_zoo{args.suffix}.json").write_text(json.dumps(rows, indent=2))   # partial results survive
-    print("\n| zoo | model | test Kendall's tau | train time |\n|---|---|---|---|")
+    print("\n| zoo | model | test Kendall's tau | minus StatNN [95 % CI] | train time |\n|---|---|---|---|---|")
     for r in rows:
         t = "-" if r["train_time_s"] is None else f"{r['train_time_s'] / 60:.1f} min"
-        print(f"| {r['zoo']} | {r['model']} | {r['tau']:.3f} | {t} |")
+        gap = "-" if "ci95" not in r else f"{r['tau_minus_statnn']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]"
+        print(f"| {r['zoo']} | {r['model']} | {r['tau']:.3f} | {gap} | {t} |")
     (args.out / f"results_zoo{args.suffix}.json").write_text(json.dumps(rows, indent=2))
 
+
+@torch.no_grad()
+def test_predictions(model: torch.nn.Module, cfg: TrainConfig) -> tuple[list[int], list[float], list[float]]:
+    """The selected model's predictions on the run's test networks: ``(zoo ids, predictions, targets)``."""
+    from neuralgraph.tasks import make_task
+
+    view = make_task("regress", **cfg.task_kwargs).load_splits(cfg.data, normalize=False)["test"]
+    device = next(model.parameters()).device
+    ids, preds, targets = [], [], []
+    for s in range(0, len(view), 256):
+        b = view.batch(torch.arange(s, min(len(view), s + 256)))    # graphs grouped by architecture: read ids back
+        preds.append(model(b.to(device)).float().reshape(-1).cpu())
+        ids.append(b.net_index)
+        targets.append(b.y)
+    return torch.cat(ids).tolist(), torch.cat(preds).tolist(), torch.cat(targets).tolist()
 
 if __name__ == "__main__":
     main()

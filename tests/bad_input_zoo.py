@@ -108,6 +108,8 @@ CASES = [
     Case("kendall tau lengths", lambda ctx: _tau([1, 2, 3], [1, 2]), ValueError, "pred has 3 values, target 2"),
     Case("kendall tau one pair", lambda ctx: _tau([1], [1]), ValueError, "at least 2 finite pairs"),
     Case("kendall tau nan", lambda ctx: _tau([1, float("nan")], [1, 2]), ValueError, "at least 2 finite pairs"),
+    Case("tau difference lengths", lambda ctx: __import__("neuralgraph.zoo", fromlist=["x"]).tau_difference(
+         [1, 2, 3], [1, 2, 3], [1, 2]), ValueError, "have 3, 3 and 2 values"),
     Case("statnn layer count", lambda ctx: _feats([torch.zeros(2, 3, 4)], []), ValueError, "one bias"),
     Case("statnn network count", lambda ctx: _feats([torch.zeros(2, 3, 4)], [torch.zeros(3, 3)]), ValueError,
          "stacks of 2 networks"),

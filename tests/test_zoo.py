@@ -215,6 +215,22 @@ def test_kendall_tau_known_cases():
     assert kendall_tau(torch.tensor([1.0, 2.0, 3.0, 4.0]), np.array([1, 2, 4, 3])) == pytest.approx(4 / 6)
 
 
+def test_tau_difference_is_a_paired_bootstrap_around_the_tau_gap():
+    from neuralgraph.zoo import tau_difference
+
+    rng = np.random.default_rng(0)
+    target = rng.uniform(size=300)
+    good, poor = target + rng.normal(0, 0.05, 300), target + rng.normal(0, 0.5, 300)
+    res = tau_difference(good, poor, target, num_resamples=300)
+    assert res["diff"] == pytest.approx(kendall_tau(good, target) - kendall_tau(poor, target))
+    assert 0 < res["low"] <= res["diff"] <= res["high"]            # clearly better: the interval excludes 0
+    same = tau_difference(good, good, target, num_resamples=50)
+    assert same == {"diff": 0.0, "low": 0.0, "high": 0.0}
+    twin = target + rng.normal(0, 0.05, 300)                       # as good as `good`, independent noise
+    close = tau_difference(good, twin, target, num_resamples=300)
+    assert close["low"] < 0 < close["high"]                        # indistinguishable: the interval spans 0
+
+
 def test_statnn_evaluates_on_held_out_networks(wild_zoo):
     zoo = ZooDataset(wild_zoo)
     split = zoo.split(val=0.0, test=0.5, seed=1)
