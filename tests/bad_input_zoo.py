@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from bad_input import Case, Ctx
+from bad_input import Case, Ctx, cli_case
 
 _DIGITS = dict(dataset="digits", image_size=8, n_train=64, n_test=50, n_train_eval=32, progress=False)
 
@@ -102,6 +102,8 @@ CASES = [
     Case("zoo metric unknown", lambda ctx: _zoo(ctx).targets(metric="f1"), ValueError, "unknown metric"),
     Case("zoo split fractions sum", lambda ctx: _zoo(ctx).split(val=0.6, test=0.5), ValueError, "val + test"),
     Case("zoo split fraction negative", lambda ctx: _zoo(ctx).split(val=-0.1), ValueError, "val fraction"),
+    cli_case("zoo statnn: test fraction above 1", ["zoo", "statnn", "--zoo", "{tmp}/z.pt", "--test", "1.2"],
+             "test fraction must be in [0, 1), got 1.2", setup=_gen),
     Case("zoo batch float indices", lambda ctx: _zoo(ctx).batch([0.5]), ValueError, "indices must be integers"),
     Case("zoo train conv1d", lambda ctx: _conv1d_arch(), ValueError, "layer 1 is conv1d"),
     Case("zoo concat different taps", lambda ctx: _concat_taps(), ValueError, "taps per edge"),

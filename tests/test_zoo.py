@@ -252,3 +252,7 @@ def test_cli_generates_and_scores(tmp_path, capsys):
     assert {tuple(a.widths[1:-1]) for a in zoo.archs} == {(16,), (16, 16)}
     assert run_zoo(parser.parse_args(["zoo", "statnn", "--zoo", str(out)])) == 0
     assert "kendall_tau" in capsys.readouterr().out
+    # the regress task's split and extra checkpoints, from the same flags
+    assert run_zoo(parser.parse_args(["zoo", "statnn", "--zoo", str(out), "--val", "0.25", "--test", "0.5",
+                                      "--train-epochs", "0"])) == 0
+    assert '"test_networks": 8' in capsys.readouterr().out

@@ -61,7 +61,12 @@ def add_zoo_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--zoo", required=True, help="a zoo file from `neuralgraph zoo generate`")
     s.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: the last)")
     s.add_argument("--metric", default="test_acc", choices=["test_acc", "train_acc", "test_loss", "train_loss"])
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--val", type=float, default=0.15, help="fraction of the networks held out for validation "
+                   "(as --task-arg val=... of --task regress: the same split)")
+    s.add_argument("--test", type=float, default=0.15, help="fraction of the networks StatNN is scored on")
+    s.add_argument("--train-epochs", type=int, nargs="*", default=[],
+                   help="also fit on the training networks at these checkpoints (as --task-arg train_epochs=...)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the split by network (as --task-arg split_seed=...)")
     return zoo
 
 
@@ -96,7 +101,8 @@ def run_zoo(args: argparse.Namespace) -> int:
         return 0
     if args.zoo_command == "statnn":
         zoo = ZooDataset(args.zoo)
-        res = evaluate_statnn(zoo, epoch=args.epoch, metric=args.metric, seed=args.seed)
+        res = evaluate_statnn(zoo, zoo.split(args.val, args.test, args.seed), epoch=args.epoch, metric=args.metric,
+                              seed=args.seed, train_epochs=args.train_epochs)
         print(json.dumps({"zoo": args.zoo, "metric": args.metric, "epoch": args.epoch if args.epoch is not None
                           else zoo.epochs[-1], "test_networks": len(res["ids"]), "kendall_tau": round(res["tau"], 4),
                           "r2": round(res["r2"], 4)}))
