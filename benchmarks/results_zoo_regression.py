@@ -1,16 +1,21 @@
-"""Reproduce the README's accuracy-prediction table (Kendall's tau on held-out zoo networks; CPU minutes).
+"""Reproduce the README's accuracy-prediction tables (Kendall's tau on held-out zoo networks; CPU minutes).
 
-    python benchmarks/results_zoo_regression.py --out runs/zoo_results --root-mnist ../shared/datasets/mnist \
-        --root-fashion ../shared/datasets/fashion_mnist --num-networks 256 --epochs 8
+    python benchmarks/results_zoo_regression.py --out runs/zoo3k --root-mnist ../shared/datasets/mnist \
+        --root-fashion ../shared/datasets/fashion_mnist --zoo mnist_small_cnn fashion_small_cnn \
+        --num-networks 3000 --n-test 1000 --epochs 10 --train-epochs 1 2 --val 0.1 --test 0.3 \
+        --models nggnn ngt --threads 1 --suffix _mse          # add --loss rank --suffix _rank for the ranking loss
 
-Generates (or reuses) three zoos with ``neuralgraph.zoo.generate_zoo`` (MNIST and
+Generates (or reuses) the zoos with ``neuralgraph.zoo.generate_zoo`` (MNIST and
 Fashion-MNIST Small CNN Zoos, a Wild-Park-style MNIST zoo), then on the same split by
-network (70 / 15 / 15) fits StatNN (per-layer weight statistics + gradient-boosted
-trees) and trains NG-GNN, NG-T, DWSNet and the flat MLP with ``--task regress``
-(target: test accuracy at the last checkpoint). Prints a markdown table of test
-Kendall's tau; every run directory keeps predictions.png and its metrics.
+network fits StatNN (per-layer weight statistics + gradient-boosted trees) and trains
+NG-GNN, NG-T, DWSNet and the flat MLP with ``--task regress`` (target: test accuracy
+at the last checkpoint). Prints a markdown table of test Kendall's tau and of each
+model's tau minus StatNN's with a paired-bootstrap 95 % interval
+(:func:`neuralgraph.zoo.tau_difference`) on the same test networks; every run
+directory keeps predictions.png and its metrics, and ``results_zoo<suffix>.json``
+the rows.
 
-On one GPU (the README's 10,000-network run)::
+On one GPU (a 10,000-network zoo; the README's GPU section says how far it got)::
 
     python benchmarks/results_zoo_regression.py --device cuda --out runs/zoo_gpu --root-mnist data/mnist \
         --zoo mnist_small_cnn --num-networks 10000 --n-test 10000 --chunk-size 2500 --epochs 30 --batch-size 64
