@@ -65,6 +65,7 @@ def main() -> None:
     p.add_argument("--val", type=float, default=0.15, help="fraction of the networks in the validation split")
     p.add_argument("--test", type=float, default=0.15, help="fraction of the networks in the test split")
     p.add_argument("--loss", default="mse", choices=["mse", "rank"], help="the processors' regress loss")
+    p.add_argument("--seed", type=int, default=0, help="training seed of the processors (the split stays seed 0)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -107,6 +108,7 @@ def main() -> None:
             cfg = TrainConfig(data=str(path), out=str(args.out / f"{name}_{model}{args.suffix}"), task="regress",
                               model=model, task_kwargs=task_kwargs,
                               epochs=args.epochs, batch_size=args.batch_size, normalize=False, device=args.device,
+                              seed=args.seed,
                               augment={"permute": True} if model not in FIXED_ONLY else {}, **settings)
             res = train(cfg, resume=True, progress=False)
             ids, pred, target = test_predictions(res.classifier, cfg)

@@ -89,6 +89,10 @@ class ZooSplitView:
     def batch(self, indices: Any, augment: Any = None, generator: torch.Generator | None = None) -> Any:
         """A PyG batch of the split's networks ``indices`` with float targets ``y`` ``[len(indices)]``.
 
+        The graphs come grouped by checkpoint, then by architecture
+        (:meth:`ZooDataset.batch`), not in the order of ``indices``: match
+        outputs to networks through ``batch.net_index`` (zoo ids) and ``batch.y``.
+
         Args:
             indices: positions in this split (not zoo ids).
             augment: an :class:`~neuralgraph.augment.Augment`; only hidden-neuron permutation is
@@ -200,7 +204,7 @@ class Regress(Task):
         return {"loss": float(self._loss(pred.double(), target.double())), "tau": kendall_tau(pred, target)}
 
     def score(self, metrics: dict[str, float]) -> tuple[float, ...]:
-        """Higher validation Kendall's tau first, then lower MSE."""
+        """Higher validation Kendall's tau first, then lower loss."""
         return (metrics["tau"], -metrics["loss"])
 
     def describe(self, metrics: dict[str, float]) -> str:
@@ -225,6 +229,6 @@ class Regress(Task):
             preds.append(model(b).float().squeeze(-1).cpu())
             targets.append(b.y.cpu())
         model.train(was_training)
+        ylabel = f"predicted {self.metric}" if self.loss_name == "mse" else "predicted score (ranking loss)"
         return [plot_scatter(torch.cat(targets), torch.cat(preds), run_dir / "predictions.png",
-                             xlabel=f"true {self.metric}", title=title,
-                             ylabel=f"predicted {self.metric}" if self.loss_name == "mse" else "predicted score (ranking loss)")]
+                             xlabel=f"true {self.metric}", ylabel=ylabel, title=title)]
