@@ -54,7 +54,7 @@ def main() -> None:
     mib = 2 ** 20
     print(f"to_graph(nn.Sequential(nn.Linear({args.width}, {args.width}))): {n:,} weights "
           f"({n * 4 / mib:.0f} MiB float32)")
-    print(f"| peak RSS | peak above model | graph tensors | graph B/weight | peak B/weight | time |")
+    print("| peak RSS | peak above model | graph tensors | graph B/weight | peak B/weight | time |")
     print("|---|---|---|---|---|---|")
     print(f"| {r['peak'] / mib:,.0f} MiB | {(r['peak'] - r['before']) / mib:,.0f} MiB | {graph / mib:,.0f} MiB | "
           f"{graph / n:.1f} | {(r['peak'] - r['before']) / n:.1f} | {r['seconds']:.2f} s |")
