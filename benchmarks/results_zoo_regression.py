@@ -127,20 +127,13 @@ def main() -> None:
     (args.out / f"results_zoo{args.suffix}.json").write_text(json.dumps(rows, indent=2))
 
 
-@torch.no_grad()
 def test_predictions(model: torch.nn.Module, cfg: TrainConfig) -> tuple[list[int], list[float], list[float]]:
     """The selected model's predictions on the run's test networks: ``(zoo ids, predictions, targets)``."""
     from neuralgraph.tasks import make_task
 
     view = make_task("regress", **cfg.task_kwargs).load_splits(cfg.data, normalize=False)["test"]
-    device = next(model.parameters()).device
-    ids, preds, targets = [], [], []
-    for s in range(0, len(view), 256):
-        b = view.batch(torch.arange(s, min(len(view), s + 256)))    # graphs grouped by architecture: read ids back
-        preds.append(model(b.to(device)).float().reshape(-1).cpu())
-        ids.append(b.net_index)
-        targets.append(b.y)
-    return torch.cat(ids).tolist(), torch.cat(preds).tolist(), torch.cat(targets).tolist()
+    return tuple(t.tolist() for t in view.predict(model))
+
 
 if __name__ == "__main__":
     main()

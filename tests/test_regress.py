@@ -135,3 +135,22 @@ def test_regress_with_the_ranking_loss_trains_and_reports_it(zoos, tmp_path):
     assert 0 < res.test_metrics["loss"] < 5
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["task_kwargs"]["loss"] == "rank"
+
+
+def test_split_predictions_are_matched_to_their_networks(zoos):
+    """predict() on a mixed-architecture split: every output carries its network id and target,
+    and equals the output for that network alone (batches are grouped, not in id order)."""
+    from neuralgraph.zoo import ZooDataset
+
+    zoo = ZooDataset(zoos["wild_park"])
+    view = Regress().load_splits(zoos["wild_park"], normalize=False)["train"]
+    torch.manual_seed(0)
+    model = build_model("dwsnet", 1, arch=view.arch, hidden=8, num_layers=2).eval()
+    ids, pred, target = view.predict(model, batch_size=5)
+    assert sorted(ids.tolist()) == sorted(view.ids.tolist())
+    torch.testing.assert_close(target, zoo.targets()[ids].float())
+    position = {int(i): k for k, i in enumerate(view.ids)}
+    for i, p in zip(ids.tolist(), pred):
+        with torch.no_grad():
+            alone = model(view.batch([position[i]])).reshape(())
+        torch.testing.assert_close(p, alone, rtol=1e-5, atol=1e-5)

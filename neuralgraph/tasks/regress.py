@@ -114,6 +114,31 @@ class ZooSplitView:
         b.y = b.y.float()
         return b
 
+    @torch.no_grad()
+    def predict(self, model: torch.nn.Module, batch_size: int = 256,
+                device: torch.device | str | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``model``'s output for every sample of the split, with the network it belongs to.
+
+        Batches come grouped by architecture (:meth:`batch`), so each output is
+        matched to its network through ``batch.net_index``, never by position.
+        The model's train/eval mode is left to the caller.
+
+        Args:
+            model: a processor with one output per graph.
+            batch_size: samples per forward pass.
+            device: where to run (default: the device of the model's parameters).
+
+        Shapes: ``(net_index [len(self)], pred [len(self)], target [len(self)])``, on the CPU.
+        """
+        device = next(model.parameters()).device if device is None else device
+        ids, preds, targets = [], [], []
+        for s in range(0, len(self), batch_size):
+            b = self.batch(torch.arange(s, min(len(self), s + batch_size))).to(device)
+            preds.append(model(b).float().reshape(-1).cpu())
+            ids.append(b.net_index.cpu())
+            targets.append(b.y.cpu())
+        return torch.cat(ids), torch.cat(preds), torch.cat(targets)
+
 
 class Regress(Task):
     """Regression of a zoo network's metric (default: test accuracy at the last checkpoint).
@@ -220,15 +245,10 @@ class Regress(Task):
         """``predictions.png``: predicted vs true metric of the test networks."""
         from ..train.plots import plot_scatter
 
-        view = splits["test"]
         was_training = model.training
         model.eval()
-        preds, targets = [], []
-        for s in range(0, len(view), batch_size):
-            b = view.batch(torch.arange(s, min(len(view), s + batch_size))).to(device)
-            preds.append(model(b).float().squeeze(-1).cpu())
-            targets.append(b.y.cpu())
+        _, preds, targets = splits["test"].predict(model, batch_size, device)
         model.train(was_training)
         ylabel = f"predicted {self.metric}" if self.loss_name == "mse" else "predicted score (ranking loss)"
-        return [plot_scatter(torch.cat(targets), torch.cat(preds), run_dir / "predictions.png",
+        return [plot_scatter(targets, preds, run_dir / "predictions.png",
                              xlabel=f"true {self.metric}", ylabel=ylabel, title=title)]
