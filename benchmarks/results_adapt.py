@@ -35,8 +35,8 @@ from pathlib import Path
 
 import torch
 
-from neuralgraph.graph import batch_to_stacked
-from neuralgraph.tasks.adapt import Adapt, batch_archs, finetune_stacked, grouped_logits
+from neuralgraph.graph import batch_to_stacked, graph_archs
+from neuralgraph.tasks.adapt import Adapt, finetune_stacked, grouped_logits
 from neuralgraph.train import TrainConfig, train
 from neuralgraph.zoo import ZooDataset, generate_zoo
 
@@ -60,7 +60,7 @@ def reference_rows(task: Adapt, splits: dict, steps: int, lr: float, batch_image
     """No adaptation and fine-tuning of the test classifiers, both on the target test images."""
     view = splits["test"]
     b = view.batch(torch.arange(len(view)))
-    archs = batch_archs(b)
+    archs = graph_archs(b)
     w, bias = batch_to_stacked(b)
     xt, yt = task.images["test"]
     with torch.no_grad():

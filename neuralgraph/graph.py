@@ -53,6 +53,7 @@ __all__ = [
     "NeuralGraph", "ModelState", "to_graph", "to_model", "to_models",
     "graph_from_params", "stacked_to_batch", "batch_to_stacked", "pad_taps", "IDENTITY_NORM",
     "read_params", "group_by_layout", "group_architectures", "stacked_by_layout", "graph_index", "num_graphs",
+    "graph_archs",
 ]
 
 #: ``node_norm`` row of a neuron without normalisation: weight 1, bias 0, mean 0, var 1.
@@ -505,19 +506,46 @@ def _check_layout(graph: Data, arch: Architecture, B: int, what: str) -> None:
             raise ValueError(f"{what}: edge_index has node ids outside 0..{N - 1}")
 
 
+def graph_archs(graph: Data, what: str = "graph_archs") -> list[Architecture]:
+    """The architecture of every graph of a neural graph or of a PyG batch of them.
+
+    :func:`to_graph` and :func:`stacked_to_batch` store each graph's
+    :class:`~neuralgraph.architecture.Architecture` as ``graph.arch``; PyG collates
+    them into a list, one entry per graph.
+
+    Args:
+        graph: a neural graph or a batch of them.
+        what: the caller's name, for the error messages.
+
+    Returns:
+        ``[num_graphs]`` architectures, in graph order.
+
+    Raises:
+        ValueError: no ``arch``, entries that are not ``Architecture`` objects, or a count
+            other than the number of graphs.
+    """
+    if "arch" not in graph:
+        raise ValueError(f"{what}: the graph has no arch (its Architecture); convert with to_graph / "
+                         "stacked_to_batch, which store it")
+    archs = list(graph.arch) if isinstance(graph.arch, (list, tuple)) else [graph.arch]
+    if not all(isinstance(a, Architecture) for a in archs):
+        raise ValueError(f"{what}: graph.arch must hold Architecture objects")
+    B = num_graphs(graph)
+    if len(archs) != B:
+        raise ValueError(f"{what}: the batch has {B} graphs but {len(archs)} architectures")
+    return archs
+
+
 def _graph_arch(graph: Data, arch: Architecture | None, what: str) -> list[Architecture]:
-    if arch is not None:
-        if not isinstance(arch, Architecture):
-            raise ValueError(f"{what}: arch must be an Architecture, got {type(arch).__name__}")
+    """``graph_archs``, or ``[arch]`` for a graph without one."""
+    if arch is not None and not isinstance(arch, Architecture):
+        raise ValueError(f"{what}: arch must be an Architecture, got {type(arch).__name__}")
     if "arch" not in graph:
         if arch is None:
             raise ValueError(f"{what}: the graph has no arch (its Architecture); pass arch=... or convert "
                              "with to_graph / stacked_to_batch, which store it")
         return [arch]
-    archs = graph.arch if isinstance(graph.arch, list) else [graph.arch]
-    if not all(isinstance(a, Architecture) for a in archs):
-        raise ValueError(f"{what}: graph.arch must hold Architecture objects")
-    return archs
+    return graph_archs(graph, what)
 
 
 def _check_edges(graph: Data, arch: Architecture) -> None:

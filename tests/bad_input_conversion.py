@@ -181,6 +181,12 @@ CASES: list[Case] = [
                                                                            [None, None], ng.mlp_architecture([2, 4, 1], bias=False),
                                                                            state="eval"),
          ValueError, "state must be a ModelState"),
+    Case("graph_archs without arch", lambda ctx: ng.graph_archs(Data(x=torch.zeros(3, 1))), ValueError,
+         "graph_archs: the graph has no arch"),
+    Case("graph_archs count", lambda ctx: ng.graph_archs(_set(ng.stacked_to_batch(*stacked(), ARCH), arch=[ARCH])),
+         ValueError, "graph_archs: the batch has 2 graphs but 1 architectures"),
+    Case("graph_archs not an Architecture", lambda ctx: ng.graph_archs(_set(ng.to_graph(mlp()), arch="mlp")),
+         ValueError, "graph.arch must hold Architecture objects"),
     Case("batch_to_stacked mixed architectures", lambda ctx: ng.batch_to_stacked(Batch.from_data_list(
         [ng.to_graph(mlp()), ng.to_graph(nn.Sequential(nn.Linear(2, 3)))])), ValueError, "one parameter layout"),
     Case("batch_to_stacked wrong arch", lambda ctx: ng.batch_to_stacked(ng.stacked_to_batch(*stacked(), ARCH),

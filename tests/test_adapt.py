@@ -9,7 +9,8 @@ import torch
 import neuralgraph as ng
 from neuralgraph.data.corrupt import TARGET_DEFAULTS, corrupt, load_target_data
 from neuralgraph.tasks import TASKS, Adapt
-from neuralgraph.tasks.adapt import batch_archs, finetune_stacked, grouped_logits
+from neuralgraph.graph import graph_archs
+from neuralgraph.tasks.adapt import finetune_stacked, grouped_logits
 from neuralgraph.train import build_model
 from neuralgraph.zoo import generate_zoo
 
@@ -85,7 +86,7 @@ def test_adapter_commutes_with_hidden_permutations(splits, name):
     task, sp = splits
     view = sp["train"]
     batch = view.batch(torch.arange(len(view)))
-    assert len(set(batch_archs(batch))) > 1
+    assert len(set(graph_archs(batch))) > 1
     model = _adapter(name, view.arch)
     permuted, perm = ng.permute_hidden(batch, torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -128,7 +129,7 @@ def test_grouped_logits_keep_each_networks_activation(splits):
     b = view.batch(torch.arange(len(view)))
     x = task.images["val"][0][:30]
     w, bias = ng.batch_to_stacked(b)
-    out = grouped_logits(batch_archs(b), w, bias, x)
+    out = grouped_logits(graph_archs(b), w, bias, x)
     ref = torch.stack([m.eval()(x) for m in ng.to_models(b)])
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
@@ -136,7 +137,7 @@ def test_grouped_logits_keep_each_networks_activation(splits):
 def test_vectorised_finetuning_equals_one_network_at_a_time_and_helps(splits):
     task, sp = splits
     b = sp["test"].batch(torch.arange(len(sp["test"])))
-    archs = batch_archs(b)
+    archs = graph_archs(b)
     w, bias = ng.batch_to_stacked(b)
     x, y = task.images["train"]
     kw = dict(steps=30, lr=3e-3, batch_images=64, seed=2)

@@ -32,7 +32,7 @@ from torch_geometric.data import Data
 
 from neuralgraph import IDENTITY_NORM, Architecture
 from neuralgraph.functional import network_values
-from neuralgraph.graph import graph_index, num_graphs, stacked_by_layout
+from neuralgraph.graph import graph_archs, graph_index, stacked_by_layout
 
 __all__ = ["ProbeFeatures", "network_values"]
 
@@ -79,10 +79,7 @@ class ProbeFeatures(nn.Module):
         Shapes: ``[N, n_probes]``: row ``i`` holds neuron ``i``'s value on each probe (module
         docstring: post-module output, spatial mean for convolutions, the probe itself for inputs).
         """
-        archs = graph.arch if isinstance(graph.arch, list) else [graph.arch]
-        B = num_graphs(graph)
-        if len(archs) != B:
-            raise ValueError(f"graph has {B} graphs but {len(archs)} architectures")
+        B = len(graph_archs(graph, "ProbeFeatures"))     # checks one Architecture per graph
         if graph.x.device != self.points.device:
             raise ValueError(f"ProbeFeatures: the graph is on {graph.x.device} but the model is on "
                              f"{self.points.device}; move the batch with batch.to(device)")

@@ -41,17 +41,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..architecture import Architecture
-from ..graph import batch_to_stacked, group_architectures
+from ..graph import batch_to_stacked, graph_archs, group_architectures
 from .base import Task
 from .regress import ZooSplitView
 
-__all__ = ["Adapt", "AdaptSplitView", "batch_archs", "grouped_logits", "finetune_stacked"]
-
-
-def batch_archs(batch: Any) -> list[Architecture]:
-    """The architecture of every graph of a batch (one entry per graph)."""
-    arch = batch.arch
-    return list(arch) if isinstance(arch, (list, tuple)) else [arch] * int(getattr(batch, "num_graphs", 1))
+__all__ = ["Adapt", "AdaptSplitView", "grouped_logits", "finetune_stacked"]
 
 
 def grouped_logits(archs: Sequence[Architecture], weights: Sequence[Tensor], biases: Sequence[Tensor | None],
@@ -242,7 +236,7 @@ class Adapt(Task):
     def logits(graph: Any, x: Tensor) -> Tensor:
         """``[num_graphs, n, classes]`` logits of a batch of classifier graphs on images ``x [n, C, H, W]``."""
         weights, biases = batch_to_stacked(graph)
-        return grouped_logits(batch_archs(graph), weights, biases, x.to(weights[0].dtype))
+        return grouped_logits(graph_archs(graph, "adapt"), weights, biases, x.to(weights[0].dtype))
 
     def adapted(self, output: Any, batch: Any) -> Any:
         """The adapted classifiers of a batch: ``input + delta_scale * (output - input)`` (biases ``x`` and weights

@@ -21,7 +21,7 @@ from torch_geometric.data import Batch
 
 from ..architecture import Architecture
 from ..augment import permute_hidden_stacked
-from ..graph import EDGE_FORWARD, batch_to_stacked, graph_index, parameter_layout
+from ..graph import EDGE_FORWARD, batch_to_stacked, graph_archs, graph_index, parameter_layout
 
 __all__ = ["FlatMLP", "flat_params", "num_params"]
 
@@ -156,7 +156,7 @@ class FlatMLP(nn.Module):
         Shapes: invariant head: ``[num_graphs, out_dim]``; equivariant head: a batch with
         edited ``x`` / ``edge_attr`` (parameters plus the MLP's output).
         """
-        archs = batch.arch if isinstance(batch.arch, list) else [batch.arch]
+        archs = graph_archs(batch, "FlatMLP")
         if any(parameter_layout(a) != parameter_layout(self.arch) for a in archs):
             raise ValueError(f"FlatMLP was built for {self.arch.widths}; the batch holds networks of another "
                              f"parameter layout")
