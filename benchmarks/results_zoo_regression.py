@@ -51,6 +51,8 @@ def main() -> None:
     p.add_argument("--zoo", nargs="+", default=["mnist_small_cnn", "fashion_small_cnn", "mnist_wild_park"])
     p.add_argument("--num-networks", type=int, default=256)
     p.add_argument("--zoo-epochs", type=int, default=3)
+    p.add_argument("--checkpoints", type=int, nargs="*", default=None,
+                   help="zoo epochs to record (default: every epoch from 0)")
     p.add_argument("--n-train", type=int, default=2000)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--models", nargs="+", default=list(SETTINGS))
@@ -80,7 +82,8 @@ def main() -> None:
             continue
         t0 = time.perf_counter()
         path = generate_zoo(args.out / f"{name}.pt", family=family, dataset=dataset, root=root,
-                            num_networks=args.num_networks, epochs=args.zoo_epochs, n_train=args.n_train,
+                            num_networks=args.num_networks, epochs=args.zoo_epochs, checkpoints=args.checkpoints,
+                            n_train=args.n_train,
                             n_test=args.n_test, n_train_eval=500, chunk_size=args.chunk_size, device=args.device,
                             progress=False,
                             on_chunk=lambda k, n: print(f"  chunk {k + 1}/{n} at {time.perf_counter() - t0:.0f}s",
