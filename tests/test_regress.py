@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -97,6 +98,18 @@ def test_regress_refuses_augmentations_that_change_the_target(zoos):
     view = Regress().load_splits(zoos["small_cnn"], normalize=False)["train"]
     with pytest.raises(ValueError, match="only permutation augmentation"):
         view.batch([0, 1], augment=Augment(noise_std=0.1), generator=torch.Generator())
+
+
+def test_model_selection_ranks_a_nan_tau_last():
+    """A constant prediction has NaN tau; compared raw it would block every later epoch."""
+    from neuralgraph.zoo import kendall_tau
+
+    assert math.isnan(kendall_tau([0.5] * 4, [0.1, 0.2, 0.3, 0.4]))
+    task = Regress()
+    constant, learnt = {"tau": float("nan"), "loss": 0.01}, {"tau": 0.1, "loss": 0.5}
+    assert not task.score(learnt) > task.score(constant)          # the trap
+    assert task.selection_key(learnt) > task.selection_key(constant)
+    assert task.selection_key({"tau": 0.2, "loss": 0.5}) > task.selection_key(learnt)
 
 
 def test_pairwise_ranking_loss_is_ranknet_over_ordered_pairs():

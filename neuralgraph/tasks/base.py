@@ -23,6 +23,7 @@ from all ranks before summarizing.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -105,6 +106,15 @@ class Task:
     def score(self, metrics: dict[str, float]) -> tuple[float, ...]:
         """Model-selection key of validation metrics: larger is better (default: lower loss)."""
         return (-metrics["loss"],)
+
+    def selection_key(self, metrics: dict[str, float]) -> tuple[float, ...]:
+        """:meth:`score` with every NaN entry ranked worst (``-inf``); the trainer compares these.
+
+        A NaN (e.g. Kendall's tau of a constant prediction) compares false with
+        everything, so without this an epoch that scored NaN first would stay
+        selected for the rest of the run.
+        """
+        return tuple(-math.inf if math.isnan(v) else v for v in self.score(metrics))
 
     def finish(self, model: nn.Module, splits: dict[str, Any], device: torch.device, batch_size: int
                ) -> dict[str, float]:

@@ -532,7 +532,7 @@ def _record(run: _Run, epoch: int, train_m: dict[str, float], val_m: dict[str, f
            **{f"val_{k}": val_m[k] for k in run.task.metrics}, "lr": lr, "time": run.elapsed, **times}
     run.history.append(rec)
     best_val = None if run.best is None else {k: run.best[f"val_{k}"] for k in run.task.metrics}
-    improved = best_val is None or run.task.score(val_m) > run.task.score(best_val)
+    improved = best_val is None or run.task.selection_key(val_m) > run.task.selection_key(best_val)
     if improved:
         run.best = {"epoch": epoch + 1, **{f"val_{k}": v for k, v in val_m.items()}}
         run.best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}

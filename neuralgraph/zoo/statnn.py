@@ -88,7 +88,11 @@ def fit_statnn(X: np.ndarray, y: np.ndarray, seed: int = 0, **kwargs: Any):
 
 
 def kendall_tau(pred: Any, target: Any) -> float:
-    """Kendall's tau-b between predictions and targets (``scipy.stats.kendalltau``)."""
+    """Kendall's tau-b between predictions and targets (``scipy.stats.kendalltau``).
+
+    NaN when either side is constant (tau-b is 0 / 0 there); model selection ranks
+    such an epoch last (:meth:`~neuralgraph.tasks.base.Task.selection_key`).
+    """
     from scipy.stats import kendalltau
 
     p = np.asarray(pred.detach().cpu() if isinstance(pred, Tensor) else pred, dtype=np.float64).reshape(-1)
