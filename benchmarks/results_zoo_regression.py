@@ -7,10 +7,11 @@
 
 Generates (or reuses) the zoos with ``neuralgraph.zoo.generate_zoo`` (MNIST and
 Fashion-MNIST Small CNN Zoos, a Wild-Park-style MNIST zoo), then on the same split by
-network fits StatNN (per-layer weight statistics + gradient-boosted trees) and trains
+network fits StatNN (per-layer weight statistics, then gradient-boosted trees, and
+then the NFN / neural-graphs papers' two-hidden-layer MLP) and trains
 NG-GNN, NG-T, DWSNet and the flat MLP with ``--task regress`` (target: test accuracy
 at the last checkpoint). Prints a markdown table of test Kendall's tau and of each
-model's tau minus StatNN's with a paired-bootstrap 95 % interval
+model's tau minus each StatNN's with a paired-bootstrap 95 % interval
 (:func:`neuralgraph.zoo.tau_difference`) on the same test networks; every run
 directory keeps predictions.png and its metrics, and ``results_zoo<suffix>.json``
 the rows.
@@ -30,7 +31,7 @@ from pathlib import Path
 import torch
 
 from neuralgraph.train import TrainConfig, train
-from neuralgraph.zoo import ZooDataset, evaluate_statnn, generate_zoo, tau_difference
+from neuralgraph.zoo import STATNN_REGRESSORS, ZooDataset, evaluate_statnn, generate_zoo, tau_difference
 
 #: Per-model settings (small models for a 2-core CPU; probes sized to the 14x14 zoo images).
 SETTINGS = {
@@ -40,6 +41,7 @@ SETTINGS = {
     "mlp": {"lr": 1e-3, "model_kwargs": {"hidden": (256, 256)}},
 }
 REGRESS_DEFAULTS = {"val": 0.15, "test": 0.15, "loss": "mse"}
+STATNN_ROWS = {"gbt": "statnn", "mlp": "statnn_mlp"}    # StatNN with trees (Unterthiner et al.) / the papers' MLP
 FIXED_ONLY = {"mlp"}          # the flat MLP needs one parameter layout
 
 
@@ -93,11 +95,14 @@ def main() -> None:
         note = (f"{name}: {len(zoo)} networks ({int(zoo.valid.sum())} valid), test accuracy mean {acc.mean():.1%} "
                 f"(std {acc.std():.1%}), made in {time.perf_counter() - t0:.0f}s")
         print(note, flush=True)
-        statnn = evaluate_statnn(zoo, zoo.split(args.val, args.test, 0), train_epochs=args.train_epochs or ())
-        statnn_pred = dict(zip(statnn["ids"].tolist(), statnn["pred"].tolist()))
-        rows.append({"zoo": name, "model": "statnn", "tau": statnn["tau"], "train_time_s": None, "note": note,
-                     "test_networks": len(statnn_pred)})
-        print(json.dumps(rows[-1]), flush=True)
+        statnn_pred = {}                  # regressor -> {network id: prediction}
+        for regressor in STATNN_REGRESSORS:
+            statnn = evaluate_statnn(zoo, zoo.split(args.val, args.test, 0), train_epochs=args.train_epochs or (),
+                                     regressor=regressor)
+            statnn_pred[regressor] = dict(zip(statnn["ids"].tolist(), statnn["pred"].tolist()))
+            rows.append({"zoo": name, "model": STATNN_ROWS[regressor], "tau": statnn["tau"], "train_time_s": None,
+                         "note": note, "test_networks": len(statnn["ids"])})
+            print(json.dumps(rows[-1]), flush=True)
         for model in args.models:
             if model in FIXED_ONLY and family != "small_cnn":
                 continue
@@ -115,18 +120,23 @@ def main() -> None:
                               augment={"permute": True} if model not in FIXED_ONLY else {}, **settings)
             res = train(cfg, resume=True, progress=False)
             ids, pred, target = test_predictions(res.classifier, cfg)
-            gap = tau_difference(pred, [statnn_pred[i] for i in ids], target)
             rows.append({"zoo": name, "model": model, "tau": res.test_metrics["tau"],
                          "loss": res.test_metrics["loss"], "loss_name": args.loss, "params": res.num_params,
-                         "train_time_s": res.train_time_s, "note": note, "test_networks": len(ids),
-                         "tau_minus_statnn": gap["diff"], "ci95": [gap["low"], gap["high"]]})
+                         "train_time_s": res.train_time_s, "note": note, "test_networks": len(ids)})
+            for regressor in STATNN_REGRESSORS:
+                key = STATNN_ROWS[regressor].removeprefix("statnn")      # "" (trees) or "_mlp"
+                gap = tau_difference(pred, [statnn_pred[regressor][i] for i in ids], target)
+                rows[-1].update({f"tau_minus_statnn{key}": gap["diff"], f"ci95{key}": [gap["low"], gap["high"]]})
             print(json.dumps(rows[-1]), flush=True)
             (args.out / f"results_zoo{args.suffix}.json").write_text(json.dumps(rows, indent=2))   # partial results survive
-    print("\n| zoo | model | test Kendall's tau | minus StatNN [95 % CI] | train time |\n|---|---|---|---|---|")
+    print("\n| zoo | model | test Kendall's tau | minus StatNN (trees) [95 % CI] | minus StatNN (MLP) [95 % CI] "
+          "| train time |\n|---|---|---|---|---|---|")
     for r in rows:
         t = "-" if r["train_time_s"] is None else f"{r['train_time_s'] / 60:.1f} min"
-        gap = "-" if "ci95" not in r else f"{r['tau_minus_statnn']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]"
-        print(f"| {r['zoo']} | {r['model']} | {r['tau']:.3f} | {gap} | {t} |")
+        gaps = ["-" if f"ci95{key}" not in r else
+                f"{r[f'tau_minus_statnn{key}']:+.3f} [{r[f'ci95{key}'][0]:+.3f}, {r[f'ci95{key}'][1]:+.3f}]"
+                for key in ("", "_mlp")]
+        print(f"| {r['zoo']} | {r['model']} | {r['tau']:.3f} | {gaps[0]} | {gaps[1]} | {t} |")
     (args.out / f"results_zoo{args.suffix}.json").write_text(json.dumps(rows, indent=2))
 
 

@@ -72,6 +72,11 @@ def _tau(p, t):
     return kendall_tau(p, t)
 
 
+def _fit(**kwargs):
+    from neuralgraph.zoo import fit_statnn
+    return fit_statnn(torch.randn(4, 2).numpy(), torch.randn(4).numpy(), **kwargs)
+
+
 def _feats(w, b):
     from neuralgraph.zoo import statnn_features
 
@@ -112,6 +117,8 @@ CASES = [
     Case("kendall tau nan", lambda ctx: _tau([1, float("nan")], [1, 2]), ValueError, "at least 2 finite pairs"),
     Case("tau difference lengths", lambda ctx: __import__("neuralgraph.zoo", fromlist=["x"]).tau_difference(
          [1, 2, 3], [1, 2, 3], [1, 2]), ValueError, "have 3, 3 and 2 values"),
+    Case("statnn unknown regressor", lambda ctx: _fit(regressor="forest"), ValueError,
+         "unknown regressor 'forest'; choose one of gbt, mlp"),
     Case("statnn layer count", lambda ctx: _feats([torch.zeros(2, 3, 4)], []), ValueError, "one bias"),
     Case("statnn network count", lambda ctx: _feats([torch.zeros(2, 3, 4)], [torch.zeros(3, 3)]), ValueError,
          "stacks of 2 networks"),

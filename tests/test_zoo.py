@@ -231,12 +231,28 @@ def test_tau_difference_is_a_paired_bootstrap_around_the_tau_gap():
     assert close["low"] < 0 < close["high"]                        # indistinguishable: the interval spans 0
 
 
-def test_statnn_evaluates_on_held_out_networks(wild_zoo):
-    zoo = ZooDataset(wild_zoo)
+@pytest.mark.parametrize("regressor", ["gbt", "mlp"])
+def test_statnn_evaluates_on_held_out_networks(wild_zoo, regressor):
+    zoo = ZooDataset(wild_zoo)                      # mixed depths: NaN features for absent layers
     split = zoo.split(val=0.0, test=0.5, seed=1)
-    res = evaluate_statnn(zoo, split)
+    res = evaluate_statnn(zoo, split, regressor=regressor)
     assert sorted(res["ids"].tolist()) == split.test.tolist()
+    assert np.isfinite(res["pred"]).all()
     assert -1.0 <= res["tau"] <= 1.0 or np.isnan(res["tau"])
+
+
+@pytest.mark.parametrize("regressor", ["gbt", "mlp"])
+def test_statnn_regressors_learn_a_ranking_with_absent_layers(regressor):
+    from neuralgraph.zoo import fit_statnn
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 6))
+    X[::3, 3:] = np.nan                             # a third of the networks lack the last layer
+    y = np.tanh(X[:, 0]) + 0.5 * X[:, 1] + rng.normal(0, 0.05, 600)
+    model = fit_statnn(X[:400], y[:400], regressor=regressor)
+    pred = model.predict(X[400:])
+    assert np.isfinite(pred).all()
+    assert kendall_tau(pred, y[400:]) > 0.75
 
 
 def test_cli_generates_and_scores(tmp_path, capsys):
@@ -254,5 +270,6 @@ def test_cli_generates_and_scores(tmp_path, capsys):
     assert "kendall_tau" in capsys.readouterr().out
     # the regress task's split and extra checkpoints, from the same flags
     assert run_zoo(parser.parse_args(["zoo", "statnn", "--zoo", str(out), "--val", "0.25", "--test", "0.5",
-                                      "--train-epochs", "0"])) == 0
-    assert '"test_networks": 8' in capsys.readouterr().out
+                                      "--train-epochs", "0", "--regressor", "mlp"])) == 0
+    printed = capsys.readouterr().out
+    assert '"test_networks": 8' in printed and '"regressor": "mlp"' in printed

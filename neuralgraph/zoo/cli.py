@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .statnn import STATNN_REGRESSORS
+
 __all__ = ["add_zoo_parser", "run_zoo"]
 
 
@@ -67,6 +69,8 @@ def add_zoo_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--train-epochs", type=int, nargs="*", default=[],
                    help="also fit on the training networks at these checkpoints (as --task-arg train_epochs=...)")
     s.add_argument("--seed", type=int, default=0, help="seed of the split by network (as --task-arg split_seed=...)")
+    s.add_argument("--regressor", default="gbt", choices=STATNN_REGRESSORS,
+                   help="gradient-boosted trees (default) or the papers' two-hidden-layer MLP")
     return zoo
 
 
@@ -102,9 +106,10 @@ def run_zoo(args: argparse.Namespace) -> int:
     if args.zoo_command == "statnn":
         zoo = ZooDataset(args.zoo)
         res = evaluate_statnn(zoo, zoo.split(args.val, args.test, args.seed), epoch=args.epoch, metric=args.metric,
-                              seed=args.seed, train_epochs=args.train_epochs)
+                              seed=args.seed, train_epochs=args.train_epochs, regressor=args.regressor)
         print(json.dumps({"zoo": args.zoo, "metric": args.metric, "epoch": args.epoch if args.epoch is not None
-                          else zoo.epochs[-1], "test_networks": len(res["ids"]), "kendall_tau": round(res["tau"], 4),
+                          else zoo.epochs[-1], "test_networks": len(res["ids"]), "regressor": args.regressor,
+                          "kendall_tau": round(res["tau"], 4),
                           "r2": round(res["r2"], 4)}))
         return 0
     raise ValueError(f"unknown zoo command {args.zoo_command!r}")

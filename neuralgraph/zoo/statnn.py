@@ -3,12 +3,17 @@
 Features: for every parametric layer, the mean, variance and the 0/25/50/75/100 %
 quantiles of its weights and of its biases (14 numbers per layer). They are
 invariant to permutations of hidden neurons by construction (statistics of a
-whole layer). A scikit-learn ``HistGradientBoostingRegressor`` maps them to
-the accuracy; the metric is Kendall's tau (``scipy.stats.kendalltau``,
-tau-b) between predicted and true accuracy of held-out networks.
+whole layer). A regressor maps them to the accuracy: scikit-learn's
+``HistGradientBoostingRegressor`` (``"gbt"``, Unterthiner et al.'s choice and
+the default) or an MLP with two hidden layers of 1,000 ReLU units (``"mlp"``,
+the StatNN of the NFN and neural-graphs papers' tables). The metric is
+Kendall's tau (``scipy.stats.kendalltau``, tau-b) between predicted and true
+accuracy of held-out networks.
 
 In a zoo of mixed depths (Wild Park) layer ``m`` of a shallower network has
-no value: its features are NaN, which the gradient-boosted trees handle natively.
+no value: its features are NaN, which the gradient-boosted trees handle
+natively; the MLP sees them as 0 after standardisation, plus a missing-value
+indicator per column.
 """
 from __future__ import annotations
 
@@ -18,9 +23,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["STAT_NAMES", "statnn_features", "zoo_statnn_features", "fit_statnn", "evaluate_statnn", "kendall_tau"]
+__all__ = ["STAT_NAMES", "STATNN_REGRESSORS", "statnn_features", "zoo_statnn_features", "fit_statnn", "evaluate_statnn", "kendall_tau"]
 
 STAT_NAMES = ("mean", "var", "q0", "q25", "q50", "q75", "q100")
+#: StatNN's regressors: gradient-boosted trees, or the papers' two-hidden-layer MLP.
+STATNN_REGRESSORS = ("gbt", "mlp")
 _Q = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64)
 
 
@@ -71,20 +78,41 @@ def zoo_statnn_features(zoo, indices: Any, epoch: int | None = None) -> tuple[np
     return np.concatenate(X), np.concatenate(ids)
 
 
-def fit_statnn(X: np.ndarray, y: np.ndarray, seed: int = 0, **kwargs: Any):
-    """A ``HistGradientBoostingRegressor`` fitted on features ``X [n, f]`` and targets ``y [n]``.
+def fit_statnn(X: np.ndarray, y: np.ndarray, seed: int = 0, regressor: str = "gbt", **kwargs: Any):
+    """StatNN's regressor fitted on features ``X [n, f]`` and targets ``y [n]``; has ``predict``.
 
-    ``kwargs`` override its defaults (``max_iter=300``, ``learning_rate=0.05``, early stopping off).
+    Args:
+        X, y: features (NaN where a network lacks a layer) and targets.
+        seed: the regressor's random state.
+        regressor: ``"gbt"``: ``HistGradientBoostingRegressor`` (defaults ``max_iter=300``,
+            ``learning_rate=0.05``, early stopping off); ``"mlp"``: ``MLPRegressor`` with
+            hidden layers ``(1000, 1000)`` (Adam, at most 500 epochs, early stopping on 10 %
+            of the samples when there are at least 100) after standardisation, with absent layers set to 0 and
+            flagged by missing-value indicators.
+        **kwargs: override the regressor's settings.
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if X.ndim != 2 or y.shape != (X.shape[0],):
         raise ValueError(f"fit_statnn needs X [n, features] and y [n], got {X.shape} and {y.shape}")
     if X.shape[0] < 2:
         raise ValueError(f"fit_statnn needs at least 2 networks, got {X.shape[0]}")
-    params = {"max_iter": 300, "learning_rate": 0.05, "early_stopping": False, "random_state": seed, **kwargs}
-    return HistGradientBoostingRegressor(**params).fit(X, y)
+    if regressor == "gbt":
+        params = {"max_iter": 300, "learning_rate": 0.05, "early_stopping": False, "random_state": seed, **kwargs}
+        return HistGradientBoostingRegressor(**params).fit(X, y)
+    if regressor == "mlp":
+        params = {"hidden_layer_sizes": (1000, 1000), "early_stopping": X.shape[0] >= 100, "max_iter": 500,
+                  "random_state": seed, **kwargs}
+        model = make_pipeline(StandardScaler(),                 # NaN-aware: absent layers stay NaN
+                              SimpleImputer(strategy="constant", fill_value=0.0, add_indicator=True),
+                              MLPRegressor(**params))
+        return model.fit(X, y)
+    raise ValueError(f"fit_statnn: unknown regressor {regressor!r}; choose one of {', '.join(STATNN_REGRESSORS)}")
 
 
 def kendall_tau(pred: Any, target: Any) -> float:
@@ -140,7 +168,7 @@ def tau_difference(pred_a: Any, pred_b: Any, target: Any, num_resamples: int = 2
 
 
 def evaluate_statnn(zoo, split=None, epoch: int | None = None, metric: str = "test_acc", seed: int = 0,
-                    train_epochs: Sequence[int] = ()) -> dict:
+                    train_epochs: Sequence[int] = (), regressor: str = "gbt") -> dict:
     """Fit StatNN on the train (+ val) networks of ``split`` and report Kendall's tau on its test networks.
 
     Args:
@@ -149,6 +177,7 @@ def evaluate_statnn(zoo, split=None, epoch: int | None = None, metric: str = "te
         epoch: the checkpoint whose weights are the input and whose ``metric`` is the target.
         train_epochs: also fit on the training networks at these checkpoints (as the regress
             task's ``train_epochs``: the same extra samples for both).
+        regressor: ``"gbt"`` or ``"mlp"`` (:func:`fit_statnn`).
 
     Returns:
         ``{"tau", "r2", "pred", "target", "ids"}`` for the test networks.
@@ -168,7 +197,7 @@ def evaluate_statnn(zoo, split=None, epoch: int | None = None, metric: str = "te
         X_e, id_e = zoo_statnn_features(zoo, train_ids, e)
         X_tr, y_tr = np.concatenate([X_tr, X_e]), np.concatenate([y_tr, zoo.targets(e, metric).numpy()[id_e]])
     X_te, id_te = zoo_statnn_features(zoo, split.test, epoch)
-    model = fit_statnn(X_tr, y_tr, seed=seed)
+    model = fit_statnn(X_tr, y_tr, seed=seed, regressor=regressor)
     pred = model.predict(X_te)
     return {"tau": kendall_tau(pred, y_all[id_te]), "r2": float(r2_score(y_all[id_te], pred)), "pred": pred,
             "target": y_all[id_te], "ids": id_te}
