@@ -40,7 +40,7 @@ SETTINGS = {
     "dwsnet": {"lr": 1e-3, "model_kwargs": {"hidden": 16, "num_layers": 3}},
     "mlp": {"lr": 1e-3, "model_kwargs": {"hidden": (256, 256)}},
 }
-REGRESS_DEFAULTS = {"val": 0.15, "test": 0.15, "loss": "mse"}
+REGRESS_DEFAULTS = {"val": 0.15, "test": 0.15, "loss": "mse", "weight_noise": 0.0, "weight_dropout": 0.0}
 STATNN_ROWS = {"gbt": "statnn", "mlp": "statnn_mlp"}    # StatNN with trees (Unterthiner et al.) / the papers' MLP
 FIXED_ONLY = {"mlp"}          # the flat MLP needs one parameter layout
 
@@ -69,6 +69,9 @@ def main() -> None:
     p.add_argument("--val", type=float, default=0.15, help="fraction of the networks in the validation split")
     p.add_argument("--test", type=float, default=0.15, help="fraction of the networks in the test split")
     p.add_argument("--loss", default="mse", choices=["mse", "rank"], help="the processors' regress loss")
+    p.add_argument("--weight-noise", type=float, default=0.0,
+                   help="regress weight_noise: training noise relative to each layer's std (neural-graphs: 0.1)")
+    p.add_argument("--weight-dropout", type=float, default=0.0, help="regress weight_dropout (neural-graphs: 0.01)")
     p.add_argument("--seed", type=int, default=0, help="training seed of the processors (the split stays seed 0)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -109,8 +112,8 @@ def main() -> None:
             settings = {**SETTINGS[model], "model_kwargs": dict(SETTINGS[model]["model_kwargs"])}
             if args.hidden and model in ("nggnn", "ngt"):
                 settings["model_kwargs"]["hidden"] = args.hidden
-            task_kwargs = {k: v for k, v in (("val", args.val), ("test", args.test), ("loss", args.loss))
-                           if v != REGRESS_DEFAULTS[k]}              # only what differs: older runs resume
+            task_kwargs = {k: getattr(args, k) for k in REGRESS_DEFAULTS
+                           if getattr(args, k) != REGRESS_DEFAULTS[k]}   # only what differs: older runs resume
             if args.train_epochs:
                 task_kwargs["train_epochs"] = tuple(args.train_epochs)
             cfg = TrainConfig(data=str(path), out=str(args.out / f"{name}_{model}{args.suffix}"), task="regress",

@@ -9,6 +9,8 @@ randomness per network from ``generator``.
   function is unchanged); the canonical augmentation for weight-space models.
 * :func:`gaussian_noise`, :func:`weight_dropout` - generic perturbations
   (they change the function slightly).
+* :func:`relative_noise_stacked` - noise and dropout relative to each network's
+  layer scale, for layers of any shape (convolutions too).
 * :func:`inr_affine` - INR-specific: translate / rotate / scale the input
   coordinates, folded exactly into the first layer, so the INR represents a
   transformed image.
@@ -24,7 +26,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "Augment", "permute_hidden_stacked", "gaussian_noise", "weight_dropout",
+    "Augment", "permute_hidden_stacked", "gaussian_noise", "weight_dropout", "relative_noise_stacked",
     "inr_affine", "random_affine", "random_permutations",
 ]
 
@@ -104,6 +106,34 @@ def weight_dropout(weights: Sequence[Tensor], biases: Sequence[Tensor], p: float
         return t * keep.to(t.dtype) * factor
 
     return [drop(w) for w in weights], [drop(b) if include_bias else b.clone() for b in biases]
+
+
+def relative_noise_stacked(tensors: Sequence[Tensor | None], noise: float = 0.0, dropout: float = 0.0,
+                           generator: torch.Generator | None = None) -> list[Tensor | None]:
+    """Perturb stacked parameter tensors of any shape, relative to each network's own scale.
+
+    Each network's tensor ``t`` (row ``i`` of a stack ``[B, ...]``) gets
+    ``N(0, (noise * std(t))^2)`` noise (population std over the whole tensor, so a
+    single-entry tensor gets none), then each entry is zeroed with probability
+    ``dropout`` and the rest scaled by ``1 / (1 - dropout)``. This is the
+    accuracy-prediction augmentation of the neural-graphs paper (``noise=0.1``,
+    ``dropout=0.01``); unlike :func:`gaussian_noise` it suits convolution kernels
+    and layers of any scale. ``None`` entries (absent biases) pass through.
+
+    Shapes: every tensor ``[B, ...]`` -> the same shape.
+    """
+    if noise < 0 or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"need noise >= 0 and 0 <= dropout < 1, got {noise} and {dropout}")
+    out = []
+    for t in tensors:
+        if t is not None and noise:
+            std = t.flatten(1).std(1, unbiased=False).reshape(-1, *([1] * (t.dim() - 1)))
+            t = t + noise * std * torch.randn(t.shape, generator=generator, dtype=t.dtype, device=t.device)
+        if t is not None and dropout:
+            keep = torch.rand(t.shape, generator=generator, device=t.device) >= dropout
+            t = t * keep.to(t.dtype) / (1.0 - dropout)
+        out.append(t)
+    return out
 
 
 def inr_affine(weights: Sequence[Tensor], biases: Sequence[Tensor], matrix: Tensor,

@@ -117,6 +117,8 @@ CASES: list[Case] = [
          .load_splits(ctx.tmp, normalize=True), ValueError, "train with --no-normalize"),
     Case("regress unknown loss", lambda ctx: config(task="regress", task_kwargs={"loss": "mae"}),
          ValueError, "unknown loss 'mae'; choose one of mse, rank"),
+    Case("regress weight_dropout of 1", lambda ctx: config(task="regress", task_kwargs={"weight_dropout": 1.0}),
+         ValueError, "need weight_noise >= 0 and 0 <= weight_dropout < 1, got 0.0 and 1.0"),
     Case("regress rank_scale not positive", lambda ctx: config(task="regress", task_kwargs={"rank_scale": 0.0}),
          ValueError, "rank_scale must be > 0"),
     Case("ranking loss of mismatched lengths", lambda ctx: __import__("neuralgraph.tasks.regress", fromlist=["x"])

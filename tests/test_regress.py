@@ -167,3 +167,40 @@ def test_split_predictions_are_matched_to_their_networks(zoos):
         with torch.no_grad():
             alone = model(view.batch([position[i]])).reshape(())
         torch.testing.assert_close(p, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_relative_noise_is_scaled_per_network_and_layer():
+    from neuralgraph.augment import relative_noise_stacked
+
+    g = torch.Generator().manual_seed(0)
+    scale = torch.tensor([0.01, 1.0, 100.0]).reshape(3, 1, 1, 1, 1)
+    conv = torch.randn(3, 16, 16, 3, 3, generator=g) * scale           # three networks of very different scales
+    single = torch.randn(3, 1, generator=g)                             # one output bias per network
+    before = conv.clone()
+    noisy, same, absent = relative_noise_stacked([conv, single, None], noise=0.1, generator=g)
+    assert torch.equal(conv, before) and absent is None                 # inputs untouched, None passes
+    ratio = (noisy - conv).flatten(1).std(1) / conv.flatten(1).std(1)
+    torch.testing.assert_close(ratio, torch.full((3,), 0.1), rtol=0.05, atol=0)
+    torch.testing.assert_close(same, single)                            # a single entry has std 0: no noise
+    dropped, = relative_noise_stacked([conv], dropout=0.25, generator=g)
+    zero = dropped == 0
+    assert abs(zero.float().mean().item() - 0.25) < 0.02
+    torch.testing.assert_close(dropped[~zero], conv[~zero] / 0.75)      # survivors rescaled as F.dropout
+
+
+def test_weight_noise_perturbs_training_batches_only(zoos):
+    """Task args weight_noise / weight_dropout: training batches perturbed, targets and evaluation untouched."""
+    from neuralgraph.augment import Augment
+
+    splits = Regress(weight_noise=0.1, weight_dropout=0.01).load_splits(zoos["wild_park"], normalize=False)
+    train_view, idx = splits["train"], torch.arange(6)
+    clean = train_view.batch(idx)
+    noisy = train_view.batch(idx, augment=Augment(), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(clean.net_index, noisy.net_index) and torch.equal(clean.y, noisy.y)
+    assert torch.equal(clean.edge_index, noisy.edge_index)
+    delta = (noisy.edge_attr - clean.edge_attr).abs()
+    assert delta.max() > 0 and (delta[clean.edge_attr == 0] == 0).all()    # padded kernel taps stay 0
+    torch.testing.assert_close(train_view.batch(idx).edge_attr, clean.edge_attr, rtol=0, atol=0)
+    plain = Regress().load_splits(zoos["wild_park"], normalize=False)["train"]
+    torch.testing.assert_close(plain.batch(idx, augment=Augment(), generator=torch.Generator()).edge_attr,
+                               clean.edge_attr, rtol=0, atol=0)

@@ -65,12 +65,17 @@ class ZooSplitView:
     ``arch`` is the zoo's architecture with the most kernel taps (what the model
     registry sizes position tables and edge channels by); batches of any
     architecture of the zoo are padded to the zoo's taps. Augmentation: hidden
-    permutations only (noise and dropout would change the network's accuracy, the target).
+    permutations through ``augment`` (absolute noise and dropout would change the
+    network's accuracy, the target, and are refused); ``weight_noise`` /
+    ``weight_dropout`` perturb training batches relative to each layer's scale
+    (:func:`~neuralgraph.augment.relative_noise_stacked`, the neural-graphs protocol).
     """
 
     def __init__(self, zoo: Any, ids: Tensor, epoch: int | None, metric: str,
-                 epochs: Sequence[int | None] | None = None) -> None:
+                 epochs: Sequence[int | None] | None = None, weight_noise: float = 0.0,
+                 weight_dropout: float = 0.0) -> None:
         self.zoo, self.ids, self.epoch, self.metric = zoo, ids, epoch, metric
+        self.weight_noise, self.weight_dropout = weight_noise, weight_dropout
         # samples: every network at every checkpoint of ``epochs`` (default: at ``epoch`` only)
         self.epochs = [epoch] if epochs is None else list(epochs)
         self.sample_net = ids.repeat(len(self.epochs))
@@ -97,13 +102,19 @@ class ZooSplitView:
             indices: positions in this split (not zoo ids).
             augment: an :class:`~neuralgraph.augment.Augment`; only hidden-neuron permutation is
                 allowed (anything else changes the target and raises ``ValueError``).
-            generator: random generator of the permutations.
+            generator: random generator of the permutations; with one, a training batch, the
+                view's ``weight_noise`` / ``weight_dropout`` apply too.
         """
+        from ..augment import relative_noise_stacked
         from ..batching import concat_batches
 
         idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
         ckpt = self.sample_ckpt[idx]
-        parts = [self.zoo.batch(self.sample_net[idx[ckpt == c]], self.epochs[c], self.metric)
+        perturb = generator is not None and (self.weight_noise or self.weight_dropout)
+        transform = (lambda weights, biases: tuple(           # noqa: E731
+            relative_noise_stacked(t, self.weight_noise, self.weight_dropout, generator) for t in (weights, biases))
+        ) if perturb else None
+        parts = [self.zoo.batch(self.sample_net[idx[ckpt == c]], self.epochs[c], self.metric, transform)
                  for c in ckpt.unique().tolist()]
         b = concat_batches(parts)
         if augment is not None and getattr(augment, "active", False):
@@ -155,6 +166,11 @@ class Regress(Task):
         train_epochs: more training samples: each training network also at these checkpoints
             (its weights and its metric there), e.g. ``(1, 2)``; validation and test always use
             ``epoch``. The split stays by network, so no network reaches two splits.
+        loss: ``"mse"`` or ``"rank"`` (:func:`pairwise_ranking_loss`).
+        rank_scale: the ranking loss's logit scale.
+        weight_noise, weight_dropout: training inputs only, relative to each network's
+            layer scale (:func:`~neuralgraph.augment.relative_noise_stacked`; the neural-graphs
+            protocol uses 0.1 and 0.01); targets are kept. Off by default.
     """
 
     name = "regress"
@@ -164,7 +180,7 @@ class Regress(Task):
 
     def __init__(self, epoch: int | None = None, metric: str = "test_acc", val: float = 0.15, test: float = 0.15,
                  split_seed: int = 0, train_epochs: tuple[int, ...] | None = None, loss: str = "mse",
-                 rank_scale: float = 10.0) -> None:
+                 rank_scale: float = 10.0, weight_noise: float = 0.0, weight_dropout: float = 0.0) -> None:
         for name, f in (("val", val), ("test", test)):
             if not 0 < f < 1:
                 raise ValueError(f"regress: {name} must be a fraction in (0, 1), got {f!r}")
@@ -172,6 +188,10 @@ class Regress(Task):
             raise ValueError(f"regress: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         if not rank_scale > 0:
             raise ValueError(f"regress: rank_scale must be > 0, got {rank_scale!r}")
+        if not (weight_noise >= 0 and 0 <= weight_dropout < 1):
+            raise ValueError(f"regress: need weight_noise >= 0 and 0 <= weight_dropout < 1, got {weight_noise!r} "
+                             f"and {weight_dropout!r}")
+        self.weight_noise, self.weight_dropout = float(weight_noise), float(weight_dropout)
         self.epoch, self.metric, self.val, self.test, self.split_seed = epoch, metric, val, test, split_seed
         self.loss_name, self.rank_scale = loss, float(rank_scale)
         self.train_epochs = None if train_epochs is None else tuple(int(e) for e in train_epochs)
@@ -194,7 +214,8 @@ class Regress(Task):
         for e in extra:
             zoo.checkpoint(e)                                     # every extra checkpoint exists
         split = zoo.split(self.val, self.test, self.split_seed)
-        return {"train": ZooSplitView(zoo, split.train, self.epoch, self.metric, [self.epoch, *extra]),
+        return {"train": ZooSplitView(zoo, split.train, self.epoch, self.metric, [self.epoch, *extra],
+                                      self.weight_noise, self.weight_dropout),
                 "val": ZooSplitView(zoo, split.val, self.epoch, self.metric),
                 "test": ZooSplitView(zoo, split.test, self.epoch, self.metric)}
 

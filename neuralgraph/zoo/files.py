@@ -493,17 +493,21 @@ class ZooDataset:
                          for key in ("weights", "biases", "norms")}))
         return out
 
-    def batch(self, indices: Any, epoch: int | None = None, metric: str = "test_acc") -> Batch:
+    def batch(self, indices: Any, epoch: int | None = None, metric: str = "test_acc",
+              transform: Callable[[list, list], tuple[list, list]] | None = None) -> Batch:
         """PyG ``Batch`` of the selected networks' graphs at checkpoint ``epoch``, one ``stacked_to_batch`` per group.
 
         Graphs come grouped by architecture (in group order, then by network id
         within a group): ``batch.net_index`` holds each graph's network id,
-        ``batch.y`` its target (``metric`` at ``epoch``).
+        ``batch.y`` its target (``metric`` at ``epoch``). ``transform(weights,
+        biases)`` (stacked per layer, ``None`` for an absent bias) may replace a
+        group's parameters before conversion, e.g. a training augmentation.
         """
         y_all = self.targets(epoch, metric)
         parts = []
         for arch, ids, p in self.params(indices, epoch):
-            b = stacked_to_batch(p["weights"], p["biases"], arch, taps=self.taps,
+            weights, biases = (p["weights"], p["biases"]) if transform is None else transform(p["weights"], p["biases"])
+            b = stacked_to_batch(weights, biases, arch, taps=self.taps,
                                  norms=p["norms"] if arch.has_norm else None)
             set_graph_attr(b, "y", y_all[ids])
             set_graph_attr(b, "net_index", ids)
