@@ -8,6 +8,7 @@ one split, so no network's weights reach two splits.
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -59,6 +60,15 @@ def pairwise_ranking_loss(pred: Tensor, target: Tensor, scale: float = 10.0, chu
     return total / max(count, 1)
 
 
+def _perturb(weights: list, biases: list, noise: float, dropout: float,
+             generator: torch.Generator) -> tuple[list, list]:
+    """A zoo group's stacked parameters with the regress task's training perturbation."""
+    from ..augment import relative_noise_stacked
+
+    return (relative_noise_stacked(weights, noise, dropout, generator),
+            relative_noise_stacked(biases, noise, dropout, generator))
+
+
 class ZooSplitView:
     """One split of a zoo as the trainer reads datasets: ``len``, ``arch``, ``meta`` and ``batch``.
 
@@ -105,15 +115,13 @@ class ZooSplitView:
             generator: random generator of the permutations; with one, a training batch, the
                 view's ``weight_noise`` / ``weight_dropout`` apply too.
         """
-        from ..augment import relative_noise_stacked
         from ..batching import concat_batches
 
         idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
         ckpt = self.sample_ckpt[idx]
         perturb = generator is not None and (self.weight_noise or self.weight_dropout)
-        transform = (lambda weights, biases: tuple(           # noqa: E731
-            relative_noise_stacked(t, self.weight_noise, self.weight_dropout, generator) for t in (weights, biases))
-        ) if perturb else None
+        transform = functools.partial(_perturb, noise=self.weight_noise, dropout=self.weight_dropout,
+                                      generator=generator) if perturb else None
         parts = [self.zoo.batch(self.sample_net[idx[ckpt == c]], self.epochs[c], self.metric, transform)
                  for c in ckpt.unique().tolist()]
         b = concat_batches(parts)
