@@ -45,8 +45,8 @@ SETTINGS = {
 }
 REGRESS_DEFAULTS = {"val": 0.15, "test": 0.15, "loss": "mse", "weight_noise": 0.0, "weight_dropout": 0.0}
 STATNN_ROWS = {"gbt": "statnn", "mlp": "statnn_mlp"}    # StatNN with trees (Unterthiner et al.) / the papers' MLP
-FIXED_ONLY = {"mlp"}
-TRAINED = 0.2                 # test accuracy of the networks that learnt (the diagnostic margin; chance is ~0.1)          # the flat MLP needs one parameter layout
+FIXED_ONLY = {"mlp"}          # the flat MLP needs one parameter layout
+TRAINED = 0.2                 # test accuracy of the networks that learnt (the diagnostic margin; chance ~0.1)
 
 
 def main() -> None:

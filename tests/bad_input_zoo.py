@@ -118,7 +118,8 @@ CASES = [
     Case("kendall tau nan", lambda ctx: _tau([1, float("nan")], [1, 2]), ValueError, "at least 2 finite pairs"),
     Case("tau difference lengths", lambda ctx: __import__("neuralgraph.zoo", fromlist=["x"]).tau_difference(
          [1, 2, 3], [1, 2, 3], [1, 2]), ValueError, "have 3, 3 and 2 values"),
-    Case("relative noise negative", lambda ctx: relative_noise_stacked([torch.zeros(2, 3)], noise=-0.1), ValueError, "need noise >= 0 and 0 <= dropout < 1, got -0.1 and 0.0"),
+    Case("relative noise negative", lambda ctx: relative_noise_stacked([torch.zeros(2, 3)], noise=-0.1),
+         ValueError, "need noise >= 0 and 0 <= dropout < 1, got -0.1 and 0.0"),
     Case("statnn unknown regressor", lambda ctx: _fit(regressor="forest"), ValueError,
          "unknown regressor 'forest'; choose one of gbt, mlp"),
     Case("statnn layer count", lambda ctx: _feats([torch.zeros(2, 3, 4)], []), ValueError, "one bias"),

@@ -12,8 +12,8 @@ accuracy of held-out networks.
 
 In a zoo of mixed depths (Wild Park) layer ``m`` of a shallower network has
 no value: its features are NaN, which the gradient-boosted trees handle
-natively; the MLP sees them as 0 after standardisation, plus a missing-value
-indicator per column.
+natively; the MLP sees them as 0 after standardisation, plus missing-value
+indicators for the columns that have absent values.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["STAT_NAMES", "STATNN_REGRESSORS", "statnn_features", "zoo_statnn_features", "fit_statnn", "evaluate_statnn", "kendall_tau"]
+__all__ = ["STAT_NAMES", "STATNN_REGRESSORS", "statnn_features", "zoo_statnn_features", "fit_statnn",
+           "evaluate_statnn", "kendall_tau", "tau_difference"]
 
 STAT_NAMES = ("mean", "var", "q0", "q25", "q50", "q75", "q100")
 #: StatNN's regressors: gradient-boosted trees, or the papers' two-hidden-layer MLP.
@@ -87,8 +88,8 @@ def fit_statnn(X: np.ndarray, y: np.ndarray, seed: int = 0, regressor: str = "gb
         regressor: ``"gbt"``: ``HistGradientBoostingRegressor`` (defaults ``max_iter=300``,
             ``learning_rate=0.05``, early stopping off); ``"mlp"``: ``MLPRegressor`` with
             hidden layers ``(1000, 1000)`` (Adam, at most 500 epochs, early stopping on 10 %
-            of the samples when there are at least 100) after standardisation, with absent layers set to 0 and
-            flagged by missing-value indicators.
+            of the samples when there are at least 100) after standardisation, absent layers
+            set to 0 and flagged by missing-value indicators.
         **kwargs: override the regressor's settings.
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
