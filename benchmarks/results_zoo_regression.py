@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from neuralgraph.train import TrainConfig, train
-from neuralgraph.zoo import STATNN_REGRESSORS, ZooDataset, evaluate_statnn, generate_zoo, tau_difference
+from neuralgraph.zoo import ZooDataset, evaluate_statnn, generate_zoo, tau_difference
 
 #: Per-model settings (small models for a 2-core CPU; probes sized to the 14x14 zoo images).
 SETTINGS = {
@@ -44,7 +44,9 @@ SETTINGS = {
     "mlp": {"lr": 1e-3, "model_kwargs": {"hidden": (256, 256)}},
 }
 REGRESS_DEFAULTS = {"val": 0.15, "test": 0.15, "loss": "mse", "weight_noise": 0.0, "weight_dropout": 0.0}
-STATNN_ROWS = {"gbt": "statnn", "mlp": "statnn_mlp"}    # StatNN with trees (Unterthiner et al.) / the papers' MLP
+#: StatNN regressor -> suffix of its row ("statnn<suffix>") and of the margins over it: trees (Unterthiner
+#: et al.) and the papers' MLP
+STATNN_KEYS = {"gbt": "", "mlp": "_mlp"}
 FIXED_ONLY = {"mlp"}          # the flat MLP needs one parameter layout
 TRAINED = 0.2                 # test accuracy of the networks that learnt (the diagnostic margin; chance ~0.1)
 
@@ -103,11 +105,11 @@ def main() -> None:
                 f"(std {acc.std():.1%}), made in {time.perf_counter() - t0:.0f}s")
         print(note, flush=True)
         statnn_pred = {}                  # regressor -> {network id: prediction}
-        for regressor in STATNN_REGRESSORS:
+        for regressor, key in STATNN_KEYS.items():
             statnn = evaluate_statnn(zoo, zoo.split(args.val, args.test, 0), train_epochs=args.train_epochs or (),
                                      regressor=regressor)
             statnn_pred[regressor] = dict(zip(statnn["ids"].tolist(), statnn["pred"].tolist()))
-            rows.append({"zoo": name, "model": STATNN_ROWS[regressor], "tau": statnn["tau"], "train_time_s": None,
+            rows.append({"zoo": name, "model": f"statnn{key}", "tau": statnn["tau"], "train_time_s": None,
                          "note": note, "test_networks": len(statnn["ids"])})
             print(json.dumps(rows[-1]), flush=True)
         for model in args.models:
@@ -130,8 +132,7 @@ def main() -> None:
             rows.append({"zoo": name, "model": model, "tau": res.test_metrics["tau"],
                          "loss": res.test_metrics["loss"], "loss_name": args.loss, "params": res.num_params,
                          "train_time_s": res.train_time_s, "note": note, "test_networks": len(ids)})
-            for regressor in STATNN_REGRESSORS:
-                key = STATNN_ROWS[regressor].removeprefix("statnn")      # "" (trees) or "_mlp"
+            for regressor, key in STATNN_KEYS.items():
                 gap = tau_difference(pred, [statnn_pred[regressor][i] for i in ids], target)
                 rows[-1].update({f"tau_minus_statnn{key}": gap["diff"], f"ci95{key}": [gap["low"], gap["high"]]})
             trained = [k for k, t in enumerate(target) if t >= TRAINED]   # a diagnostic: the networks that learnt
@@ -147,7 +148,7 @@ def main() -> None:
         t = "-" if r["train_time_s"] is None else f"{r['train_time_s'] / 60:.1f} min"
         gaps = ["-" if f"ci95{key}" not in r else
                 f"{r[f'tau_minus_statnn{key}']:+.3f} [{r[f'ci95{key}'][0]:+.3f}, {r[f'ci95{key}'][1]:+.3f}]"
-                for key in ("", "_mlp")]
+                for key in STATNN_KEYS.values()]
         print(f"| {r['zoo']} | {r['model']} | {r['tau']:.3f} | {gaps[0]} | {gaps[1]} | {t} |")
     (args.out / f"results_zoo{args.suffix}.json").write_text(json.dumps(rows, indent=2))
 

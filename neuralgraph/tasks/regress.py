@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..architecture import Architecture
+from ..augment import relative_noise_stacked
 from ..symmetry import permute_hidden
 from .base import Task
 
@@ -63,8 +64,6 @@ def pairwise_ranking_loss(pred: Tensor, target: Tensor, scale: float = 10.0, chu
 def _perturb(weights: list, biases: list, noise: float, dropout: float,
              generator: torch.Generator) -> tuple[list, list]:
     """A zoo group's stacked parameters with the regress task's training perturbation."""
-    from ..augment import relative_noise_stacked
-
     return (relative_noise_stacked(weights, noise, dropout, generator),
             relative_noise_stacked(biases, noise, dropout, generator))
 

@@ -19,6 +19,6 @@ from .train import forward_grouped, forward_vmap, train_group, train_plain
 __all__ = [
     "DATASETS", "METRICS", "ZOO_FORMAT", "ZooDataset", "concat_batches", "generate_zoo", "load_zoo_data",
     "load_zoo_file", "FAMILIES", "mlp_classifier_architecture", "sample_wild_park_architecture", "sample_zoo",
-    "small_cnn_architecture", "STATNN_REGRESSORS", "evaluate_statnn", "fit_statnn", "kendall_tau", "tau_difference", "statnn_features",
-    "zoo_statnn_features", "forward_grouped", "forward_vmap", "train_group", "train_plain",
+    "small_cnn_architecture", "STATNN_REGRESSORS", "evaluate_statnn", "fit_statnn", "kendall_tau", "tau_difference",
+    "statnn_features", "zoo_statnn_features", "forward_grouped", "forward_vmap", "train_group", "train_plain",
 ]
