@@ -5,6 +5,8 @@
         --num-networks 3000 --zoo-epochs 4 --checkpoints 2 3 4 --n-train 10000 --n-test 10000 \
         --epochs 10 --train-epochs 2 3 --val 0.1 --test 0.3 --models nggnn ngt --threads 1
     # add --weight-noise 0.1 --weight-dropout 0.01 --suffix _aug for the neural-graphs augmentation,
+    # --seeds 0 1 2 for three training seeds and their ensemble (one process per zoo side by side),
+    # --split-seed 1 --suffix _aug_split1 for another split by network,
     # --loss rank --suffix _rank for the ranking loss; the README's first zoos were
     # --zoo-epochs 3 --n-train 2000 --n-test 1000 --train-epochs 1 2 (runs/zoo3k)
 
@@ -17,7 +19,8 @@ at the last checkpoint). Prints a markdown table of test Kendall's tau and of ea
 model's tau minus each StatNN's with a paired-bootstrap 95 % interval
 (:func:`neuralgraph.zoo.tau_difference`) on the same test networks; every run
 directory keeps predictions.png and its metrics, and ``results_zoo<suffix>.json``
-the rows.
+the rows. With several ``--seeds`` each model is trained once per seed, and a row
+``<model> x<k>`` scores the ensemble of those runs (:func:`ensemble`).
 
 On one GPU (a 10,000-network zoo; the README's GPU section says how far it got)::
 
@@ -34,7 +37,7 @@ from pathlib import Path
 import torch
 
 from neuralgraph.train import TrainConfig, train
-from neuralgraph.zoo import ZooDataset, evaluate_statnn, generate_zoo, tau_difference
+from neuralgraph.zoo import ZooDataset, evaluate_statnn, generate_zoo, kendall_tau, tau_difference
 
 #: Per-model settings (small models for a 2-core CPU; probes sized to the 14x14 zoo images).
 SETTINGS = {
@@ -43,7 +46,8 @@ SETTINGS = {
     "dwsnet": {"lr": 1e-3, "model_kwargs": {"hidden": 16, "num_layers": 3}},
     "mlp": {"lr": 1e-3, "model_kwargs": {"hidden": (256, 256)}},
 }
-REGRESS_DEFAULTS = {"val": 0.15, "test": 0.15, "loss": "mse", "weight_noise": 0.0, "weight_dropout": 0.0}
+REGRESS_DEFAULTS = {"val": 0.15, "test": 0.15, "split_seed": 0, "loss": "mse", "weight_noise": 0.0,
+                    "weight_dropout": 0.0}
 #: StatNN regressor -> suffix of its row ("statnn<suffix>") and of the margins over it: trees (Unterthiner
 #: et al.) and the papers' MLP
 STATNN_KEYS = {"gbt": "", "mlp": "_mlp"}
@@ -78,7 +82,11 @@ def main() -> None:
     p.add_argument("--weight-noise", type=float, default=0.0,
                    help="regress weight_noise: training noise relative to each layer's std (neural-graphs: 0.1)")
     p.add_argument("--weight-dropout", type=float, default=0.0, help="regress weight_dropout (neural-graphs: 0.01)")
-    p.add_argument("--seed", type=int, default=0, help="training seed of the processors (the split stays seed 0)")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the split by network (StatNN and the processors share it; give the runs a --suffix)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="training seeds of the processors (the split is --split-seed's); seed s > 0 runs in "
+                        "<run>_s<s>, and with several seeds each model also gets a row for their ensemble")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -86,6 +94,8 @@ def main() -> None:
              "fashion_small_cnn": ("small_cnn", "fashion_mnist", args.root_fashion),
              "mnist_wild_park": ("wild_park", "mnist", args.root_mnist)}
     rows = []
+    seed_tag = "" if args.seeds == [0] else "_s" + "-".join(map(str, args.seeds))    # results_zoo_aug_s0-1-2.json
+    results = args.out / f"results_zoo{args.suffix}{seed_tag}.json"
     for name in args.zoo:
         family, dataset, root = specs[name]
         if root is None:
@@ -106,8 +116,8 @@ def main() -> None:
         print(note, flush=True)
         statnn_pred = {}                  # regressor -> {network id: prediction}
         for regressor, key in STATNN_KEYS.items():
-            statnn = evaluate_statnn(zoo, zoo.split(args.val, args.test, 0), train_epochs=args.train_epochs or (),
-                                     regressor=regressor)
+            statnn = evaluate_statnn(zoo, zoo.split(args.val, args.test, args.split_seed),
+                                     train_epochs=args.train_epochs or (), regressor=regressor)
             statnn_pred[regressor] = dict(zip(statnn["ids"].tolist(), statnn["pred"].tolist()))
             rows.append({"zoo": name, "model": f"statnn{key}", "tau": statnn["tau"], "train_time_s": None,
                          "note": note, "test_networks": len(statnn["ids"])})
@@ -122,26 +132,28 @@ def main() -> None:
                            if getattr(args, k) != REGRESS_DEFAULTS[k]}   # only what differs: older runs resume
             if args.train_epochs:
                 task_kwargs["train_epochs"] = tuple(args.train_epochs)
-            cfg = TrainConfig(data=str(path), out=str(args.out / f"{name}_{model}{args.suffix}"), task="regress",
-                              model=model, task_kwargs=task_kwargs,
-                              epochs=args.epochs, batch_size=args.batch_size, normalize=False, device=args.device,
-                              seed=args.seed,
-                              augment={"permute": True} if model not in FIXED_ONLY else {}, **settings)
-            res = train(cfg, resume=True, progress=False)
-            ids, pred, target = test_predictions(res.classifier, cfg)
-            rows.append({"zoo": name, "model": model, "tau": res.test_metrics["tau"],
-                         "loss": res.test_metrics["loss"], "loss_name": args.loss, "params": res.num_params,
-                         "train_time_s": res.train_time_s, "note": note, "test_networks": len(ids)})
-            for regressor, key in STATNN_KEYS.items():
-                gap = tau_difference(pred, [statnn_pred[regressor][i] for i in ids], target)
-                rows[-1].update({f"tau_minus_statnn{key}": gap["diff"], f"ci95{key}": [gap["low"], gap["high"]]})
-            trained = [k for k, t in enumerate(target) if t >= TRAINED]   # a diagnostic: the networks that learnt
-            gap = tau_difference([pred[k] for k in trained], [statnn_pred["gbt"][ids[k]] for k in trained],
-                                 [target[k] for k in trained])
-            rows[-1].update({"trained_networks": len(trained), "trained_tau_minus_statnn": gap["diff"],
-                             "trained_ci95": [gap["low"], gap["high"]]})
-            print(json.dumps(rows[-1]), flush=True)
-            (args.out / f"results_zoo{args.suffix}.json").write_text(json.dumps(rows, indent=2))   # partial results survive
+            seed_preds = []
+            for seed in args.seeds:
+                run = args.out / f"{name}_{model}{args.suffix}{f'_s{seed}' if seed else ''}"
+                cfg = TrainConfig(data=str(path), out=str(run), task="regress", model=model,
+                                  task_kwargs=task_kwargs, epochs=args.epochs, batch_size=args.batch_size,
+                                  normalize=False, device=args.device, seed=seed,
+                                  augment={"permute": True} if model not in FIXED_ONLY else {}, **settings)
+                res = train(cfg, resume=True, progress=False)
+                ids, pred, target = test_predictions(res.classifier, cfg)
+                seed_preds.append(dict(zip(ids, pred)))
+                rows.append({"zoo": name, "model": model, "seed": seed, "tau": res.test_metrics["tau"],
+                             "loss": res.test_metrics["loss"], "loss_name": args.loss, "params": res.num_params,
+                             "train_time_s": res.train_time_s, "note": note, "test_networks": len(ids),
+                             **margins(pred, ids, target, statnn_pred)})
+                print(json.dumps(rows[-1]), flush=True)
+            if len(args.seeds) > 1:
+                pred = ensemble([[p[i] for i in ids] for p in seed_preds])
+                rows.append({"zoo": name, "model": f"{model} x{len(args.seeds)}", "seed": list(args.seeds),
+                             "tau": kendall_tau(pred, target), "train_time_s": None, "note": note,
+                             "test_networks": len(ids), **margins(pred, ids, target, statnn_pred)})
+                print(json.dumps(rows[-1]), flush=True)
+            results.write_text(json.dumps(rows, indent=2))   # partial results survive
     print("\n| zoo | model | test Kendall's tau | minus StatNN (trees) [95 % CI] | minus StatNN (MLP) [95 % CI] "
           "| train time |\n|---|---|---|---|---|---|")
     for r in rows:
@@ -149,8 +161,34 @@ def main() -> None:
         gaps = ["-" if f"ci95{key}" not in r else
                 f"{r[f'tau_minus_statnn{key}']:+.3f} [{r[f'ci95{key}'][0]:+.3f}, {r[f'ci95{key}'][1]:+.3f}]"
                 for key in STATNN_KEYS.values()]
-        print(f"| {r['zoo']} | {r['model']} | {r['tau']:.3f} | {gaps[0]} | {gaps[1]} | {t} |")
-    (args.out / f"results_zoo{args.suffix}.json").write_text(json.dumps(rows, indent=2))
+        seed = r.get("seed")
+        label = f"{r['model']} seed {seed}" if isinstance(seed, int) and seed else r["model"]
+        print(f"| {r['zoo']} | {label} | {r['tau']:.3f} | {gaps[0]} | {gaps[1]} | {t} |")
+    results.write_text(json.dumps(rows, indent=2))
+
+
+def margins(pred: list[float], ids: list[int], target: list[float], statnn_pred: dict) -> dict:
+    """Tau of ``pred`` minus each StatNN's on the same test networks, and the margin on the networks that learnt."""
+    out = {}
+    for regressor, key in STATNN_KEYS.items():
+        gap = tau_difference(pred, [statnn_pred[regressor][i] for i in ids], target)
+        out.update({f"tau_minus_statnn{key}": gap["diff"], f"ci95{key}": [gap["low"], gap["high"]]})
+    trained = [k for k, t in enumerate(target) if t >= TRAINED]   # a diagnostic: the networks that learnt
+    gap = tau_difference([pred[k] for k in trained], [statnn_pred["gbt"][ids[k]] for k in trained],
+                         [target[k] for k in trained])
+    return {**out, "trained_networks": len(trained), "trained_tau_minus_statnn": gap["diff"],
+            "trained_ci95": [gap["low"], gap["high"]]}
+
+
+def ensemble(preds: list[list[float]]) -> list[float]:
+    """The mean over runs of each run's test predictions standardised over the test networks.
+
+    Standardising is an increasing map per run, so it keeps each run's ranking; it puts runs
+    trained with the ranking loss, whose scores have no common scale, on one footing. With
+    MSE runs, whose predictions are all accuracies, it is close to the plain mean.
+    """
+    p = torch.tensor(preds, dtype=torch.float64)
+    return ((p - p.mean(1, keepdim=True)) / p.std(1, keepdim=True).clamp_min(1e-12)).mean(0).tolist()
 
 
 def test_predictions(model: torch.nn.Module, cfg: TrainConfig) -> tuple[list[int], list[float], list[float]]:
