@@ -18,9 +18,9 @@ common=(--out "$WORK" --root-mnist "$MNIST" --zoo mnist_small_cnn --num-networks
         --n-train 10000 --n-test 10000 --chunk-size 5000 --epochs "$EPOCHS" --batch-size 64 --device "${DEVICE:-cuda}"
         --threads 16)
 timeout "${T1:-260}" python3 benchmarks/results_zoo_regression.py "${common[@]}" --models nggnn 2>&1 | tee "$OUT/nggnn.log"
-cp "$WORK/results_zoo.json" "$OUT/results_nggnn.json" 2>/dev/null
+cp "$WORK/results_mnist_small_cnn.json" "$OUT/results_nggnn.json" 2>/dev/null
 timeout "${T2:-150}" python3 benchmarks/results_zoo_regression.py "${common[@]}" --models ngt 2>&1 | tee "$OUT/ngt.log"
-cp "$WORK/results_zoo.json" "$OUT/results_ngt.json" 2>/dev/null
+cp "$WORK/results_mnist_small_cnn.json" "$OUT/results_ngt.json" 2>/dev/null
 for m in nggnn ngt; do
   cp "$WORK/mnist_small_cnn_$m/predictions.png" "$OUT/predictions_$m.png" 2>/dev/null
 done

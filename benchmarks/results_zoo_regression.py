@@ -18,8 +18,8 @@ NG-GNN, NG-T, DWSNet and the flat MLP with ``--task regress`` (target: test accu
 at the last checkpoint). Prints a markdown table of test Kendall's tau and of each
 model's tau minus each StatNN's with a paired-bootstrap 95 % interval
 (:func:`neuralgraph.zoo.tau_difference`) on the same test networks; every run
-directory keeps predictions.png and its metrics, and ``results_zoo<suffix>.json``
-the rows. With several ``--seeds`` each model is trained once per seed, and a row
+directory keeps predictions.png and its metrics, and ``results_<zoo><suffix>.json``
+the rows of each zoo. With several ``--seeds`` each model is trained once per seed, and a row
 ``<model> x<k>`` scores the ensemble of those runs (:func:`ensemble`).
 
 On one GPU (a 10,000-network zoo; the README's GPU section says how far it got)::
@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from neuralgraph.io import atomic_write_text
 from neuralgraph.train import TrainConfig, train
 from neuralgraph.zoo import ZooDataset, evaluate_statnn, generate_zoo, kendall_tau, tau_difference
 
@@ -94,8 +95,12 @@ def main() -> None:
              "fashion_small_cnn": ("small_cnn", "fashion_mnist", args.root_fashion),
              "mnist_wild_park": ("wild_park", "mnist", args.root_mnist)}
     rows = []
-    seed_tag = "" if args.seeds == [0] else "_s" + "-".join(map(str, args.seeds))    # results_zoo_aug_s0-1-2.json
-    results = args.out / f"results_zoo{args.suffix}{seed_tag}.json"
+    seed_tag = "" if args.seeds == [0] else "_s" + "-".join(map(str, args.seeds))
+
+    def save(name: str) -> None:
+        """``results_<zoo><suffix>[_s<seeds>].json``: one file per zoo, so processes for two zoos never share one."""
+        atomic_write_text(json.dumps([r for r in rows if r["zoo"] == name], indent=2),
+                          args.out / f"results_{name}{args.suffix}{seed_tag}.json")
     for name in args.zoo:
         family, dataset, root = specs[name]
         if root is None:
@@ -153,7 +158,7 @@ def main() -> None:
                              "tau": kendall_tau(pred, target), "train_time_s": None, "note": note,
                              "test_networks": len(ids), **margins(pred, ids, target, statnn_pred)})
                 print(json.dumps(rows[-1]), flush=True)
-            results.write_text(json.dumps(rows, indent=2))   # partial results survive
+            save(name)                    # partial results survive
     print("\n| zoo | model | test Kendall's tau | minus StatNN (trees) [95 % CI] | minus StatNN (MLP) [95 % CI] "
           "| train time |\n|---|---|---|---|---|---|")
     for r in rows:
@@ -164,7 +169,6 @@ def main() -> None:
         seed = r.get("seed")
         label = f"{r['model']} seed {seed}" if isinstance(seed, int) and seed else r["model"]
         print(f"| {r['zoo']} | {label} | {r['tau']:.3f} | {gaps[0]} | {gaps[1]} | {t} |")
-    results.write_text(json.dumps(rows, indent=2))
 
 
 def margins(pred: list[float], ids: list[int], target: list[float], statnn_pred: dict) -> dict:
