@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .inference import SPLITS
 from .train.cli_args import add_train_arguments
 from .train.cli_args import device as _device
 from .train.cli_args import finite as _finite
@@ -232,15 +233,21 @@ def _add_use_parsers(sub) -> None:
     x.add_argument("--device", type=_device, help="device for the continued training (default: the run's)")
     x.add_argument("--threads", type=_positive(int), help="torch intra-op threads")
     x.add_argument("--quiet", action="store_true", help="no progress bars")
-    for name, text in (("predict", "predicted classes and probabilities of INRs under a trained classify run"),
-                       ("embed", "permutation-invariant embeddings of INRs under a trained run"),
-                       ("evaluate", "the run's task metrics on an INR split")):
-        c = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + "; inputs are normalised "
-                           "with the training statistics stored in the run.")
+    for name, text in (("predict", "predicted classes of INRs (classify run) or accuracies of zoo networks "
+                                   "(regress run)"),
+                       ("embed", "permutation-invariant embeddings of INRs or zoo networks under a trained run"),
+                       ("evaluate", "the run's task metrics on an INR split or a zoo")):
+        c = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + "; INRs are normalised "
+                           "with the training statistics stored in the run; a regress run reads a zoo file at its "
+                           "checkpoint, results in network-id order.")
         c.add_argument("--run", type=Path, required=True, help="run directory of `neuralgraph train` (or best.pt)")
-        c.add_argument("--data", type=Path, required=True, help="an INR split file, or a directory (its test.pt)")
+        c.add_argument("--data", type=Path, required=True,
+                       help="an INR split file or a directory of them; a zoo file for a regress run")
+        c.add_argument("--split", choices=SPLITS,
+                       help="the directory's split file (default test); for a zoo, the run's split by network "
+                            "(default: every valid network)")
         if name == "predict":
-            c.add_argument("--out", type=Path, help="write a CSV (index,label,pred,prob_0,...)")
+            c.add_argument("--out", type=Path, help="write a CSV (index,label,pred,prob_0,... or index,target,pred)")
             c.add_argument("--confusion", type=Path, help="also save the confusion matrix against the file's labels "
                                                           "as a PNG")
         if name == "embed":
@@ -285,15 +292,23 @@ def _predict(args: argparse.Namespace) -> int:
     from .inference import predict, predictions_csv
     from .io import atomic_write_text
 
-    res = predict(args.run, args.data, batch_size=args.batch_size, device=args.device)
+    res = predict(args.run, args.data, split=args.split, batch_size=args.batch_size, device=args.device)
+    if args.confusion is not None and "probs" not in res:
+        raise ValueError("--confusion needs a classify run; this run predicts a number per network")
     n = len(res["pred"])
-    acc = float((res["pred"] == res["labels"]).double().mean()) if n else float("nan")
     if args.out is not None:
         atomic_write_text(predictions_csv(res), args.out)
         print(f"{n} predictions -> {args.out}")
     else:
         sys.stdout.write(predictions_csv(res))
-    print(f"accuracy against the file's labels: {acc:.2%}", file=sys.stderr if args.out is None else sys.stdout)
+    if "probs" in res:
+        acc = float((res["pred"] == res["labels"]).double().mean()) if n else float("nan")
+        summary = f"accuracy against the file's labels: {acc:.2%}"
+    else:
+        from .zoo import kendall_tau
+
+        summary = f"Kendall's tau against the zoo's targets: {kendall_tau(res['pred'], res['target']):.4f}"
+    print(summary, file=sys.stderr if args.out is None else sys.stdout)
     if args.confusion is not None:
         from .train.plots import plot_confusion_matrix
 
@@ -307,9 +322,11 @@ def _embed(args: argparse.Namespace) -> int:
     from .inference import embed, open_data, load_run
     from .io import atomic_save
 
-    emb = embed(args.run, args.data, layer=args.layer, batch_size=args.batch_size, device=args.device)
+    emb = embed(args.run, args.data, layer=args.layer, split=args.split, batch_size=args.batch_size,
+                device=args.device)
     _, ck = load_run(args.run)
-    labels = open_data(args.data, ck).labels.clone()
+    ds = open_data(args.data, ck, args.split)
+    labels = ds.targets if hasattr(ds, "targets") else ds.labels.clone()    # a zoo's metric, or INR labels
     atomic_save({"embeddings": emb, "labels": labels, "run": str(args.run), "data": str(args.data)}, args.out)
     print(f"{emb.shape[0]} embeddings of size {emb.shape[1] if emb.dim() == 2 else 0} -> {args.out}")
     return 0
@@ -318,7 +335,7 @@ def _embed(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .inference import evaluate
 
-    metrics = evaluate(args.run, args.data, batch_size=args.batch_size, device=args.device)
+    metrics = evaluate(args.run, args.data, split=args.split, batch_size=args.batch_size, device=args.device)
     print("  ".join(f"{k} {v:.4f}" if k != "acc" else f"acc {v:.2%}" for k, v in metrics.items()))
     return 0
 

@@ -1,4 +1,4 @@
-"""Use a trained run: predictions, invariant embeddings and metrics of new INR files.
+"""Use a trained run: predictions, invariant embeddings and metrics of new INR files or model zoos.
 
 A run directory (from ``neuralgraph train``) holds ``best.pt``: the processor's
 weights plus what inference needs, i.e. the data architecture, the task, and
@@ -9,14 +9,21 @@ would shift every input). Checkpoints written before the statistics were stored
 fall back to ``train.pt`` of the run's data directory, and are refused with a
 clear message when it is gone.
 
+A run of ``--task regress`` (accuracy prediction) reads a zoo file of
+``neuralgraph zoo generate`` instead: every valid network of it, or with
+``split`` the run's own split by network (same fractions and seed as in
+training). Its weights and target are those of the run's checkpoint (the
+zoo's last unless the run chose one), and results are ordered by network id.
+
 Python::
 
     import neuralgraph as ng
     out = ng.predict("runs/nggnn", "mnist_inrs/test.pt")     # {"pred", "probs", "labels", "index"}
     emb = ng.embed("runs/nggnn", "mnist_inrs/test.pt")       # [n, D] invariant embeddings
     metrics = ng.inference.evaluate("runs/nggnn", "mnist_inrs/test.pt")   # {"loss", "acc"}
+    acc = ng.predict("runs/zoo_nggnn", "zoo/mnist_small_cnn.pt")        # {"pred", "target", "index"}
 
-Command line: ``neuralgraph predict | embed | evaluate --run RUN --data FILE_OR_DIR``.
+Command line: ``neuralgraph predict | embed | evaluate --run RUN --data FILE_OR_DIR [--split S]``.
 """
 from __future__ import annotations
 
@@ -33,7 +40,10 @@ from .architecture import Architecture
 from .inr.dataset import INRDataset
 from .inr.files import load_inr_file
 
-__all__ = ["load_run", "training_stats", "open_data", "predict", "embed", "evaluate", "predictions_csv"]
+__all__ = ["load_run", "training_stats", "open_data", "open_zoo", "predict", "embed", "evaluate", "predictions_csv"]
+
+#: The splits ``split`` may name (INR split files, or a zoo run's split by network).
+SPLITS = ("train", "val", "test")
 
 
 def load_run(run: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -63,11 +73,20 @@ def training_stats(ck: dict[str, Any]) -> tuple[bool, dict[str, Tensor] | None]:
                      f"normalising with the new data's own statistics would be wrong: restore {train} or retrain")
 
 
-def open_data(data: str | os.PathLike, ck: dict[str, Any], split: str = "test") -> INRDataset:
-    """An INR split file (or ``DIR/<split>.pt``) normalised as the run's training data, checked against the run."""
+def open_data(data: str | os.PathLike, ck: dict[str, Any], split: str | None = None) -> Any:
+    """What the run reads, checked against the run.
+
+    An INR split file (or ``DIR/<split>.pt``, ``test.pt`` when ``split`` is
+    ``None``) normalised as the run's training data; for a run of ``--task
+    regress`` the networks of a zoo file (:func:`open_zoo`, every valid network
+    when ``split`` is ``None``).
+    """
+    _check_split(split)
+    if _is_zoo_run(ck):
+        return open_zoo(data, ck, split)
     path = Path(data)
     if path.is_dir():
-        path = path / f"{split}.pt"
+        path = path / f"{split or 'test'}.pt"
     normalize, stats = training_stats(ck)
     found = load_inr_file(path, mmap=True)["arch"]
     arch = Architecture.from_dict(ck["arch"])
@@ -75,6 +94,47 @@ def open_data(data: str | os.PathLike, ck: dict[str, Any], split: str = "test") 
         raise ValueError(f"{path}: INRs of architecture {list(found.widths)} ({found.layers[0].post}), the run "
                          f"was trained on {list(arch.widths)} ({arch.layers[0].post})")
     return INRDataset(path, normalize=normalize, stats=stats)
+
+
+def open_zoo(data: str | os.PathLike, ck: dict[str, Any], split: str | None = None) -> Any:
+    """The networks of a zoo file (or a folder holding one) as a ``regress`` run scores them.
+
+    Args:
+        data: a zoo file of ``neuralgraph zoo generate`` (any zoo, not only the run's own).
+        ck: the run's checkpoint (:func:`load_run`).
+        split: ``None``: every valid network; ``"train"`` / ``"val"`` / ``"test"``: the run's
+            split by network (its fractions and seed), meaningful on the zoo it was trained on.
+
+    Returns:
+        A :class:`~neuralgraph.tasks.regress.ZooSplitView` at the run's checkpoint and metric,
+        its networks in ascending id order.
+    """
+    from .tasks.regress import ZooSplitView
+    from .zoo import ZooDataset
+    from .zoo.files import resolve_zoo_file
+
+    _check_split(split)
+    task = _task(ck)
+    zoo = ZooDataset(resolve_zoo_file(data, "the regress run"))
+    zoo.targets(task.epoch, task.metric)                       # the zoo has the run's checkpoint and metric
+    taps, run_taps = max(a.max_taps for a in zoo.archs), Architecture.from_dict(ck["arch"]).max_taps
+    if taps > run_taps:
+        raise ValueError(f"{zoo.path}: kernels of {taps} taps, but the run was trained on at most {run_taps}")
+    ids = zoo.valid.nonzero().squeeze(1) if split is None else getattr(zoo.split(task.val, task.test,
+                                                                                 task.split_seed), split)
+    ids = ids.sort().values                                    # results in ascending network id
+    if ids.numel() == 0:
+        raise ValueError(f"{zoo.path}: no valid network{'' if split is None else ' in split ' + split}")
+    return ZooSplitView(zoo, ids, task.epoch, task.metric)
+
+
+def _check_split(split: str | None) -> None:
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)} (or None), got {split!r}")
+
+
+def _is_zoo_run(ck: dict[str, Any]) -> bool:
+    return ck.get("task") == "regress"
 
 
 def _task(ck: dict[str, Any]):
@@ -86,29 +146,46 @@ def _task(ck: dict[str, Any]):
     return task
 
 
-def _batches(model: nn.Module, ds: INRDataset, batch_size: int, device, fn):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r}: expected an int >= 1")
-    out = []
+def _batches(model: nn.Module, ds: Any, batch_size: int, device, fn) -> list[Tensor]:
+    """``fn(model, batch)`` over ``ds`` in order (a zoo's batches, grouped by architecture, put back in order)."""
+    from .train.trainer import _check_batch_size
+
+    _check_batch_size(batch_size)
+    out, ids = [], []
     with torch.no_grad():
         for s in range(0, len(ds), batch_size):
-            b = ds.batch(slice(s, s + batch_size)).to(device)
+            b = ds.batch(torch.arange(s, min(len(ds), s + batch_size))).to(device)
             out.append(fn(model, b))
+            if hasattr(b, "net_index"):
+                ids.append(b.net_index.cpu())
+    if ids and out:                              # zoo views hold their networks in ascending id order
+        return [torch.cat(out)[torch.cat(ids).argsort()]]
     return out
 
 
-def predict(run: str | os.PathLike, data: str | os.PathLike, *, batch_size: int = 256,
+def predict(run: str | os.PathLike, data: str | os.PathLike, *, split: str | None = None, batch_size: int = 256,
             device: str | torch.device = "cpu") -> dict[str, Tensor]:
-    """Predicted classes and probabilities of a classify run on an INR file (or ``DIR/test.pt``).
+    """Predictions of a run: classes of INRs (``classify``) or a metric of zoo networks (``regress``).
+
+    Args:
+        run: a run directory of ``neuralgraph train`` (or its ``best.pt``).
+        data: an INR split file or directory (classify), or a zoo file (regress).
+        split: which split of a directory (default ``"test"``) or of a zoo (default: every valid network).
 
     Returns:
-        ``{"pred": [n] int64, "probs": [n, C] float32, "labels": [n] (the file's labels), "index": [n]}``.
+        classify: ``{"pred": [n] int64, "probs": [n, C] float32, "labels": [n] (the file's labels),
+        "index": [n]}``; regress: ``{"pred": [n] float32, "target": [n] (the zoo's metric), "index": [n]
+        (zoo network ids, ascending)}``.
     """
     model, ck = load_run(run, device)
+    if _is_zoo_run(ck):
+        view = open_data(data, ck, split)
+        pred = _batches(model, view, batch_size, device, lambda m, b: m(b).float().reshape(-1).cpu())
+        return {"pred": torch.cat(pred), "target": view.targets.float(), "index": view.ids.clone()}
     if ck.get("task", "classify") != "classify":
-        raise ValueError(f"predict needs a classify run; {run} was trained for task {ck.get('task')!r} "
+        raise ValueError(f"predict needs a classify or regress run; {run} was trained for task {ck.get('task')!r} "
                          f"(use embed or evaluate)")
-    ds = open_data(data, ck)
+    ds = open_data(data, ck, split)
     logits = _batches(model, ds, batch_size, device, lambda m, b: m(b).float().cpu())
     logits = torch.cat(logits) if logits else torch.zeros(0, int(ck["num_classes"]))
     probs = logits.softmax(1)
@@ -116,9 +193,14 @@ def predict(run: str | os.PathLike, data: str | os.PathLike, *, batch_size: int 
 
 
 def predictions_csv(result: dict[str, Tensor]) -> str:
-    """``index,label,pred,prob_0,...`` lines of a :func:`predict` result."""
+    """CSV lines of a :func:`predict` result: ``index,label,pred,prob_0,...`` (classify) or ``index,target,pred``."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
+    if "probs" not in result:
+        w.writerow(["index", "target", "pred"])
+        for i, t, p in zip(result["index"].tolist(), result["target"].tolist(), result["pred"].tolist()):
+            w.writerow([i, f"{t:.6g}", f"{p:.6g}"])
+        return buf.getvalue()
     C = result["probs"].shape[1]
     w.writerow(["index", "label", "pred", *(f"prob_{c}" for c in range(C))])
     for i, y, p, pr in zip(result["index"].tolist(), result["labels"].tolist(), result["pred"].tolist(),
@@ -143,11 +225,12 @@ def _output_linear(model: nn.Module, batch) -> tuple[nn.Module, Tensor]:
     raise ValueError(f"{type(model).__name__}: no Linear layer computes the output; use layer='output'")
 
 
-def embed(run: str | os.PathLike, data: str | os.PathLike, *, layer: str = "auto", batch_size: int = 256,
-          device: str | torch.device = "cpu") -> Tensor:
-    """Permutation-invariant embeddings ``[n, D]`` of an INR file under a trained run.
+def embed(run: str | os.PathLike, data: str | os.PathLike, *, layer: str = "auto", split: str | None = None,
+          batch_size: int = 256, device: str | torch.device = "cpu") -> Tensor:
+    """Permutation-invariant embeddings ``[n, D]`` of an INR file (or a regress run's zoo networks) under a run.
 
     Args:
+        split: as for :func:`predict`.
         layer: ``"penultimate"``: the invariant head's features before its last
             Linear layer (pooled processor features after the head's hidden layer);
             ``"output"``: the model's output (the task's embedding for ``contrastive``
@@ -162,7 +245,7 @@ def embed(run: str | os.PathLike, data: str | os.PathLike, *, layer: str = "auto
         raise ValueError(f"embed needs a run with an invariant head; task {task.name!r} edits networks")
     if layer == "auto":
         layer = "output" if task.name == "contrastive" else "penultimate"
-    ds = open_data(data, ck)
+    ds = open_data(data, ck, split)
     if layer == "output":
         parts = _batches(model, ds, batch_size, device, lambda m, b: m(b).float().cpu())
     else:
@@ -187,14 +270,14 @@ def embed(run: str | os.PathLike, data: str | os.PathLike, *, layer: str = "auto
     return torch.cat(parts) if parts else torch.zeros(0, 0)
 
 
-def evaluate(run: str | os.PathLike, data: str | os.PathLike, *, batch_size: int = 256,
+def evaluate(run: str | os.PathLike, data: str | os.PathLike, *, split: str | None = None, batch_size: int = 256,
              device: str | torch.device = "cpu") -> dict[str, float]:
-    """The run's task metrics (e.g. ``loss`` and ``acc``) on an INR file or ``DIR/test.pt``."""
+    """The run's task metrics (``loss`` and ``acc``; ``loss`` and ``tau`` for regress) on data as for :func:`predict`."""
     from .train.trainer import evaluate_split
 
     model, ck = load_run(run, device)
     task = _task(ck)
-    ds = open_data(data, ck)
+    ds = open_data(data, ck, split)
     if task.name == "classify" and len(ds) and int(ds.labels.max()) >= task.num_classes:
         raise ValueError(f"{ds.path}: label {int(ds.labels.max())} is outside the run's {task.num_classes} classes")
     return evaluate_split(model, ds, task, batch_size=batch_size, device=device)

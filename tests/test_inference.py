@@ -126,6 +126,8 @@ def test_cli_predict_embed_evaluate(run, tmp_path, capsys):
     assert main(["evaluate", "--run", str(res.run_dir), "--data", str(data / "val.pt")]) == 0
     out = capsys.readouterr().out
     assert f"acc {res.best_val_acc:.2%}" in out
+    assert main(["evaluate", "--run", str(res.run_dir), "--data", str(data), "--split", "val"]) == 0
+    assert f"acc {res.best_val_acc:.2%}" in capsys.readouterr().out        # DIR/val.pt
     assert main(["predict", "--run", str(tmp_path / "nope"), "--data", str(data)]) == 2
     assert "run not found" in capsys.readouterr().err
 

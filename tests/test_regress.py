@@ -204,3 +204,78 @@ def test_weight_noise_perturbs_training_batches_only(zoos):
     plain = Regress().load_splits(zoos["wild_park"], normalize=False)["train"]
     torch.testing.assert_close(plain.batch(idx, augment=Augment(), generator=torch.Generator()).edge_attr,
                                clean.edge_attr, rtol=0, atol=0)
+
+
+@pytest.fixture(scope="module")
+def wild_run(zoos, tmp_path_factory):
+    """A (tiny) DWSNet regress run trained on the heterogeneous zoo, and its result."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("wild_run") / "run"
+    cfg = TrainConfig(data=str(zoos["wild_park"]), out=str(out), task="regress", model="dwsnet", epochs=1,
+                      batch_size=8, lr=1e-3, normalize=False, model_kwargs={"hidden": 8, "num_layers": 2})
+    return out, train(cfg, progress=False, verbose=False)
+
+
+def test_inference_on_a_zoo_matches_training_and_each_network_alone(zoos, wild_run):
+    """predict / evaluate / embed of a regress run read a zoo: results in network-id order, each equal to
+    the network's output alone, the test split's tau the trainer's (batches are grouped by architecture)."""
+    from neuralgraph.inference import embed, evaluate, load_run, open_zoo, predict
+    from neuralgraph.zoo import ZooDataset, kendall_tau
+
+    run, res = wild_run
+    zoo = ZooDataset(zoos["wild_park"])
+    out = predict(run, zoos["wild_park"], split="test", batch_size=3)
+    test_ids = Regress().load_splits(zoos["wild_park"], normalize=False)["test"].ids
+    assert torch.equal(out["index"], test_ids.sort().values)
+    torch.testing.assert_close(out["target"], zoo.targets()[out["index"]].float())
+    assert kendall_tau(out["pred"], out["target"]) == pytest.approx(res.test_metrics["tau"], abs=1e-6)
+    assert evaluate(run, zoos["wild_park"], split="test") == pytest.approx(res.test_metrics, abs=1e-6)
+    model, ck = load_run(run)
+    view = open_zoo(zoos["wild_park"], ck)                       # every valid network, ascending ids
+    assert torch.equal(view.ids, zoo.valid.nonzero().squeeze(1))
+    for k in (0, len(out["index"]) - 1):
+        i = int(out["index"][k])
+        with torch.no_grad():
+            alone = model(view.batch([int((view.ids == i).nonzero())])).reshape(())
+        torch.testing.assert_close(out["pred"][k], alone, rtol=1e-5, atol=1e-5)
+    # embeddings: the same rows for the same networks, whatever else is in the batches
+    every, test = embed(run, zoos["wild_park"], batch_size=4), embed(run, zoos["wild_park"], split="test")
+    assert every.dim() == 2 and every.shape[0] == len(view)
+    torch.testing.assert_close(every[torch.searchsorted(view.ids, out["index"])], test, rtol=1e-5, atol=1e-5)
+
+
+def test_zoo_inference_refuses_what_it_cannot_score(zoos, wild_run, tmp_path):
+    from neuralgraph.inference import predict
+
+    run, _ = wild_run
+    with pytest.raises(ValueError, match="split must be one of train, val, test"):
+        predict(run, zoos["wild_park"], split="holdout")
+    with pytest.raises(FileNotFoundError, match="zoo file not found"):
+        predict(run, tmp_path / "missing.pt")
+    torch.set_num_threads(1)                    # a run on 3x3 kernels cannot read the wild zoo's larger ones
+    cfg = TrainConfig(data=str(zoos["small_cnn"]), out=str(tmp_path / "small"), task="regress", model="dwsnet",
+                      epochs=1, batch_size=8, normalize=False, model_kwargs={"hidden": 4, "num_layers": 1})
+    train(cfg, progress=False, verbose=False)
+    with pytest.raises(ValueError, match=r"wild.pt: kernels of \d+ taps, but the run was trained on at most 9"):
+        predict(tmp_path / "small", zoos["wild_park"])
+
+
+def test_cli_predicts_a_zoo_with_a_regress_run(zoos, wild_run, tmp_path, capsys):
+    import csv
+
+    from neuralgraph.cli import main
+    from neuralgraph.inference import predict
+
+    run, res = wild_run
+    assert main(["predict", "--run", str(run), "--data", str(zoos["wild_park"]), "--split", "test",
+                 "--out", str(tmp_path / "p.csv")]) == 0
+    assert f"Kendall's tau against the zoo's targets: {res.test_metrics['tau']:.4f}" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    ref = predict(run, zoos["wild_park"], split="test")
+    assert [int(r["index"]) for r in rows] == ref["index"].tolist()
+    torch.testing.assert_close(torch.tensor([float(r["pred"]) for r in rows]), ref["pred"], rtol=1e-5, atol=0)
+    assert main(["evaluate", "--run", str(run), "--data", str(zoos["wild_park"]), "--split", "test"]) == 0
+    assert f"tau {res.test_metrics['tau']:.4f}" in capsys.readouterr().out
+    assert main(["predict", "--run", str(run), "--data", str(zoos["wild_park"]), "--confusion",
+                 str(tmp_path / "cm.png")]) == 2
+    assert "--confusion needs a classify run" in capsys.readouterr().err and not (tmp_path / "cm.png").exists()
