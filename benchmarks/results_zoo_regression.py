@@ -101,6 +101,7 @@ def main() -> None:
         """``results_<zoo><suffix>[_s<seeds>].json``: one file per zoo, so processes for two zoos never share one."""
         atomic_write_text(json.dumps([r for r in rows if r["zoo"] == name], indent=2),
                           args.out / f"results_{name}{args.suffix}{seed_tag}.json")
+
     for name in args.zoo:
         family, dataset, root = specs[name]
         if root is None:
