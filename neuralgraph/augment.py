@@ -77,15 +77,25 @@ def permute_hidden_stacked(weights: Sequence[Tensor], biases: Sequence[Tensor],
     return (W, b, perms) if return_perms else (W, b)
 
 
+def _add_noise(t: Tensor, std: float | Tensor, generator: torch.Generator | None) -> Tensor:
+    """``t`` plus ``N(0, std^2)`` noise (``std`` a number, or a tensor broadcasting against ``t``)."""
+    return t + std * torch.randn(t.shape, generator=generator, dtype=t.dtype, device=t.device)
+
+
+def _drop(t: Tensor, p: float, generator: torch.Generator | None, rescale: bool = False) -> Tensor:
+    """``t`` with each entry zeroed with probability ``p`` (``rescale``: survivors divided by ``1 - p``)."""
+    kept = t * (torch.rand(t.shape, generator=generator, device=t.device) >= p).to(t.dtype)
+    return kept / (1.0 - p) if rescale else kept
+
+
 def gaussian_noise(weights: Sequence[Tensor], biases: Sequence[Tensor], sigma: float,
                    generator: torch.Generator | None = None, include_bias: bool = True) -> Params:
     """Add i.i.d. ``N(0, sigma^2)`` noise to every weight (and bias)."""
     _check(weights, biases)
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
-    noisy = lambda t: t + sigma * torch.randn(t.shape, generator=generator, dtype=t.dtype, device=t.device)
-    return ([noisy(w) for w in weights],
-            [noisy(b) if include_bias else b.clone() for b in biases])
+    return ([_add_noise(w, sigma, generator) for w in weights],
+            [_add_noise(b, sigma, generator) if include_bias else b.clone() for b in biases])
 
 
 def weight_dropout(weights: Sequence[Tensor], biases: Sequence[Tensor], p: float,
@@ -99,13 +109,8 @@ def weight_dropout(weights: Sequence[Tensor], biases: Sequence[Tensor], p: float
     _check(weights, biases)
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-    factor = 1.0 / (1.0 - p) if rescale else 1.0
-
-    def drop(t: Tensor) -> Tensor:
-        keep = torch.rand(t.shape, generator=generator, device=t.device) >= p
-        return t * keep.to(t.dtype) * factor
-
-    return [drop(w) for w in weights], [drop(b) if include_bias else b.clone() for b in biases]
+    return ([_drop(w, p, generator, rescale) for w in weights],
+            [_drop(b, p, generator, rescale) if include_bias else b.clone() for b in biases])
 
 
 def relative_noise_stacked(tensors: Sequence[Tensor | None], noise: float = 0.0, dropout: float = 0.0,
@@ -128,10 +133,9 @@ def relative_noise_stacked(tensors: Sequence[Tensor | None], noise: float = 0.0,
     for t in tensors:
         if t is not None and noise:
             std = t.flatten(1).std(1, unbiased=False).reshape(-1, *([1] * (t.dim() - 1)))
-            t = t + noise * std * torch.randn(t.shape, generator=generator, dtype=t.dtype, device=t.device)
+            t = _add_noise(t, noise * std, generator)
         if t is not None and dropout:
-            keep = torch.rand(t.shape, generator=generator, device=t.device) >= dropout
-            t = t * keep.to(t.dtype) / (1.0 - dropout)
+            t = _drop(t, dropout, generator, rescale=True)
         out.append(t)
     return out
 
