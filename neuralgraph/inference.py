@@ -158,7 +158,7 @@ def _batches(model: nn.Module, ds: Any, batch_size: int, device, fn) -> list[Ten
             out.append(fn(model, b))
             if hasattr(b, "net_index"):
                 ids.append(b.net_index.cpu())
-    if ids and out:                              # zoo views hold their networks in ascending id order
+    if ids:                                      # zoo views hold their networks in ascending id order
         return [torch.cat(out)[torch.cat(ids).argsort()]]
     return out
 
