@@ -3,7 +3,8 @@
 One command checks a GPU machine: ``python -m pytest -q tests/test_cuda.py``. The CUDA tests
 (``needs_cuda``, PyG's ``withCUDA`` idea without a registered marker) rerun the symmetry
 checks of tests/test_dws_models.py and tests/test_ng_models.py on the GPU, move models
-between devices (the probe-cache bug class), fit SIRENs through the device path and train a
+between devices (the probe-cache bug class), fit SIRENs through the device path, train zoo
+groups (unfold convolutions) and train a
 few steps. The accel tests (bf16 autocast keeps invariance at a bf16 tolerance, compile gives
 the eager outputs, the data/step meter) run on CPU everywhere.
 """
@@ -90,7 +91,7 @@ def test_a_model_that_ran_on_cpu_runs_after_moving_to_cuda_and_back(cls):
     net = _processor(cls, "invariant")
     with torch.no_grad(), _ieee_fp32():
         cpu = net(batch)
-        gpu = net.to(CUDA)(batch.to(CUDA))
+        gpu = net.to(CUDA)(batch.clone().to(CUDA))      # PyG's Batch.to moves the batch itself (in place)
         again = net.cpu()(batch)
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(again, cpu, rtol=0, atol=0)
@@ -143,6 +144,39 @@ def test_a_tiny_training_on_cuda(tmp_path, model):
                 progress=False, verbose=False)
     assert res.finished and 0.0 <= res.test_acc <= 1.0
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"] * 1.5
+
+
+@needs_cuda
+@pytest.mark.parametrize("family", ["small_cnn", "wild_park"])
+def test_zoo_training_on_cuda(family):
+    """The CUDA zoo trainer (unfold convolutions, evaluation chunks sized by free memory): its
+    initial metrics are the CPU trainer's, and its training is the plain loop's on the same device
+    (the same batches and dropout masks, drawn by CUDA generators)."""
+    from neuralgraph.zoo import sample_zoo, train_group, train_plain
+    from neuralgraph.zoo.files import load_zoo_data
+
+    d = load_zoo_data("digits", image_size=8)
+    archs, hps = sample_zoo(family, 24, seed=2, image_size=8)
+    a = max(range(len(archs)), key=lambda i: sum(h["arch"] == i for h in hps))
+    # SGD: Adam and RMSProp divide by the gradient's size, so two float implementations (cuDNN's convolution
+    # in the plain loop, unfold + matmul in the group) part by up to 2 x lr on near-zero gradients (seen)
+    group = [dict(h, optimizer="sgd") for h in hps if h["arch"] == a]
+    x, y = d["train_x"][:96], d["train_y"][:96]
+    ev = {"test": (d["test_x"][:300], d["test_y"][:300])}
+    gpu_ev = {k: (v[0].cuda(), v[1].cuda()) for k, v in ev.items()}
+    kw = dict(epochs=1, checkpoints=[0, 1], batch_size=32, group_seed=5)
+    with _ieee_fp32():
+        cpu = train_group(archs[a], group, x, y, ev, **kw)
+        gpu = train_group(archs[a], group, x.cuda(), y.cuda(), gpu_ev, **kw)
+        plain = train_plain(archs[a], group, x.cuda(), y.cuda(), gpu_ev, replay_dropout=True, **kw)
+    for key in ("test_loss", "test_acc"):
+        torch.testing.assert_close(gpu[key][:, 0], cpu[key][:, 0], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(gpu[key], plain[key], rtol=1e-4, atol=1e-4)
+    for f, s in zip(gpu["weights"] + gpu["biases"], plain["weights"] + plain["biases"]):
+        if f is not None:
+            assert f.device.type == "cpu"
+            torch.testing.assert_close(f, s, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(gpu["weights"][0][:, 1], gpu["weights"][0][:, 0])          # it trained
 
 
 @needs_cuda
