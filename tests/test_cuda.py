@@ -4,8 +4,7 @@ One command checks a GPU machine: ``python -m pytest -q tests/test_cuda.py``. Th
 (``needs_cuda``, PyG's ``withCUDA`` idea without a registered marker) rerun the symmetry
 checks of tests/test_dws_models.py and tests/test_ng_models.py on the GPU, move models
 between devices (the probe-cache bug class), fit SIRENs through the device path, train zoo
-groups (unfold convolutions) and train a
-few steps. The accel tests (bf16 autocast keeps invariance at a bf16 tolerance, compile gives
+groups (unfold convolutions) and train a few steps. The accel tests (bf16 autocast keeps invariance at a bf16 tolerance, compile gives
 the eager outputs, the data/step meter) run on CPU everywhere.
 """
 from __future__ import annotations
