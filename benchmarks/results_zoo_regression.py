@@ -191,6 +191,8 @@ def margins(pred: list[float], ids: list[int], target: list[float], statnn_pred:
     if "gbt" not in statnn_pred:
         return out
     trained = [k for k, t in enumerate(target) if t >= TRAINED]   # a diagnostic: the networks that learnt
+    if len(trained) < 10:                      # too few for a tau (a tiny or barely trained zoo)
+        return {**out, "trained_networks": len(trained)}
     gap = tau_difference([pred[k] for k in trained], [statnn_pred["gbt"][ids[k]] for k in trained],
                          [target[k] for k in trained])
     return {**out, "trained_networks": len(trained), "trained_tau_minus_statnn": gap["diff"],

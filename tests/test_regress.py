@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from neuralgraph.tasks import Regress
 from neuralgraph.train import TrainConfig, build_model, train
 from neuralgraph.zoo import generate_zoo
 
+REPO = Path(__file__).resolve().parents[1]
+MNIST = REPO.parent / "shared" / "datasets" / "mnist"
 SMALL = dict(dataset="digits", image_size=8, n_train=256, n_test=200, n_train_eval=100, progress=False)
 
 
@@ -279,3 +282,32 @@ def test_cli_predicts_a_zoo_with_a_regress_run(zoos, wild_run, tmp_path, capsys)
     assert main(["predict", "--run", str(run), "--data", str(zoos["wild_park"]), "--confusion",
                  str(tmp_path / "cm.png")]) == 2
     assert "--confusion needs a classify run" in capsys.readouterr().err and not (tmp_path / "cm.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MNIST.is_dir(), reason="MNIST IDX files not found")
+def test_results_script_end_to_end(tmp_path, monkeypatch, capsys):
+    """benchmarks/results_zoo_regression.py at tiny size: two seeds and their ensemble, trees only
+    (``--statnn gbt``), one results file for the zoo with the margins over the fitted StatNN."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("zoo_results", REPO / "benchmarks" / "results_zoo_regression.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(sys, "argv", [
+        "results_zoo_regression.py", "--out", str(tmp_path), "--root-mnist", str(MNIST), "--zoo", "mnist_small_cnn",
+        "--num-networks", "60", "--zoo-epochs", "2", "--n-train", "512", "--n-test", "200", "--epochs", "1",
+        "--train-epochs", "0", "1", "--val", "0.2", "--test", "0.4",
+        "--models", "nggnn", "--hidden", "8", "--batch-size", "8", "--seeds", "0", "1", "--statnn", "gbt",
+        "--threads", "1"])
+    script.main()
+    rows = json.loads((tmp_path / "results_mnist_small_cnn_s0-1.json").read_text())
+    assert [(r["model"], r.get("seed")) for r in rows] == [("statnn", None), ("nggnn", 0), ("nggnn", 1),
+                                                           ("nggnn x2", [0, 1])]
+    for r in rows[1:]:
+        assert -1 <= r["tau"] <= 1 and r["test_networks"] == rows[0]["test_networks"]
+        low, high = r["ci95"]
+        assert low <= r["tau_minus_statnn"] <= high
+        assert not any(k.endswith("_mlp") for k in r)                  # the MLP StatNN was not fitted
+    assert "| mnist_small_cnn | nggnn x2 |" in capsys.readouterr().out
