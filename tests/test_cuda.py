@@ -4,8 +4,9 @@ One command checks a GPU machine: ``python -m pytest -q tests/test_cuda.py``. Th
 (``needs_cuda``, PyG's ``withCUDA`` idea without a registered marker) rerun the symmetry
 checks of tests/test_dws_models.py and tests/test_ng_models.py on the GPU, move models
 between devices (the probe-cache bug class), fit SIRENs through the device path, train zoo
-groups (unfold convolutions) and train a few steps. The accel tests (bf16 autocast keeps invariance at a bf16 tolerance, compile gives
-the eager outputs, the data/step meter) run on CPU everywhere.
+groups (unfold convolutions) and train a few steps. The accel tests (bf16 autocast keeps
+invariance at a bf16 tolerance, compile gives the eager outputs, the data/step meter, batch
+prefetching) run on CPU everywhere.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch
 
 import neuralgraph as ng
 from dws_equiv.ng import NGGNN, NGTransformer
-from neuralgraph.train.accel import DataStepMeter, amp_autocast, compile_forward, to_float32
+from neuralgraph.train.accel import DataStepMeter, amp_autocast, compile_forward, prefetch, to_float32
 from test_dws_models import TOL, hetero_batch, make_net
 from test_ng_models import _mixed_batch, _processor
 
@@ -298,3 +299,31 @@ def test_data_step_meter_splits_the_time():
     assert 0.1 < s["data_fraction"] < 0.4
     meter.reset()
     assert meter.summary()["batches"] == 0 and meter.data_s == 0.0
+
+
+def test_prefetch_is_the_plain_loop_built_one_ahead():
+    """Same results and random draws as ``map``, in order; the next item is built before it is asked
+    for; an error in ``make`` surfaces at the ``next()`` of its item."""
+    import threading
+
+    draws = lambda g: (lambda n: torch.rand(n, generator=g))                       # noqa: E731
+    items = [3, 1, 4, 1, 5]
+    plain = list(map(draws(torch.Generator().manual_seed(0)), items))
+    ahead = list(prefetch(draws(torch.Generator().manual_seed(0)), items))
+    assert len(ahead) == len(plain) and all(torch.equal(a, b) for a, b in zip(ahead, plain))
+    assert list(prefetch(draws(torch.Generator()), [])) == []
+    assert list(prefetch(lambda i: i * 2, range(4), enabled=False)) == [0, 2, 4, 6]
+
+    built = threading.Event()
+    it = prefetch(lambda i: built.set() if i == 1 else i, range(3))
+    assert next(it) == 0 and built.wait(timeout=10)               # item 1 built while the caller holds item 0
+
+    def fails_at_two(i):
+        if i == 2:
+            raise ValueError("item 2 cannot be built")
+        return i
+
+    it = prefetch(fails_at_two, range(4))
+    assert next(it) == 0 and next(it) == 1
+    with pytest.raises(ValueError, match="item 2"):
+        next(it)

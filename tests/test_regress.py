@@ -311,3 +311,28 @@ def test_results_script_end_to_end(tmp_path, monkeypatch, capsys):
         assert low <= r["tau_minus_statnn"] <= high
         assert not any(k.endswith("_mlp") for k in r)                  # the MLP StatNN was not fitted
     assert "| mnist_small_cnn | nggnn x2 |" in capsys.readouterr().out
+
+
+def test_prefetching_batches_changes_no_result(zoos, tmp_path, monkeypatch):
+    """The trainer builds the next batch in a background thread (accel.prefetch): the same run with
+    the plain loop gives bit-identical losses and weights (the batches' random draws keep their order)."""
+    import functools
+
+    import neuralgraph.train.trainer as trainer
+    from neuralgraph.train.accel import prefetch
+
+    def run(out):
+        cfg = TrainConfig(data=str(zoos["wild_park"]), out=str(out), task="regress", model="nggnn", epochs=2,
+                          batch_size=4, normalize=False, seed=3, augment={"permute": True},
+                          task_kwargs={"weight_noise": 0.1, "weight_dropout": 0.05},
+                          model_kwargs={"hidden": 8, "num_layers": 1, "probe_image_size": 8})
+        res = train(cfg, progress=False, verbose=False)
+        return res, torch.load(out / "last.pt", weights_only=False)["model"]
+
+    fast, fast_w = run(tmp_path / "prefetch")
+    monkeypatch.setattr(trainer, "prefetch", functools.partial(prefetch, enabled=False))
+    plain, plain_w = run(tmp_path / "plain")
+    for key in ("train_loss", "val_loss", "val_tau"):
+        assert [h[key] for h in fast.history] == [h[key] for h in plain.history]
+    assert fast.test_metrics == plain.test_metrics
+    assert all(torch.equal(fast_w[k], plain_w[k]) for k in plain_w)

@@ -1,6 +1,8 @@
-"""Training accelerators: bf16 autocast (``--amp``), ``torch.compile`` (``--compile``) and a data/step timer.
+"""Training accelerators: bf16 autocast (``--amp``), ``torch.compile`` (``--compile``), batch prefetching
+and a data/step timer.
 
-Each piece is opt-in and leaves the model, its parameters and its checkpoints untouched:
+Each piece leaves the model, its parameters and its checkpoints untouched; autocast and
+compilation are opt-in, prefetching is what the trainer always does (it changes no result):
 
 * :func:`amp_autocast` is a context for the *forward* only: matmuls run in bfloat16 where
   autocast allows it, parameters and optimiser state stay float32; compute the loss on
@@ -13,22 +15,30 @@ Each piece is opt-in and leaves the model, its parameters and its checkpoints un
   caught there: one ``RuntimeWarning`` saying why, then eager for the rest of the run.
   The state dict is the model's own (no ``_orig_mod.`` prefix in checkpoints).
 * :class:`DataStepMeter` splits wall time into *data* (building the batch and moving it to
-  the device) and *step* (forward, loss, backward, optimiser), synchronising CUDA at the
+  the device; with :func:`prefetch`, the part of that the step waits for) and *step*
+  (forward, loss, backward, optimiser), synchronising CUDA at the
   phase boundaries so that asynchronous kernels are charged to the step that launched them.
   ``data_fraction`` near 1 means the GPU waits for the CPU (a CPU bottleneck).
+* :func:`prefetch` builds the next batch in a background thread while the current one
+  trains, so batch building (CPU) and the step overlap; the batches and the order of their
+  random draws are the same as without it.
 """
 from __future__ import annotations
 
 import contextlib
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["amp_autocast", "to_float32", "compile_forward", "CompiledForward", "DataStepMeter", "check_amp"]
+__all__ = ["amp_autocast", "to_float32", "compile_forward", "CompiledForward", "DataStepMeter", "check_amp",
+           "prefetch"]
+
+T = TypeVar("T")
 
 
 def _device_type(device: torch.device | str) -> str:
@@ -184,3 +194,31 @@ class DataStepMeter:
         self.data_s = self.step_s = 0.0
         self.batches = 0
 
+
+def prefetch(make: Callable[[Any], T], items: Iterable[Any], enabled: bool = True) -> Iterator[T]:
+    """``make(item)`` for each item in order, the next one built in a background thread meanwhile.
+
+    One worker thread calls ``make`` on the items in order, so a ``make`` that draws from a
+    generator draws exactly what a plain loop would; one result is built ahead. While
+    the caller trains on batch ``i`` (much of a step's time is spent in kernels or waiting
+    for the GPU, with the GIL released), the worker builds and moves batch ``i + 1``. An
+    exception in ``make`` is raised by the ``next()`` that would have returned its result.
+    ``enabled=False`` is the plain loop.
+
+    Args:
+        make: builds one result (e.g. a batch, moved to the device) from one item.
+        items: e.g. the index tensors of an epoch's batches.
+        enabled: use the background thread.
+    """
+    if not enabled:
+        yield from map(make, items)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="neuralgraph-prefetch") as pool:
+        pending = None
+        for item in items:
+            future = pool.submit(make, item)          # one worker: built in submission order
+            if pending is not None:
+                yield pending.result()
+            pending = future
+        if pending is not None:
+            yield pending.result()

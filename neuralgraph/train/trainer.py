@@ -52,7 +52,7 @@ from ..tasks import TASKS, Classify, Task, make_task
 from ..io import DirectoryBusy, atomic_write_text, lock_directory
 from ..seeding import derive_seed
 from . import distributed as D
-from .accel import DataStepMeter, amp_autocast, check_amp, compile_forward, to_float32
+from .accel import DataStepMeter, amp_autocast, check_amp, compile_forward, prefetch, to_float32
 from .checkpoint import (capture_rng, config_mismatch, inference_state, load_checkpoint, restore_rng,
                          save_checkpoint)
 from .options import check_options, dataclass_hints
@@ -75,8 +75,9 @@ SPLITS = ("train", "val", "test")
 def metric_columns(task: Task) -> tuple[str, ...]:
     """Columns of metrics.csv for ``task``: epoch, train_<m>..., val_<m>..., lr, time, data_s, step_s.
 
-    ``data_s`` / ``step_s``: seconds of the epoch spent building and moving batches vs in
-    training steps (forward, backward, optimiser), see :class:`~neuralgraph.train.accel.DataStepMeter`.
+    ``data_s`` / ``step_s``: seconds of the epoch spent waiting for batches (built and moved in a
+    background thread meanwhile, :func:`~neuralgraph.train.accel.prefetch`) vs in training steps
+    (forward, backward, optimiser), see :class:`~neuralgraph.train.accel.DataStepMeter`.
     """
     return ("epoch", *(f"train_{m}" for m in task.metrics), *(f"val_{m}" for m in task.metrics), "lr", "time",
             "data_s", "step_s")
@@ -264,8 +265,8 @@ def evaluate_split(model: nn.Module, dataset: Any, task: Task, *, batch_size: in
     model.eval()
     idx = D.eval_shard(len(dataset), info)
     values = []
-    for s in range(0, len(idx), batch_size):
-        b = task.eval_batch(dataset, idx[s:s + batch_size]).to(device)
+    chunks = [idx[s:s + batch_size] for s in range(0, len(idx), batch_size)]
+    for b in prefetch(lambda i: task.eval_batch(dataset, i).to(device), chunks):
         with amp_autocast(device, amp):
             output = model(b)
         values.append(task.collect(to_float32(output) if amp else output, b))
@@ -496,15 +497,17 @@ def _train_epoch(run: _Run, epoch: int, info: D.DistInfo, device: torch.device, 
     ddp_model.train()
     order = D.shard_indices(len(run.splits["train"]), info, seed=config.seed, epoch=epoch)
     gen = torch.Generator().manual_seed(derive_seed(config.seed, epoch, info.rank, 1))
-    starts = range(0, len(order), config.batch_size)
+    chunks = [order[s:s + config.batch_size] for s in range(0, len(order), config.batch_size)]
+    batches = prefetch(lambda idx: task.train_batch(run.splits["train"], idx, run.augment, gen).to(device), chunks)
+    steps = range(len(chunks))
     if progress and info.is_main:
         from tqdm.auto import tqdm
-        starts = tqdm(starts, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+        steps = tqdm(steps, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
     values, last_lr = [], run.optimizer.param_groups[0]["lr"]
     meter = DataStepMeter(device)
-    for s in starts:
-        with meter.data():
-            b = task.train_batch(run.splits["train"], order[s:s + config.batch_size], run.augment, gen).to(device)
+    for _ in steps:
+        with meter.data():                                   # waiting for the batch built meanwhile
+            b = next(batches)
         with meter.step():
             with amp_autocast(device, config.amp):
                 output = run.forward(b)
