@@ -319,14 +319,11 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from .inference import embed, open_data, load_run
+    from .inference import embed
     from .io import atomic_save
 
-    emb = embed(args.run, args.data, layer=args.layer, split=args.split, batch_size=args.batch_size,
-                device=args.device)
-    _, ck = load_run(args.run)
-    ds = open_data(args.data, ck, args.split)
-    labels = ds.targets if hasattr(ds, "targets") else ds.labels.clone()    # a zoo's metric, or INR labels
+    emb, labels = embed(args.run, args.data, layer=args.layer, split=args.split, batch_size=args.batch_size,
+                        device=args.device, return_labels=True)          # a zoo's metric, or INR labels
     atomic_save({"embeddings": emb, "labels": labels, "run": str(args.run), "data": str(args.data)}, args.out)
     print(f"{emb.shape[0]} embeddings of size {emb.shape[1] if emb.dim() == 2 else 0} -> {args.out}")
     return 0

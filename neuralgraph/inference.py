@@ -148,13 +148,14 @@ def _task(ck: dict[str, Any]):
 
 def _batches(model: nn.Module, ds: Any, batch_size: int, device, fn) -> list[Tensor]:
     """``fn(model, batch)`` over ``ds`` in order (a zoo's batches, grouped by architecture, put back in order)."""
+    from .train.accel import prefetch
     from .train.trainer import _check_batch_size
 
     _check_batch_size(batch_size)
     out, ids = [], []
+    chunks = [torch.arange(s, min(len(ds), s + batch_size)) for s in range(0, len(ds), batch_size)]
     with torch.no_grad():
-        for s in range(0, len(ds), batch_size):
-            b = ds.batch(torch.arange(s, min(len(ds), s + batch_size))).to(device)
+        for b in prefetch(lambda idx: ds.batch(idx).to(device), chunks):      # the next batch built meanwhile
             out.append(fn(model, b))
             if hasattr(b, "net_index"):
                 ids.append(b.net_index.cpu())
@@ -226,7 +227,8 @@ def _output_linear(model: nn.Module, batch) -> tuple[nn.Module, Tensor]:
 
 
 def embed(run: str | os.PathLike, data: str | os.PathLike, *, layer: str = "auto", split: str | None = None,
-          batch_size: int = 256, device: str | torch.device = "cpu") -> Tensor:
+          batch_size: int = 256, device: str | torch.device = "cpu",
+          return_labels: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Permutation-invariant embeddings ``[n, D]`` of an INR file (or a regress run's zoo networks) under a run.
 
     Args:
@@ -236,6 +238,8 @@ def embed(run: str | os.PathLike, data: str | os.PathLike, *, layer: str = "auto
             ``"output"``: the model's output (the task's embedding for ``contrastive``
             runs, logits for ``classify``); ``"auto"``: ``"output"`` for
             contrastive runs, else ``"penultimate"``.
+        return_labels: also return each row's label ``[n]``: the file's labels for INRs,
+            the zoo's metric for zoo networks (rows in ascending network id).
     """
     if layer not in ("auto", "penultimate", "output"):
         raise ValueError(f"layer must be 'auto', 'penultimate' or 'output', got {layer!r}")
@@ -267,7 +271,10 @@ def embed(run: str | os.PathLike, data: str | os.PathLike, *, layer: str = "auto
         finally:
             for h in hooks:
                 h.remove()
-    return torch.cat(parts) if parts else torch.zeros(0, 0)
+    emb = torch.cat(parts) if parts else torch.zeros(0, 0)
+    if not return_labels:
+        return emb
+    return emb, (ds.targets if _is_zoo_run(ck) else ds.labels.clone())
 
 
 def evaluate(run: str | os.PathLike, data: str | os.PathLike, *, split: str | None = None, batch_size: int = 256,

@@ -86,6 +86,8 @@ def test_embed_returns_invariant_penultimate_features(run):
     res, data = run
     emb = ng.embed(res.run_dir, data / "test.pt")
     assert emb.shape[0] == 20 and emb.dim() == 2 and emb.shape[1] == 16       # the head's hidden width
+    again, labels = ng.embed(res.run_dir, data / "test.pt", return_labels=True)
+    assert torch.equal(again, emb) and torch.equal(labels, INRDataset(data / "test.pt").labels)
     logits = ng.embed(res.run_dir, data / "test.pt", layer="output")
     last = res.classifier.head.mlp[-1]                         # NG-GNN: the invariant head's last layer
     with torch.no_grad():
@@ -123,6 +125,7 @@ def test_cli_predict_embed_evaluate(run, tmp_path, capsys):
                  str(tmp_path / "e.pt")]) == 0
     saved = torch.load(tmp_path / "e.pt")
     assert torch.allclose(saved["embeddings"], ng.embed(res.run_dir, data / "test.pt"))
+    assert torch.equal(saved["labels"], INRDataset(data / "test.pt").labels)
     assert main(["evaluate", "--run", str(res.run_dir), "--data", str(data / "val.pt")]) == 0
     out = capsys.readouterr().out
     assert f"acc {res.best_val_acc:.2%}" in out

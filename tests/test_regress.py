@@ -245,6 +245,8 @@ def test_inference_on_a_zoo_matches_training_and_each_network_alone(zoos, wild_r
     every, test = embed(run, zoos["wild_park"], batch_size=4), embed(run, zoos["wild_park"], split="test")
     assert every.dim() == 2 and every.shape[0] == len(view)
     torch.testing.assert_close(every[torch.searchsorted(view.ids, out["index"])], test, rtol=1e-5, atol=1e-5)
+    again, targets = embed(run, zoos["wild_park"], split="test", return_labels=True)
+    assert torch.equal(again, test) and torch.equal(targets.float(), out["target"])
 
 
 def test_zoo_inference_refuses_what_it_cannot_score(zoos, wild_run, tmp_path):
