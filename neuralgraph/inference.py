@@ -147,21 +147,18 @@ def _task(ck: dict[str, Any]):
 
 
 def _batches(model: nn.Module, ds: Any, batch_size: int, device, fn) -> list[Tensor]:
-    """``fn(model, batch)`` over ``ds`` in order (a zoo's batches, grouped by architecture, put back in order)."""
+    """``fn(model, batch)`` over ``ds`` in order (a zoo view's outputs put back in ascending network id)."""
+    from .tasks.regress import ZooSplitView
     from .train.accel import prefetch
     from .train.trainer import _check_batch_size
 
     _check_batch_size(batch_size)
-    out, ids = [], []
-    chunks = [torch.arange(s, min(len(ds), s + batch_size)) for s in range(0, len(ds), batch_size)]
     with torch.no_grad():
-        for b in prefetch(lambda idx: ds.batch(idx).to(device), chunks):      # the next batch built meanwhile
-            out.append(fn(model, b))
-            if hasattr(b, "net_index"):
-                ids.append(b.net_index.cpu())
-    if ids:                                      # zoo views hold their networks in ascending id order
-        return [torch.cat(out)[torch.cat(ids).argsort()]]
-    return out
+        if isinstance(ds, ZooSplitView):      # batches grouped by architecture; its ids are ascending
+            ids, out, _ = ds.apply(lambda b: fn(model, b), batch_size, device)
+            return [out[ids.argsort()]] if len(out) else []
+        chunks = [torch.arange(s, min(len(ds), s + batch_size)) for s in range(0, len(ds), batch_size)]
+        return [fn(model, b) for b in prefetch(lambda idx: ds.batch(idx).to(device), chunks)]   # next built meanwhile
 
 
 def predict(run: str | os.PathLike, data: str | os.PathLike, *, split: str | None = None, batch_size: int = 256,

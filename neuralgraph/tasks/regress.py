@@ -133,12 +133,38 @@ class ZooSplitView:
         return b
 
     @torch.no_grad()
+    def apply(self, fn: Any, batch_size: int = 256,
+              device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+        """``fn(batch)`` for every sample of the split, with the network each output row belongs to.
+
+        Batches come grouped by architecture (:meth:`batch`), so each output row
+        is matched to its network through ``batch.net_index``, never by position.
+        The next batch is built (and moved to ``device``) while ``fn`` runs
+        (:func:`~neuralgraph.train.accel.prefetch`).
+
+        Args:
+            fn: maps a batch on ``device`` to one row per graph (e.g. a model's outputs).
+            batch_size: samples per batch.
+            device: where batches go.
+
+        Shapes: ``(net_index [len(self)], torch.cat of fn's outputs [len(self), ...], target [len(self)])``.
+        """
+        from ..train.accel import prefetch
+
+        ids, outs, targets = [], [], []
+        chunks = [torch.arange(s, min(len(self), s + batch_size)) for s in range(0, len(self), batch_size)]
+        for b in prefetch(lambda idx: self.batch(idx).to(device), chunks):
+            outs.append(fn(b))
+            ids.append(b.net_index.cpu())
+            targets.append(b.y.cpu())
+        if not outs:
+            return torch.zeros(0, dtype=torch.long), torch.zeros(0), torch.zeros(0)
+        return torch.cat(ids), torch.cat(outs), torch.cat(targets)
+
     def predict(self, model: torch.nn.Module, batch_size: int = 256,
                 device: torch.device | str | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """``model``'s output for every sample of the split, with the network it belongs to.
+        """``model``'s output for every sample of the split, with the network it belongs to (:meth:`apply`).
 
-        Batches come grouped by architecture (:meth:`batch`), so each output is
-        matched to its network through ``batch.net_index``, never by position.
         The model's train/eval mode is left to the caller.
 
         Args:
@@ -149,13 +175,7 @@ class ZooSplitView:
         Shapes: ``(net_index [len(self)], pred [len(self)], target [len(self)])``, on the CPU.
         """
         device = next(model.parameters()).device if device is None else device
-        ids, preds, targets = [], [], []
-        for s in range(0, len(self), batch_size):
-            b = self.batch(torch.arange(s, min(len(self), s + batch_size))).to(device)
-            preds.append(model(b).float().reshape(-1).cpu())
-            ids.append(b.net_index.cpu())
-            targets.append(b.y.cpu())
-        return torch.cat(ids), torch.cat(preds), torch.cat(targets)
+        return self.apply(lambda b: model(b).float().reshape(-1).cpu(), batch_size, device)
 
 
 class Regress(Task):
