@@ -22,6 +22,18 @@ directory keeps predictions.png and its metrics, and ``results_<zoo><suffix>.jso
 the rows of each zoo. With several ``--seeds`` each model is trained once per seed, and a row
 ``<model> x<k>`` scores the ensemble of those runs (:func:`ensemble`).
 
+The README's 10,000-network zoo on this 2-core CPU. The zoo was made first, on 2 threads in 71 min
+(``generate_zoo`` with these settings, or this command with ``--threads 2``); then two processes
+side by side reuse it and train on one thread each, 27 min per run. The MLP StatNN is fitted in the first
+process only; the second one's ``--out`` holds a link to the same zoo file::
+
+    python benchmarks/results_zoo_regression.py --out runs/zoo10k/a --root-mnist ../shared/datasets/mnist \
+        --zoo mnist_small_cnn --num-networks 10000 --zoo-epochs 4 --checkpoints 2 3 4 --n-train 10000 \
+        --n-test 10000 --chunk-size 500 --train-epochs 2 3 --val 0.1 --test 0.3 --weight-noise 0.1 \
+        --weight-dropout 0.01 --suffix _aug --epochs 10 --threads 1 --models nggnn --statnn gbt mlp
+    # the same with --out runs/zoo10k/b --models ngt --statnn gbt; then --seeds 1, then --seeds 0 1
+    # (the finished runs are reused) for the ensembles
+
 On one GPU, a 10,000-network zoo (made in 70-73 s on an H100; ``benchmarks/gpu_zoo.sh`` runs this
 with time limits)::
 
