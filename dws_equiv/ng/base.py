@@ -7,7 +7,10 @@ from torch_geometric.data import Data
 
 from ..checks import (check_graph_batch, check_nonnegative_int, check_positive_float, check_positive_int,
                       renamed_argument)
+from neuralgraph.graph import EDGE_FORWARD, EDGE_REVERSE
+
 from ..reset import ResetChildren
+from ..uniform import UniformBlocks
 from .encoding import NUM_EDGE_KINDS, NGEncoder, bidirectional
 from .heads import EquivariantHead, InvariantHead
 from .probe import ProbeFeatures
@@ -41,6 +44,27 @@ class DirectedEdgeProjection(ResetChildren, nn.Module):
         """
         return torch.cat([self.fwd(e), self.rev(e)], 0) + self.kind(kind)
 
+    def directions(self, e: Tensor, chunks: int = 1,
+                   offset: tuple[float, ...] | None = None) -> list[list[Tensor]]:
+        """:meth:`forward` for a batch of forward edges only (no residual edges), by direction and chunk.
+
+        Every forward edge has kind :data:`~neuralgraph.EDGE_FORWARD` and every reverse copy
+        :data:`~neuralgraph.EDGE_REVERSE`, so the kind embedding is one row per direction. Each
+        of the ``chunks`` equal parts of the output is its own product (no copy to split it),
+        plus ``offset[c]`` (e.g. ``1`` for a FiLM scale ``1 + gamma``), folded into its bias.
+        Equal to ``forward(e, kind).chunk(chunks, -1)`` (plus the offsets) up to float rounding.
+
+        Shapes: ``e [E, hidden]`` -> ``[[E, d_out / chunks] x chunks]`` for the forward, then the
+        reverse direction.
+        """
+        out = []
+        for lin, kind in ((self.fwd, EDGE_FORWARD), (self.rev, EDGE_REVERSE)):
+            bias = self.kind.weight[kind] if lin.bias is None else lin.bias + self.kind.weight[kind]
+            ws, bs = lin.weight.chunk(chunks, 0), bias.chunk(chunks, 0)
+            out.append([nn.functional.linear(e, w, b + (offset[c] if offset else 0.0))
+                        for c, (w, b) in enumerate(zip(ws, bs))])
+        return out
+
 
 class EdgeUpdate(ResetChildren, nn.Module):
     """``e <- e + MLP(LN(e), LN(h)_src, LN(h)_dst)`` on forward edges (residual, per-edge LayerNorm).
@@ -58,24 +82,37 @@ class EdgeUpdate(ResetChildren, nn.Module):
         self.lin_dst = nn.Linear(hidden, hidden, bias=False)
         self.out = nn.Linear(hidden, hidden)
 
-    def forward(self, h: Tensor, e: Tensor, edge_index: Tensor) -> Tensor:
+    def forward(self, h: Tensor, e: Tensor, edge_index: Tensor, blocks: UniformBlocks | None = None) -> Tensor:
         """The residual edge update ``e + MLP(LN(e), LN(h)_src, LN(h)_dst)``.
 
         Args:
             h: node features.
             e: forward-edge features.
             edge_index: the graph's forward edges ``[2, E]`` (source, target).
+            blocks: the batch's dense blocks (:class:`~dws_equiv.uniform.UniformBlocks`) when it is
+                uniform: node terms are then broadcast over each block instead of gathered.
 
         Shapes: ``h [N, H]``, ``e [E, H]`` -> ``[E, H]``.
         """
-        src, dst = edge_index
         h = self.node_norm(h)
-        z = self.lin_e(self.norm(e)) + self.lin_src(h)[src] + self.lin_dst(h)[dst]
+        s, d = self.lin_src(h), self.lin_dst(h)
+        if blocks is None:
+            src, dst = edge_index
+            z = self.lin_e(self.norm(e)) + s[src] + d[dst]
+        else:  # node terms (and lin_e's bias) broadcast within each block, added inside the product
+            nodes = blocks.broadcast_nodes(d, s + self.lin_e.bias)
+            z = torch.addmm(nodes, self.norm(e), self.lin_e.weight.t())
         return e + self.out(nn.functional.silu(z))
 
 
 class NGProcessor(ResetChildren, nn.Module):
-    """Base class: subclasses provide ``self.layers`` with ``layer(h, e, edge_index2, kind2, edge_index)``.
+    """Base class: subclasses provide ``self.layers`` with ``layer(h, e, edge_index2, kind2, edge_index, blocks)``.
+
+    A batch whose graphs share one fully connected architecture in canonical order (INR datasets,
+    most zoos; :meth:`~dws_equiv.uniform.UniformBlocks.detect`) is processed on dense per-layer
+    blocks (``blocks``, with ``edge_index2 = kind2 = None``); any other batch through gathers and
+    scatters along ``edge_index2``. Both paths compute the same function with the same parameters;
+    ``uniform_path = False`` forces the general one.
 
     ``head='invariant'``: ``forward(batch) -> [num_graphs, out_dim]``.
     ``head='equivariant'``: ``forward(batch) ->`` a clone of the batch with edited ``x``/``edge_attr``.
@@ -114,6 +151,7 @@ class NGProcessor(ResetChildren, nn.Module):
         if head == "invariant":
             check_positive_int(who, out_dim=out_dim)
         self.hidden, self.num_layers, self.head_kind = hidden, num_layers, head
+        self.uniform_path = True
         self.probes = ProbeFeatures(n_probes, max_in, probe_image_size) if use_probes else None
         self.encoder = NGEncoder(hidden, max_in=max_in, max_out=max_out, max_depth=max_depth,
                                  max_taps=max_taps, rff_features=rff_features, rff_sigma=rff_sigma,
@@ -133,14 +171,22 @@ class NGProcessor(ResetChildren, nn.Module):
         """The invariant head reads nodes only, so the last edge update would be dead weight."""
         return self.head_kind != "invariant"
 
+    @property
+    def supports_uniform_path(self) -> bool:
+        """Whether every layer can run on dense blocks (subclasses say when some cannot)."""
+        return True
+
     def embed(self, graph: Data) -> tuple[Tensor, Tensor]:
         """Final node ``[N, hidden]`` and forward-edge ``[E, hidden]`` features."""
         check_graph_batch(graph, type(self).__name__, extra=("arch",) if self.probes is not None else ())
         probe = self.probes(graph) if self.probes is not None else None
-        h, e = self.encoder(graph, probe)
-        edge_index2, kind2 = bidirectional(graph.edge_index, graph.edge_type)
+        blocks = UniformBlocks.detect(graph) if self.uniform_path and self.supports_uniform_path else None
+        h, e = self.encoder(graph, probe, forward_only=blocks is not None)
+        edge_index2 = kind2 = None
+        if blocks is None:
+            edge_index2, kind2 = bidirectional(graph.edge_index, graph.edge_type)
         for layer in self.layers:
-            h, e = layer(h, e, edge_index2, kind2, graph.edge_index)
+            h, e = layer(h, e, edge_index2, kind2, graph.edge_index, blocks)
         h = self.final_norm(h)
         if self.head_kind != "invariant":
             e = self.final_edge_norm(e)

@@ -26,7 +26,8 @@ from torch_geometric.data import Data
 from ..checks import renamed_argument
 
 from ..reset import ResetChildren
-from neuralgraph import ACTIVATIONS, IDENTITY_NORM, EDGE_RESIDUAL, EDGE_REVERSE, NODE_INPUT, NODE_OUTPUT
+from neuralgraph import (ACTIVATIONS, IDENTITY_NORM, EDGE_FORWARD, EDGE_RESIDUAL, EDGE_REVERSE, NODE_INPUT,
+                         NODE_OUTPUT)
 
 __all__ = ["EDGE_REVERSE_RESIDUAL", "NUM_EDGE_KINDS", "NGEncoder", "FourierFeatures", "bidirectional"]
 
@@ -129,8 +130,19 @@ class NGEncoder(ResetChildren, nn.Module):
         return torch.where((ntype == NODE_INPUT).unsqueeze(-1), p_in,
                            torch.where((ntype == NODE_OUTPUT).unsqueeze(-1), p_out, p_hid))
 
-    def forward(self, graph: Data, probe_values: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Returns node features ``[N, hidden]`` and (forward) edge features ``[E, hidden]``."""
+    def forward(self, graph: Data, probe_values: Tensor | None = None,
+                forward_only: bool = False) -> tuple[Tensor, Tensor]:
+        """Initial node and edge features.
+
+        Args:
+            graph: a neural graph or a batch of them.
+            probe_values: the neurons' probe features (required when built with ``n_probes > 0``).
+            forward_only: the caller guarantees every edge is a forward edge, so the edge-kind
+                embedding is one broadcast row (same values, no per-edge lookup).
+
+        Shapes: ``probe_values [N, n_probes]`` -> node features ``[N, hidden]``, (forward) edge
+        features ``[E, hidden]``.
+        """
         self._check(graph)
         dtype = self.bias_proj.weight.dtype
         bias = graph.x.to(dtype)
@@ -148,5 +160,6 @@ class NGEncoder(ResetChildren, nn.Module):
             if probe_values is None:
                 raise ValueError("this encoder was built with probes (n_probes > 0): pass probe_values")
             h = h + self.probe_proj(probe_values.to(dtype))
-        e = self.weight_proj(w) + self.edge_kind(graph.edge_type)
+        kind = self.edge_kind.weight[EDGE_FORWARD] if forward_only else self.edge_kind(graph.edge_type)
+        e = self.weight_proj(w) + kind
         return h, e

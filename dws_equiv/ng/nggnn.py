@@ -11,6 +11,7 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.aggr import DegreeScalerAggregation
 
 from ..reset import ResetChildren
+from ..uniform import UniformBlocks
 from .base import DirectedEdgeProjection, EdgeUpdate, NGProcessor
 from .heads import mlp
 
@@ -85,26 +86,68 @@ class PNAAggregation(DegreeScalerAggregation):
         n = dim_size
         deg = x.new_zeros(n).index_add_(0, index, x.new_ones(index.numel()))
         cnt = deg.clamp(min=1).unsqueeze(-1)
-        total = mean = var = None
+        stats = {}
         if {"sum", "mean", "var", "std"} & set(self.names):
-            total = x.new_zeros(n, x.size(1)).index_add(0, index, x)
-            mean = total / cnt
+            stats["sum"] = x.new_zeros(n, x.size(1)).index_add(0, index, x)
+            stats["mean"] = stats["sum"] / cnt
         if {"var", "std"} & set(self.names):
-            dev = x - mean.index_select(0, index)
-            var = x.new_zeros(n, x.size(1)).index_add(0, index, dev * dev) / cnt
+            dev = x - stats["mean"].index_select(0, index)
+            stats["var"] = x.new_zeros(n, x.size(1)).index_add(0, index, dev * dev) / cnt
+        for name in {"min", "max"} & set(self.names):
+            stats[name] = _ScatterExtremum.apply(x, index, n, "a" + name)
+        return self._combine(stats, deg)
+
+    def forward_uniform(self, blocks: UniformBlocks, incoming: list[list[tuple[Tensor, int]]]) -> Tensor:
+        """The same aggregation on a uniform batch, from dense blocks of messages.
+
+        Args:
+            blocks: the batch's :class:`~dws_equiv.uniform.UniformBlocks`.
+            incoming: for each layer ``l``, the message blocks that reach its neurons as
+                ``(messages, dim)``: ``messages`` is ``[B, d_m, d_{m-1}, F]`` and the neurons of
+                layer ``l`` are its axis ``3 - dim``, so reducing over ``dim`` gives ``[B, d_l, F]``.
+
+        Shapes: -> ``[N, F * len(aggregators) * len(scalers)]``, equal (up to float summation
+        order) to :meth:`forward` on the same messages listed by target.
+        """
+        if not self.fused:
+            raise ValueError(f"PNAAggregation: the uniform path needs fused aggregators, got {self.names}")
+        names = set(self.names)
+        per_layer: dict[str, list[Tensor]] = {name: [] for name in ("sum", "mean", "var", "min", "max")}
+        degrees = []
+        for parts in incoming:
+            counts = [m.size(dim) for m, dim in parts]
+            count = sum(counts)
+            mean = _fold(torch.add, [m.sum(dim) for m, dim in parts]) / count
+            per_layer["mean"].append(mean)
+            per_layer["sum"].append(mean * count)
+            want_var, want_ext = bool({"var", "std"} & names), bool({"min", "max"} & names)
+            if want_var or want_ext:
+                stats = [_BlockStatistics.apply(m, mean, dim, want_var, want_ext) for m, dim in parts]
+            if want_var:  # two-pass variance, as in forward: exact 0 for equal messages
+                per_layer["var"].append(_fold(torch.add, [ssq for ssq, _, _ in stats]) / count)
+            if want_ext:
+                per_layer["min"].append(_fold(torch.minimum, [lo for _, lo, _ in stats]))
+                per_layer["max"].append(_fold(torch.maximum, [hi for _, _, hi in stats]))
+            degrees.append(count)
+        stats = {k: blocks.node_tensor(v) for k, v in per_layer.items() if v and (k in names or k == "var")}
+        ref = stats["var"] if "var" in stats else next(iter(stats.values()))
+        deg = torch.tensor(degrees, dtype=ref.dtype, device=ref.device)
+        deg = deg.repeat_interleave(torch.tensor(blocks.widths, device=ref.device)).repeat(blocks.num_graphs)
+        return self._combine(stats, deg)
+
+    def _combine(self, stats: dict[str, Tensor], deg: Tensor) -> Tensor:
+        """Aggregator outputs from per-node statistics, then every degree scaler.
+
+        Shapes: ``stats[name] [N, F]`` (``sum``, ``mean``, ``var``, ``min``, ``max`` as needed),
+        ``deg [N]`` -> ``[N, F * len(aggregators) * len(scalers)]``.
+        """
         outs = []
         for name in self.names:
-            if name == "sum":
-                outs.append(total)
-            elif name == "mean":
-                outs.append(mean)
-            elif name in ("min", "max"):
-                outs.append(_ScatterExtremum.apply(x, index, n, "a" + name))
-            elif name == "var":
-                outs.append(var)
-            else:  # std, exactly as PyG's StdAggregation on the variance
-                std = var.clamp(min=1e-5).sqrt()
+            if name == "std":  # exactly as PyG's StdAggregation on the variance
+                std = stats["var"].clamp(min=1e-5).sqrt()
                 outs.append(std.masked_fill(std <= math.sqrt(1e-5), 0.0))
+            else:
+                outs.append(stats[name])
         out = torch.cat(outs, -1) if len(outs) > 1 else outs[0]
         deg = deg.unsqueeze(-1)
         scaled = []
@@ -122,6 +165,47 @@ class PNAAggregation(DegreeScalerAggregation):
             else:
                 raise ValueError(f"Unknown scaler '{scaler}'")
         return torch.cat(scaled, -1) if len(scaled) > 1 else scaled[0]
+
+
+class _BlockStatistics(torch.autograd.Function):
+    """Sum of squared deviations from a given mean, minimum and maximum of a message block along ``dim``.
+
+    The fused form of ``(x - mean).square().sum(dim)``, ``x.amin(dim)``, ``x.amax(dim)`` with
+    one backward pass over the block. ``mean`` is the mean over all of a neuron's messages
+    (this block and its other one), so the total gradient through it, ``-2 sum_j (x_j - mean)``
+    summed over all its messages, is zero: it is not propagated. Ties of the extrema share
+    the gradient evenly, as in :class:`_ScatterExtremum`.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, mean: Tensor, dim: int, want_var: bool, want_ext: bool):
+        ssq = lo = hi = None
+        dev = None
+        if want_var:
+            dev = x - mean.unsqueeze(dim)
+            ssq = torch.linalg.vecdot(dev, dev, dim=dim)
+        if want_ext:
+            lo, hi = torch.aminmax(x, dim=dim)
+        ctx.dim = dim
+        ctx.save_for_backward(x, dev, lo, hi)
+        return ssq, lo, hi
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_ssq, g_lo, g_hi):
+        x, dev, lo, hi = ctx.saved_tensors
+        dim = ctx.dim
+        grad = dev * (2 * g_ssq).unsqueeze(dim) if dev is not None and g_ssq is not None else torch.zeros_like(x)
+        for g, value in ((g_lo, lo), (g_hi, hi)):
+            if g is not None and value is not None:
+                hit = x == value.unsqueeze(dim)
+                share = g / hit.sum(dim, dtype=x.dtype)
+                grad.addcmul_(hit, share.unsqueeze(dim))
+        return grad, None, None, None, None
+
+
+def _fold(op, parts: list[Tensor]) -> Tensor:
+    return parts[0] if len(parts) == 1 else op(parts[0], parts[1])
 
 
 class NGGNNLayer(ResetChildren, MessagePassing):
@@ -147,33 +231,59 @@ class NGGNNLayer(ResetChildren, MessagePassing):
         self.post = mlp((1 + len(aggregators) * len(scalers)) * hidden, hidden, hidden)
         self.edge_mlp = EdgeUpdate(hidden) if update_edges else None
 
-    def forward(self, h: Tensor, e: Tensor, edge_index2: Tensor, kind2: Tensor,
-                edge_index: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, h: Tensor, e: Tensor, edge_index2: Tensor | None, kind2: Tensor | None,
+                edge_index: Tensor, blocks: UniformBlocks | None = None) -> tuple[Tensor, Tensor]:
         """One layer: FiLM-conditioned messages, PNA aggregation, node update, then the edge update.
 
         Args:
             h: node features.
             e: forward-edge features.
-            edge_index2, kind2: both directions of every edge and their kinds (:func:`bidirectional`).
+            edge_index2, kind2: both directions of every edge and their kinds (:func:`bidirectional`);
+                unused (may be ``None``) when ``blocks`` is given.
             edge_index: the forward edges ``[2, E]`` (for the edge update).
+            blocks: the dense blocks of a uniform batch (:class:`~dws_equiv.uniform.UniformBlocks`):
+                the same messages, computed by broadcasting within each block.
 
         Shapes: ``h [N, H]``, ``e [E, H]``, ``edge_index2 [2, 2E]``, ``kind2 [2E]`` ->
         ``(h [N, H], e [E, H])`` (``e`` unchanged when ``update_edges=False``).
         """
         hn = self.norm(h)
-        gamma, beta = self.film(e, kind2).chunk(2, -1)
-        n = h.size(0)
-        agg = self.propagate(edge_index2, a=self.lin_dst(hn), b=self.lin_src(hn), gamma=gamma, beta=beta,
-                             size=(n, n))
+        a, b = self.lin_dst(hn), self.lin_src(hn)
+        if blocks is None:
+            gamma, beta = self.film(e, kind2).chunk(2, -1)
+            n = h.size(0)
+            agg = self.propagate(edge_index2, a=a, b=b, gamma=gamma, beta=beta, size=(n, n))
+        else:
+            agg = self._aggregate_uniform(blocks, a, b, e)
         h = h + self.post(torch.cat([hn, agg], -1))
         if self.edge_mlp is not None:
-            e = self.edge_mlp(h, e, edge_index)
+            e = self.edge_mlp(h, e, edge_index, blocks)
         return h, e
+
+    def _aggregate_uniform(self, blocks: UniformBlocks, a: Tensor, b: Tensor, e: Tensor) -> Tensor:
+        """:meth:`propagate` on a uniform batch: each block's messages in both directions, by broadcasting.
+
+        Block ``m`` holds the edges from layer ``m-1`` (source) to layer ``m`` (target). Its forward
+        messages reach layer ``m`` (reduced over the source axis 2), its reverse messages reach
+        layer ``m-1`` (reduced over the target axis 1).
+
+        Shapes: ``a, b [N, H]``, ``e [E, H]`` -> ``[N, H * len(aggregators) * len(scalers)]``.
+        """
+        directions = self.film.directions(e, chunks=2, offset=(1.0, 0.0))
+        incoming: list[list[tuple[Tensor, int]]] = [[] for _ in blocks.widths]
+        for (scale, beta), dim in ((directions[0], 2), (directions[1], 1)):
+            # a_i + b_j of every edge of this direction: a of its target, b of its source
+            z = blocks.broadcast_nodes(*((a, b) if dim == 2 else (b, a)))
+            msg = self.msg_out(nn.functional.silu(scale * z + beta))
+            for m, block in enumerate(blocks.edge_blocks(msg), 1):
+                incoming[m if dim == 2 else m - 1].append((block, dim))
+        return self.aggr_module.forward_uniform(blocks, incoming)
 
     def message(self, a_i: Tensor, b_j: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
         """``W_m silu((1 + gamma_ij) * (A h_i + B h_j) + beta_ij)`` for each directed edge ``j -> i``.
 
-        Shapes: all inputs ``[2E, H]`` -> ``[2E, H]``.
+        Shapes: all inputs ``[2E, H]`` -> ``[2E, H]`` (or any shapes that broadcast to one, as in the
+        uniform path's ``[B, d_m, d_{m-1}, H]`` blocks).
         """
         return self.msg_out(nn.functional.silu((1 + gamma) * (a_i + b_j) + beta))
 
@@ -196,3 +306,8 @@ class NGGNN(NGProcessor):
             NGGNNLayer(hidden, aggregators, scalers, avg_degree,
                        update_edges=(i < num_layers - 1) or self.updates_last_edges)
             for i in range(num_layers))
+
+    @property
+    def supports_uniform_path(self) -> bool:
+        """Dense blocks need the fused aggregators (sum, mean, min, max, var, std); others use scatters."""
+        return all(layer.aggr_module.fused for layer in self.layers)
