@@ -86,7 +86,9 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
 from .checks import check_positive_int, renamed_argument
+from .dense import DenseFeatures, check_uniform_sizes, reduce_dim, resolve_layout
 from .index import DWSIndex
+from .uniform import UniformBlocks
 
 __all__ = ["DWSLayer", "NODE_IN", "NODE_OUT", "ANCHOR_OUT", "POOLED", "RELATION_CONTEXT", "Slots",
            "relation_context_slots", "full_context_slots"]
@@ -410,12 +412,15 @@ class DWSLayer(nn.Module):
             raise ValueError(f"a graph has depth {M} but this DWS layer (tying='full') has parameters "
                              f"for depths {list(self.depths)}")
 
-    def _index(self, index, x: Tensor, edge_attr: Tensor) -> DWSIndex:
-        idx = DWSIndex.resolve(index, self.max_in, self.max_out, "this DWS layer")
+    def _check_channels(self, x: Tensor, edge_attr: Tensor) -> None:
         C, Co = self.in_channels, self.out_channels
         if x.dim() != 2 or x.size(1) != C or edge_attr.dim() != 2 or edge_attr.size(1) != C:
             raise ValueError(f"DWSLayer({C}, {Co}) expects x [N, {C}] and edge_attr [E, {C}], "
                              f"got {tuple(x.shape)} and {tuple(edge_attr.shape)}")
+
+    def _index(self, index, x: Tensor, edge_attr: Tensor) -> DWSIndex:
+        idx = DWSIndex.resolve(index, self.max_in, self.max_out, "this DWS layer")
+        self._check_channels(x, edge_attr)
         if x.size(0) != idx.num_nodes or edge_attr.size(0) != idx.num_edges:
             raise ValueError("x / edge_attr do not match the index (built for another batch?)")
         if self.tying == "full":
@@ -429,13 +434,20 @@ class DWSLayer(nn.Module):
         Args:
             x: node features (biases); input neurons are ignored.
             edge_attr: edge features (weights); residual edges are ignored.
-            index: a :class:`DWSIndex` of the batch (build it once, share it between layers)
-                or the batch itself.
+            index: a :class:`DWSIndex` of the batch (build it once, share it between layers;
+                always takes the gather/scatter path), a :class:`~dws_equiv.uniform.UniformBlocks`
+                (takes the dense path, :meth:`forward_dense`) or the batch itself (dense path when
+                :meth:`UniformBlocks.detect` finds it uniform, else its :class:`DWSIndex`). Both
+                paths compute the same function with the same parameters.
 
         Shapes: ``x [N, C]``, ``edge_attr [E, C]`` -> ``([N, C'], [E, C'])``; input neurons
         and residual edges get zeros.
         """
-        idx = self._index(index, x, edge_attr)
+        layout = resolve_layout(index, self.max_in, self.max_out, "this DWS layer")
+        if isinstance(layout, UniformBlocks):
+            self._check_channels(x, edge_attr)
+            return self.forward_dense(DenseFeatures.from_flat(x, edge_attr, layout)).to_flat()
+        idx = self._index(layout, x, edge_attr)
         objects = self._gather(x, edge_attr, idx)
         node_terms = self._node_terms(objects, idx)
         anchor_terms = self._anchor_terms(objects, idx)
@@ -486,13 +498,8 @@ class DWSLayer(nn.Module):
         free = torch.cat([objects.pooled_first, objects.pooled_last, objects.output_bias], 1)   # F, L, O
         if self.tying == "relation":
             per_layer = torch.cat([objects.pooled_bias, objects.pooled_middle], 1).view(G, L, 2 * C)
-            padded = Fn.pad(per_layer, (0, 0, 1, 1))
-            same, prev, nxt = padded[:, 1:L + 1], padded[:, :L], padded[:, 2:]
-            distant = per_layer.sum(1, keepdim=True) - same - prev - nxt
-            if r != "sum":                       # mean over the distant layers that exist in each graph
-                counts = _distant_layer_counts(idx.depth, L, dtype)                  # [G, L, 2]
-                distant = (distant.view(G, L, 2, C) / counts.unsqueeze(-1)).view(G, L, 2 * C)
-            context = torch.cat([same, prev, nxt, distant, free.unsqueeze(1).expand(G, L, free.size(1))], 2)
+            counts = _distant_layer_counts(idx.depth, L, dtype) if r != "sum" else None
+            context = _relation_context(per_layer, free, counts)
             out = context.view(G * L, -1) @ self._matrix("a", ANCHOR_OUT, RELATION_CONTEXT, Di, Do, dtype, device).t()
             bias = self._bias("a", ANCHOR_OUT, Di, Do, dtype, device)
             return out if bias is None else out + bias
@@ -544,6 +551,156 @@ class DWSLayer(nn.Module):
             out = out.index_copy(0, ids, middle[ids] @ self._block(f"e{M}_{m}", "self", "c", "self", "c", Di, Do,
                                                                    dtype).t())
         return out
+
+
+    # -- the dense path (uniform batches) ---------------------------------------------------
+
+    def forward_dense(self, feats: DenseFeatures) -> DenseFeatures:
+        """The layer on the per-layer tensors of a uniform batch: the function :meth:`forward` computes.
+
+        Every term of the gather/scatter path, with "gather the target's (source's) features" a
+        broadcast over one axis of a weight block and "pool a neuron's edges" a reduction over
+        the other; no index tensors, no padding to ``max_in`` / ``max_out``. Slots that are zero
+        in the scatter path by structure (``F`` off layer 1, ``L`` off layer ``M-1``, ``IN`` at
+        layer 1, ``OUT`` at layer ``M-1``) are left out, and only the outputs that the scatter
+        path writes back are formed. Reductions run in the scatter path's order (a neuron's
+        edges first, then the layer's neurons), so ``reduce="max"`` routes gradients alike.
+
+        Args:
+            feats: node and edge features of a uniform batch with ``C`` channels.
+
+        Shapes: ``nodes[l] [B, d_l, C]``, ``edges[m-1] [B, d_m, d_{m-1}, C]`` -> the same with
+        ``C'`` channels; input neurons get zeros.
+        """
+        M, C = feats.depth, self.in_channels
+        self._check_depth(M)
+        check_uniform_sizes(feats.blocks, self.max_in, self.max_out, "this DWS layer")
+        if any(t.size(-1) != C for t in feats.nodes + feats.edges):
+            raise ValueError(f"DWSLayer({C}, {self.out_channels}) expects {C} channels, got node features "
+                             f"{[tuple(t.shape) for t in feats.nodes]} and edge features "
+                             f"{[tuple(t.shape) for t in feats.edges]}")
+        inputs = self._dense_inputs(feats)
+        anchors = self._dense_anchor_terms(feats, inputs)
+        shared = None
+        if self.tying == "relation":            # one matrix for every layer: built once, sliced per layer
+            Di, Do, x = feats.widths[0], feats.widths[-1], feats.nodes[1]
+            shared = self._matrix("n", NODE_OUT, NODE_IN, Di, Do, x.dtype, x.device)
+        terms = [self._dense_node_terms(M, h, inputs[h - 1], feats.widths, shared) for h in range(1, M)]
+        return self._dense_outputs(feats, terms, anchors)
+
+    def _dense_inputs(self, feats: DenseFeatures) -> list[dict[str, Tensor]]:
+        """Per hidden layer ``h = 1..M-1`` its :data:`NODE_IN` slots that exist there, ``[B, d_h, k]`` each."""
+        M, W, r = feats.depth, feats.edges, self.reduce
+        out = []
+        for h in range(1, M):
+            slots = {"B": feats.nodes[h]}
+            if h == 1:
+                slots["F"] = W[0].flatten(2)                          # W_1 rows, input position major
+            if h == M - 1:
+                slots["L"] = W[M - 1].transpose(1, 2).flatten(2)      # W_M columns, output position major
+            if h >= 2:
+                slots["IN"] = reduce_dim(W[h - 1], 2, r)              # pooled incoming middle edges
+            if h <= M - 2:
+                slots["OUT"] = reduce_dim(W[h], 1, r)                 # pooled outgoing middle edges
+            out.append(slots)
+        return out
+
+    def _dense_node_terms(self, M: int, h: int, inputs: dict[str, Tensor], widths,
+                          shared: Tensor | None) -> dict[str, Tensor]:
+        """Node terms of hidden layer ``h``: its :data:`NODE_OUT` slots that are read, ``[B, d_h, k]`` each.
+
+        ``shared`` is the full ``NODE_OUT x NODE_IN`` matrix under ``tying="relation"`` (sliced
+        here, so every parameter stays in the autograd graph, with a zero gradient where a slot is
+        absent, as in the scatter path); ``None`` under ``tying="full"``, whose group ``n{M}_{h}``
+        holds exactly the blocks of the slots present.
+        """
+        Di, Do = widths[0], widths[-1]
+        present_in, present_out = _node_present(M, h)
+        in_layout = tuple(s for s in NODE_IN if s[0] in present_in)
+        out_layout = tuple(s for s in NODE_OUT if s[0] in present_out)
+        X = torch.cat([inputs[name] for name, _ in in_layout], -1)
+        if shared is None:
+            W = self._matrix(self._key("n", M, h), out_layout, in_layout, Di, Do, X.dtype, X.device)
+        else:
+            rows = Slots(NODE_OUT, self.out_channels, Di, Do)
+            cols = Slots(NODE_IN, self.in_channels, Di, Do)
+            W = torch.cat([shared[:, cols[name]] for name, _ in in_layout], 1)
+            W = torch.cat([W[rows[name]] for name, _ in out_layout], 0)
+        Y = X @ W.t()
+        slots = Slots(out_layout, self.out_channels, Di, Do)
+        return {name: Y[..., slots[name]] for name, _ in out_layout}
+
+    def _dense_anchor_terms(self, feats: DenseFeatures, inputs: list[dict[str, Tensor]]) -> Tensor:
+        """Pooled terms of every anchor layer ``a = 1..M``: ``[B, M, ANCHOR_OUT]``."""
+        M, C, r = feats.depth, self.in_channels, self.reduce
+        B, Di, Do = feats.blocks.num_graphs, feats.widths[0], feats.widths[-1]
+        dtype, device = feats.nodes[1].dtype, feats.nodes[1].device
+        pooled = [{k: reduce_dim(v, 1, r) for k, v in s.items() if k != "OUT"} for s in inputs]
+        zero = feats.nodes[1].new_zeros(B, C)
+        pb = [p["B"] for p in pooled]
+        pe = [p.get("IN", zero) for p in pooled]                      # layer 1 has no incoming middle edge
+        free = torch.cat([pooled[0]["F"], pooled[-1]["L"], feats.nodes[M].reshape(B, Do * C)], 1)
+        if self.tying == "relation":
+            per_layer = torch.stack([torch.cat([b, e], 1) for b, e in zip(pb, pe)]
+                                    + [feats.nodes[1].new_zeros(B, 2 * C)], 1)          # layer M pools nothing
+            counts = None if r == "sum" else _distant_layer_counts(torch.full((1,), M, device=device), M, dtype)
+            context = _relation_context(per_layer, free, counts)
+            out = context @ self._matrix("a", ANCHOR_OUT, RELATION_CONTEXT, Di, Do, dtype, device).t()
+            bias = self._bias("a", ANCHOR_OUT, Di, Do, dtype, device)
+            return out if bias is None else out + bias
+        context, layout, rows = torch.cat(pb + pe + [free], 1), full_context_slots(M - 1), []
+        for a in range(1, M + 1):
+            y = context @ self._matrix(f"a{M}_{a}", ANCHOR_OUT, layout, Di, Do, dtype, device).t()
+            bias = self._bias(f"a{M}_{a}", ANCHOR_OUT, Di, Do, dtype, device)
+            rows.append(y if bias is None else y + bias)
+        return torch.stack(rows, 1)
+
+    def _dense_outputs(self, feats: DenseFeatures, terms: list[dict[str, Tensor]], anchors: Tensor) -> DenseFeatures:
+        """Node terms plus the broadcast anchor terms, as new per-layer / per-block tensors."""
+        M, B, Co, widths = feats.depth, feats.blocks.num_graphs, self.out_channels, feats.widths
+        Di, Do = widths[0], widths[-1]
+        slots = Slots(ANCHOR_OUT, Co, Di, Do)
+
+        def anchor(a: int, name: str) -> Tensor:                      # [B, 1, k]: broadcast over layer a
+            return anchors[:, a - 1, slots[name]].unsqueeze(1)
+
+        nodes = [feats.nodes[1].new_zeros(B, Di, Co)]
+        nodes += [terms[h - 1]["B"] + anchor(h, "B") for h in range(1, M)]
+        nodes.append(anchors[:, M - 1, slots["O"]].reshape(B, Do, Co))
+        first = (terms[0]["F"] + anchor(1, "F")).view(B, widths[1], Di, Co)
+        last = (terms[M - 2]["L"] + anchor(M - 1, "L")).view(B, widths[M - 1], Do, Co).transpose(1, 2)
+        middle = []
+        for m in range(2, M):                                         # W_m: self + target's Ud + source's Us
+            E = self._block(self._key("e", M, m), "self", "c", "self", "c", Di, Do, anchors.dtype)
+            out = torch.matmul(feats.edges[m - 1], E.t())
+            out.add_((terms[m - 1]["Ud"] + anchor(m, "E")).unsqueeze(2))
+            middle.append(out.add_(terms[m - 2]["Us"].unsqueeze(1)))
+        if M == 2 and self.tying == "relation":
+            # no middle edge: the scatter path's edge-self matmul runs on zero rows, which still gives
+            # its parameter a (zero) gradient; DistributedDataParallel needs every parameter to get one
+            E = self._block("e", "self", "c", "self", "c", Di, Do, anchors.dtype)
+            first = first + (anchors.new_zeros(0, E.size(1)) @ E.t()).sum()
+        return DenseFeatures(feats.blocks, tuple(nodes), (first, *middle, last))
+
+def _relation_context(per_layer: Tensor, free: Tensor, counts: Tensor | None) -> Tensor:
+    """The pooled context of every anchor row under ``tying="relation"`` (:data:`RELATION_CONTEXT`).
+
+    Args:
+        per_layer: pooled ``(B, E)`` of every layer ``1..L`` of every graph.
+        free: pooled ``F``, ``L`` and the output biases ``O`` of every graph.
+        counts: from :func:`_distant_layer_counts` (the distant layers are averaged), or ``None``
+            (summed, ``reduce="sum"``).
+
+    Shapes: ``per_layer [G, L, 2C]``, ``free [G, k]``, ``counts [G or 1, L, 2]`` ->
+    ``[G, L, 8C + k]``.
+    """
+    G, L, C2 = per_layer.shape
+    padded = Fn.pad(per_layer, (0, 0, 1, 1))
+    same, prev, nxt = padded[:, 1:L + 1], padded[:, :L], padded[:, 2:]
+    distant = per_layer.sum(1, keepdim=True) - same - prev - nxt
+    if counts is not None:                       # mean over the distant layers that exist in each graph
+        distant = (distant.view(G, L, 2, C2 // 2) / counts.unsqueeze(-1)).view(G, L, C2)
+    return torch.cat([same, prev, nxt, distant, free.unsqueeze(1).expand(G, L, free.size(1))], 2)
 
 
 def _distant_layer_counts(depth: Tensor, L: int, dtype) -> Tensor:

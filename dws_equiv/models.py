@@ -11,9 +11,11 @@ from torch import Tensor, nn
 from neuralgraph import EDGE_FORWARD
 
 from .checks import check_graph_batch, check_positive_int, check_probability, renamed_argument
+from .dense import DenseFeatures, resolve_layout
 from .index import DWSIndex
 from .layers import DWSLayer
 from .readout import DWSReadout
+from .uniform import UniformBlocks
 
 from .reset import ResetChildren
 __all__ = ["DWSNet"]
@@ -47,6 +49,15 @@ class DWSNet(ResetChildren, nn.Module):
     ``tying`` / ``reduce`` / ``max_in`` / ``max_out`` / ``pair_mixing`` / ``max_depth`` /
     ``depths`` are passed to every :class:`DWSLayer`. The default ``tying="relation"``
     serves any depth and mixed-depth batches with one parameter set.
+
+    Two paths compute the same function with the same parameters: on a *uniform* batch (every
+    graph of one fully connected architecture, stored in canonical order, as INR datasets
+    and ``neuralgraph.stacked_to_batch`` give; see :class:`~dws_equiv.uniform.UniformBlocks`)
+    the layers, norms and readout run on per-layer tensors ``[B, d_l, C]`` and per-block
+    weight tensors ``[B, d_m, d_{m-1}, C]`` with no index at all
+    (:meth:`DWSLayer.forward_dense`); any other batch (mixed architectures, residual
+    edges, another order) takes the gather/scatter path through a :class:`DWSIndex`.
+    :attr:`dense_path` ``= False`` forces the latter.
     """
 
     def __init__(
@@ -109,14 +120,40 @@ class DWSNet(ResetChildren, nn.Module):
             self.node_proj = nn.Linear(hidden, self.out_node)
             self.edge_proj = nn.Linear(hidden, self.out_edge)
 
+    #: Take the dense path on uniform batches (see the class docstring). ``False`` forces the
+    #: gather/scatter path everywhere (a reference for tests and benchmarks); both compute the
+    #: same function.
+    dense_path: bool = True
+
     def index(self, batch) -> DWSIndex:
         """The gather/scatter indices of a batch (computed once per forward, shared by all layers)."""
         return DWSIndex.from_batch(batch, self.max_in, self.max_out)
 
-    def features(self, batch, index: DWSIndex | None = None) -> tuple[Tensor, Tensor, DWSIndex]:
-        """Equivariant hidden features ``(node [N, hidden], edge [E, hidden], index)``."""
+    def layout(self, batch) -> UniformBlocks | DWSIndex:
+        """How this model processes ``batch``: its :class:`~dws_equiv.uniform.UniformBlocks` when it is
+        uniform (one fully connected architecture in canonical order, with a hidden layer) and
+        :attr:`dense_path` is on, else its :class:`DWSIndex`."""
+        if not self.dense_path:
+            return self.index(batch)
+        return resolve_layout(batch, self.max_in, self.max_out, "this DWSNet")
+
+    def features(self, batch, index: DWSIndex | UniformBlocks | None = None
+                 ) -> tuple[Tensor, Tensor, DWSIndex | UniformBlocks]:
+        """Equivariant hidden features ``(node [N, hidden], edge [E, hidden], layout)``.
+
+        ``index`` (default :meth:`layout`) picks the path: a :class:`DWSIndex` the gather/scatter
+        path, a :class:`~dws_equiv.uniform.UniformBlocks` the dense one.
+        """
         check_graph_batch(batch, "DWSNet")
-        idx = index if index is not None else self.index(batch)
+        layout = index if index is not None else self.layout(batch)
+        x, e = self._inputs(batch)
+        if isinstance(layout, UniformBlocks):
+            x, e = self._dense_features(x, e, layout).to_flat()
+            return x, e, layout
+        return (*self._scatter_features(x, e, layout), layout)
+
+    def _inputs(self, batch) -> tuple[Tensor, Tensor]:
+        """The batch's ``x`` / ``edge_attr`` in the model's dtype, zero-padded to the first layer's channels."""
         dtype = next(self.parameters()).dtype
         x, e = batch.x.to(dtype), batch.edge_attr.to(dtype)      # as the NG processors: the model's dtype
         if x.size(-1) != self.in_node or e.size(-1) != self.in_edge:
@@ -126,11 +163,31 @@ class DWSNet(ResetChildren, nn.Module):
         c0 = max(self.in_node, self.in_edge)
         x = nn.functional.pad(x, (0, c0 - x.size(-1)))
         e = nn.functional.pad(e, (0, c0 - e.size(-1)))
+        return x, e
+
+    def _scatter_features(self, x: Tensor, e: Tensor, idx: DWSIndex) -> tuple[Tensor, Tensor]:
         for layer, nn_, en in zip(self.layers, self.node_norms, self.edge_norms):
             x, e = layer(x, e, idx)
             x = self.dropout(torch.relu(nn_(x)))
             e = self.dropout(torch.relu(en(e)))
-        return x, e, idx
+        return x, e
+
+    def _dense_features(self, x: Tensor, e: Tensor, blocks: UniformBlocks) -> DenseFeatures:
+        """Every layer, norm and activation on the per-layer tensors of a uniform batch.
+
+        The norms act per element over channels, so per-layer tensors give the scatter path's
+        values; with dropout the random masks are drawn per tensor (same distribution, other draws).
+        """
+        feats = DenseFeatures.from_flat(x, e, blocks)
+        for layer, nn_, en in zip(self.layers, self.node_norms, self.edge_norms):
+            feats = layer.forward_dense(feats)
+            feats = feats.map(lambda t, n=nn_: self._activate(n, t), lambda t, n=en: self._activate(n, t))
+        return feats
+
+    def _activate(self, norm: nn.Module, t: Tensor) -> Tensor:
+        """``dropout(relu(norm(t)))``; the ReLU is in place on a norm's fresh output (not saved for its backward)."""
+        h = norm(t)
+        return self.dropout(torch.relu_(h) if h is not t else torch.relu(h))
 
     def forward(self, batch):
         """Logits ``[num_graphs, out_dim]``, an edited batch, or ``(node, edge)`` features (see the class)."""
@@ -139,21 +196,24 @@ class DWSNet(ResetChildren, nn.Module):
             out = copy.copy(batch)                       # shallow: structure tensors are shared, not copied
             out.x, out.edge_attr = node, edge
             return out
-        x, e, idx = self.features(batch)
         if self.head == "invariant":
-            return self.mlp(self.readout(x, e, idx))
+            check_graph_batch(batch, "DWSNet")
+            layout = self.layout(batch)
+            x, e = self._inputs(batch)
+            if isinstance(layout, UniformBlocks):
+                return self.mlp(self.readout.forward_dense(self._dense_features(x, e, layout)))
+            return self.mlp(self.readout(*self._scatter_features(x, e, layout), layout))
+        x, e, _ = self.features(batch)
         return x, e
 
     def edits(self, batch) -> tuple[Tensor, Tensor]:
         """The equivariant head's new ``x`` ``[N, out_node]`` and ``edge_attr`` ``[E, out_edge]``."""
         if self.head != "equivariant":
             raise ValueError("edits() needs head='equivariant'")
-        x, e, idx = self.features(batch)
+        x, e, _ = self.features(batch)
         node = self.node_proj(x)
         edge = self.edge_proj(e)
-        keep_n = torch.zeros(node.size(0), 1, dtype=node.dtype, device=node.device)
-        keep_n[idx.hidden_nodes] = 1
-        keep_n[idx.output_nodes] = 1
+        keep_n = (batch.node_layer > 0).unsqueeze(-1).to(node.dtype)      # hidden and output neurons
         is_w = batch.edge_type == EDGE_FORWARD
         node = node * keep_n
         edge = edge * is_w.unsqueeze(-1).to(edge.dtype)

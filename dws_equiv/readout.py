@@ -5,10 +5,12 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as Fn
 from torch_geometric.utils import scatter
 
 from .checks import check_positive_int
-from .index import DWSIndex
+from .dense import DenseFeatures, check_uniform_sizes, reduce_dim, resolve_layout
+from .uniform import UniformBlocks
 
 __all__ = ["DWSReadout"]
 
@@ -49,14 +51,19 @@ class DWSReadout(nn.Module):
         Args:
             x: node features; input neurons are ignored.
             edge_attr: edge features; residual edges are ignored.
-            index: a :class:`DWSIndex` of the batch or the batch itself.
+            index: a :class:`DWSIndex` of the batch (gather/scatter path), a
+                :class:`~dws_equiv.uniform.UniformBlocks` (dense path) or the batch itself (dense
+                when uniform); both paths give the same vector.
 
         Shapes: ``x [N, C]``, ``edge_attr [E, C]`` -> ``[num_graphs, out_features]``.
         """
-        idx = DWSIndex.resolve(index, self.max_in, self.max_out, "the readout")
+        layout = resolve_layout(index, self.max_in, self.max_out, "the readout")
         C, r = self.channels, self.reduce
         if x.size(-1) != C or edge_attr.size(-1) != C:
             raise ValueError(f"DWSReadout({C}) got x {tuple(x.shape)} and edge_attr {tuple(edge_attr.shape)}")
+        if isinstance(layout, UniformBlocks):
+            return self.forward_dense(DenseFeatures.from_flat(x, edge_attr, layout))
+        idx = layout
         G, L = idx.num_graphs, idx.max_depth
         Pi, Po = self.max_in, self.max_out
         # W_1 / W_M per free position, pooled over the hidden neurons (one scatter each)
@@ -81,3 +88,35 @@ class DWSReadout(nn.Module):
         B_mid = (Bp * mid.unsqueeze(-1)).sum(1) / denom
         E_mid = (Ep * mid.unsqueeze(-1)).sum(1) / denom
         return torch.cat([B_first, B_mid, B_last, E_mid, Fp, Lp, O], 1)
+
+    def forward_dense(self, feats: DenseFeatures) -> Tensor:
+        """The invariant vector of every graph of a uniform batch, from its per-layer tensors.
+
+        The same vector as :meth:`forward` (positions beyond the batch's ``d_0`` / ``d_M`` up to
+        ``max_in`` / ``max_out`` are zero), with reductions over axes instead of scatters.
+
+        Args:
+            feats: node and edge features of a uniform batch with ``C`` channels.
+
+        Shapes: ``nodes[l] [B, d_l, C]``, ``edges[m-1] [B, d_m, d_{m-1}, C]`` -> ``[B, out_features]``.
+        """
+        M, B, C, r = feats.depth, feats.blocks.num_graphs, self.channels, self.reduce
+        check_uniform_sizes(feats.blocks, self.max_in, self.max_out, "the readout")
+        if feats.nodes[1].size(-1) != C or feats.edges[0].size(-1) != C:
+            raise ValueError(f"DWSReadout({C}) got {feats.nodes[1].size(-1)} node and {feats.edges[0].size(-1)} "
+                             "edge channels")
+        W = feats.edges
+
+        def positions(t: Tensor, size: int) -> Tensor:              # [B, d, C] -> [B, size * C], zero-padded
+            return Fn.pad(t, (0, 0, 0, size - t.size(1))).reshape(B, size * C)
+
+        Fp = positions(reduce_dim(W[0], 1, r), self.max_in)          # W_1 pooled over layer-1 neurons
+        Lp = positions(reduce_dim(W[M - 1], 2, r), self.max_out)     # W_M pooled over layer-(M-1) neurons
+        O = positions(feats.nodes[M], self.max_out)
+        Bp = [reduce_dim(feats.nodes[h], 1, r) for h in range(1, M)]
+        if M > 2:                                                   # means over the middle layers 2..M-1
+            B_mid = torch.stack(Bp[1:]).sum(0) / (M - 2)
+            E_mid = torch.stack([reduce_dim(W[m - 1].flatten(1, 2), 1, r) for m in range(2, M)]).sum(0) / (M - 2)
+        else:
+            B_mid = E_mid = Bp[0].new_zeros(B, C)
+        return torch.cat([Bp[0], B_mid, Bp[-1], E_mid, Fp, Lp, O], 1)
