@@ -201,3 +201,44 @@ def test_checkpoints_from_before_the_uniform_path_predict_the_same(case):
     assert len(got) == len(saved["outputs"])
     for a, b in zip(got, saved["outputs"]):
         _close(a, b)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_uniform_path_bf16_autocast_keeps_invariance(name):
+    from neuralgraph.train.accel import amp_autocast, to_float32
+
+    batch = _stacked([2, 12, 12, 1], 4, seed=5)
+    permuted, _ = ng.permute_hidden(batch, generator=torch.Generator().manual_seed(4))
+    torch.manual_seed(0)
+    net = MODELS[name](5, hidden=16, num_layers=2, n_probes=4, max_in=4, max_out=4).eval()
+    with torch.no_grad(), pytest.warns(RuntimeWarning) if not _native_bf16() else _nothing():
+        with amp_autocast("cpu"):
+            out, out_p = to_float32(net(batch)), to_float32(net(permuted))
+    torch.testing.assert_close(out_p, out, rtol=2e-2, atol=2e-2)
+    assert float((out - net(batch).detach()).abs().max()) > 0  # autocast really ran in bf16
+
+
+def test_amp_on_a_cpu_without_native_bf16_warns(monkeypatch):
+    from neuralgraph.train import accel
+
+    monkeypatch.setattr(accel, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="no native bf16"):
+        accel.check_amp("cpu")
+    monkeypatch.setattr(accel, "cpu_has_native_bf16", lambda: True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        accel.check_amp("cpu")
+
+
+def _native_bf16() -> bool:
+    from neuralgraph.train.accel import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
