@@ -1,28 +1,38 @@
-"""Reproduce the INR classification table (MNIST, Fashion-MNIST) at full scale, resumably, in time slices.
+"""Reproduce the INR classification table (MNIST, Fashion-MNIST) at full scale, resumably.
 
-Run by hand, repeatedly, from the repository root (each invocation stops within ``--budget``
-seconds, default 540 = 9 minutes, and the next one continues where it stopped)::
+The one way to drive the full-scale runs. Start it detached, re-invoke the same command after
+any stop (a killed session, a reboot), and read the table it writes::
 
-    python benchmarks/reproduce_inr_classification.py --work runs/repro --device auto
-    python benchmarks/reproduce_inr_classification.py --work runs/repro --device auto   # ... again
-    cat runs/repro/results.jsonl
+    setsid nohup python benchmarks/reproduce_inr_classification.py --work ~/ng_runs/repro \
+        --datasets mnist --models nggnn > ~/ng_runs/repro/nggnn.log 2>&1 &
+    cat ~/ng_runs/repro/results.md          # table of finished runs and of runs in progress
+
+Two invocations may share one ``--work`` directory (e.g. one per model, one thread each):
+every run keeps its own state file, a dataset being fitted by one invocation is waited for by
+the other, and ``results.jsonl`` is appended under a lock.
 
 What it does, in order, each step resumable:
 
 1. Fits one SIREN per image on the DWSNets split of each dataset: 55,000 train / 5,000 val
    (a stratified subset of the official train split) / the official 10,000 test images,
-   with :func:`neuralgraph.inr.build_inr_splits` (chunked: a chunk on disk is never refit;
-   an invocation out of time stops after its current chunk). ``--fit authors`` (default) is
-   the DWSNets authors' protocol: Adam lr 5e-4, up to 1000 steps, per-INR early stopping at
-   40 dB PSNR; ``--fit fixed`` is this library's default, 200 steps at lr 1e-3. On a GPU the
-   device path fits; on CPU the fast threaded path (much slower: ~10-20 min per 70k INRs x
-   200 steps on 2-16 cores).
-2. Trains each model with the papers' settings (:data:`PAPER`) by
-   :func:`neuralgraph.train.train` with ``resume=True``, one epoch per call
-   (``stop_after_epoch``), as long as the measured epoch time fits in the remaining budget.
-3. Appends one JSON line per finished (dataset, model) run to ``<work>/results.jsonl``
-   (rewritten atomically; a result is recorded once): test/val accuracy of the best-val
-   epoch, epochs, wall time, device.
+   with :func:`neuralgraph.inr.build_inr_splits` (chunked: a chunk on disk is never refit).
+   ``--fit authors`` (default) is the DWSNets authors' protocol: Adam lr 5e-4, up to 1000
+   steps, per-INR early stopping at 40 dB PSNR; ``--fit fixed`` is 200 steps at lr 1e-3.
+2. Trains each model by :func:`neuralgraph.train.train` with ``resume=True``, one epoch per
+   call (``stop_after_epoch``): a stop loses at most the epoch in progress, and a resumed run
+   is bit-identical to an uninterrupted one. ``--epochs-profile cpu`` (default) trains for
+   :data:`CPU_EPOCHS` (what fits a 2-core CPU in days), ``paper`` for the papers' epochs; the
+   warm-up + cosine schedule always spans the epochs actually run.
+3. Appends one JSON line per finished run to ``<work>/results.jsonl`` (recorded once): test /
+   val accuracy at the best validation epoch, epochs, wall time, seconds per epoch, the
+   commit of the code and the machine. ``<work>/results.md`` (the table, finished runs and
+   runs in progress) and ``<work>/learning_curves_<dataset>.png`` are rewritten after every
+   epoch; ``--report`` rewrites them without training.
+
+Variants (levers on top of the papers' settings, reported as extra rows, never replacing
+the baseline rows): ``--variant NAME --model-arg KEY=VALUE ...`` trains the same model with
+those model arguments in ``run_<model>_<NAME>``, e.g. ``--variant probes --model-arg
+use_probes=true``.
 
 The papers' settings (read from the authors' repositories; where this library's models
 differ, the nearest setting is used and the difference stated):
@@ -40,10 +50,12 @@ differ, the nearest setting is used and the difference stated):
 * NG-T (same repository, ``scripts/mnist_cls_rt.sh``): relational transformer, node
   dimension 64 (edge dimension 32 there; ours shares one width), 4 layers, 8 heads, the same
   optimiser, schedule, batch and epochs, dropout 0.2 (none here). Paper: MNIST 92.4%.
+* Flat MLP baselines (``mlp``, ``mlp-aug`` with random hidden permutations): the DWSNets
+  trainer's defaults for every model (lr 1e-3 here, batch 512, 100 epochs).
 
 Optimiser note: the trainer here uses its own AdamW + warm-up/cosine schedule (see
-``neuralgraph.train``); lr, weight decay, batch, epochs, warm-up and clipping are taken from
-the papers as above.
+``neuralgraph.train``); lr, weight decay, batch, warm-up and clipping are taken from the
+papers as above, epochs from ``--epochs-profile``.
 """
 from __future__ import annotations
 
@@ -65,7 +77,13 @@ PAPER: dict[str, dict] = {
               "epochs": 200, "weight_decay": 5e-4, "clip_grad_norm": 10.0, "warmup_steps": 1000},
     "ngt": {"model_kwargs": {"hidden": 64, "num_layers": 4, "heads": 8, "use_probes": False}, "lr": 1e-3,
             "batch_size": 128, "epochs": 200, "weight_decay": 5e-4, "clip_grad_norm": 10.0, "warmup_steps": 1000},
+    "mlp": {"model_kwargs": {}, "lr": 1e-3, "batch_size": 512, "epochs": 100, "weight_decay": 5e-4,
+            "clip_grad_norm": 0.0, "warmup_epochs": 0.0},
+    "mlp-aug": {"model_kwargs": {}, "lr": 1e-3, "batch_size": 512, "epochs": 100, "weight_decay": 5e-4,
+                "clip_grad_norm": 0.0, "warmup_epochs": 0.0},
 }
+#: Epochs per model on a CPU (``--epochs-profile cpu``): what a 2-core machine trains in days.
+CPU_EPOCHS = {"nggnn": 30, "ngt": 30, "dwsnet": 60, "mlp": 60, "mlp-aug": 60}
 #: The papers' numbers, for the comparison column of the results.
 PAPER_ACC = {("mnist", "dwsnet"): 0.857, ("mnist", "nggnn"): 0.914, ("mnist", "ngt"): 0.924,
              ("fashion_mnist", "dwsnet"): 0.671, ("fashion_mnist", "nggnn"): 0.680}
@@ -77,28 +95,89 @@ class OutOfTime(Exception):
     """Raised between fitted chunks once the invocation's budget is spent."""
 
 
-def _load_state(path: Path) -> dict:
+def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _save_state(state: dict, path: Path) -> None:
+def _write_json(obj: dict, path: Path) -> None:
     from neuralgraph.io import atomic_write_text
 
-    atomic_write_text(json.dumps(state, indent=2, sort_keys=True), path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json.dumps(obj, indent=2, sort_keys=True), path)
+
+
+def _locked(directory: Path, what: str, poll: float = 5.0):
+    """``lock_directory`` that waits for another invocation instead of failing."""
+    from neuralgraph.io import DirectoryBusy, lock_directory
+
+    while True:
+        try:
+            lock = lock_directory(directory, what)
+            lock.__enter__()
+            return lock
+        except DirectoryBusy:
+            time.sleep(poll)
 
 
 def _append_result(row: dict, path: Path) -> bool:
-    """Append ``row`` to the JSON-lines file unless a row with its ``id`` is there (atomic rewrite)."""
+    """Append ``row`` to the JSON-lines file unless a row with its ``id`` is there (atomic, locked)."""
     from neuralgraph.io import atomic_write_text
 
-    text = path.read_text() if path.is_file() else ""
-    if any(json.loads(line).get("id") == row["id"] for line in text.splitlines() if line.strip()):
-        return False
-    atomic_write_text(text + json.dumps(row, sort_keys=True) + "\n", path)
-    return True
+    lock = _locked(path.parent / ".results_lock", "results file")
+    try:
+        text = path.read_text() if path.is_file() else ""
+        if any(json.loads(line).get("id") == row["id"] for line in text.splitlines() if line.strip()):
+            return False
+        atomic_write_text(text + json.dumps(row, sort_keys=True) + "\n", path)
+        return True
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _commit() -> str | None:
+    """The commit of the code this script imports (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _machine(device_name: str, threads: int) -> str:
+    """One line naming the machine: CPU model and cores (or the GPU), and the threads used."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if device_name.startswith("cuda"):
+        return f"{device_name}, host {cpu}"
+    return f"{cpu}, {os.cpu_count()} cores, {threads} thread{'s' if threads != 1 else ''}"
+
+
+def _parse_model_args(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--model-arg expects KEY=VALUE, got {item!r}")
+        out[key] = json.loads(value) if value.lower() not in ("true", "false") else value.lower() == "true"
+    return out
 
 
 def _train_config(model: str, data: Path, out: Path, n_train: int, args) -> "TrainConfig":  # noqa: F821
+    """The run's configuration: the papers' settings, the epochs of the profile, the variant's model arguments."""
     from neuralgraph.train import TrainConfig
 
     s = dict(PAPER[model])
@@ -109,32 +188,52 @@ def _train_config(model: str, data: Path, out: Path, n_train: int, args) -> "Tra
             kwargs["heads"] = 1
     if args.num_layers is not None:
         kwargs["num_layers"] = args.num_layers
+    kwargs.update(_parse_model_args(getattr(args, "model_arg", None) or []))
     batch = min(s.pop("batch_size"), args.batch_size or 10 ** 9)
     steps = s.pop("warmup_steps", None)
     warmup = s.pop("warmup_epochs", 0.0) if steps is None else steps / max(1, math.ceil(n_train / batch))
-    epochs = args.epochs or s.pop("epochs")
-    s.pop("epochs", None)
+    paper_epochs = s.pop("epochs")
+    profile = getattr(args, "epochs_profile", "paper")
+    epochs = args.epochs or (CPU_EPOCHS[model] if profile == "cpu" else paper_epochs)
     return TrainConfig(data=str(data), out=str(out), model=model, model_kwargs=kwargs, epochs=epochs,
                        batch_size=batch, warmup_epochs=float(min(warmup, epochs)), device=args.device,
-                       seed=args.seed, **s)
+                       seed=args.seed, n_reconstructions=0, **s)
+
+
+def _fit(source: str, data: Path, fit: dict, dev, args, out_of_time) -> float:
+    """Fit (or finish fitting) one dataset; another invocation fitting it is waited for. Returns seconds."""
+    from neuralgraph.inr import build_inr_splits
+    from neuralgraph.io import DirectoryBusy
+
+    root = None if source == "digits" else Path(args.data_root) / ROOTS[source]
+    sizes = dict(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test)
+    t = time.monotonic()
+    while True:
+        try:
+            build_inr_splits(source, data, root=root, chunk_size=args.chunk_size, device=dev,
+                             progress=not args.quiet, on_chunk=out_of_time, **sizes, **fit)
+            return time.monotonic() - t
+        except DirectoryBusy:
+            out_of_time(0, 0)
+            time.sleep(30)
 
 
 def run(args) -> list[dict]:
     """One invocation: continue fitting and training until done or out of ``args.budget`` seconds."""
-    from neuralgraph.inr import build_inr_splits, resolve_device
+    import torch
+
+    from neuralgraph.inr import INRDataset, resolve_device
     from neuralgraph.train import train
 
+    torch.set_num_threads(args.threads)
     start = time.monotonic()
-    left = lambda: args.budget - (time.monotonic() - start)  # noqa: E731
+    left = lambda: (args.budget or math.inf) - (time.monotonic() - start)  # noqa: E731
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    state_path, results_path = work / "state.json", work / "results.jsonl"
-    state = _load_state(state_path)
+    results_path = work / "results.jsonl"
     dev = resolve_device(args.device)
     device_name = str(dev)
     if dev.type == "cuda":
-        import torch
-
         device_name += f" ({torch.cuda.get_device_name(dev)})"
     recorded = []
 
@@ -143,85 +242,204 @@ def run(args) -> list[dict]:
             raise OutOfTime
 
     fit = {**FITS[args.fit], **({"steps": args.fit_steps} if args.fit_steps else {})}
+    suffix = f"_{args.variant}" if args.variant else ""
     for source in args.datasets:
         data = work / f"{source}_{args.fit}"
-        root = None if source == "digits" else Path(args.data_root) / ROOTS[source]
-        sizes = dict(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test)
-        t = time.monotonic()
+        fit_state_path = work / "state" / f"{source}_{args.fit}_fit.json"
         try:
-            build_inr_splits(source, data, root=root, chunk_size=args.chunk_size, device=dev,
-                             progress=not args.quiet, on_chunk=out_of_time, **sizes, **fit)
+            seconds = _fit(source, data, fit, dev, args, out_of_time)
         except OutOfTime:
-            print(f"[{source}] fitting: out of time after {time.monotonic() - t:.0f} s; run again to continue")
+            print(f"[{source}] fitting: out of time; run again to continue")
             return recorded
-        key_fit = f"{source}/{args.fit}/fit"
-        state.setdefault(key_fit, {"fit_s": 0.0})["fit_s"] += time.monotonic() - t
-        _save_state(state, state_path)
-        from neuralgraph.inr import INRDataset
-
+        fit_state = _read_json(fit_state_path)
+        fit_state["fit_s"] = fit_state.get("fit_s", 0.0) + seconds
+        _write_json(fit_state, fit_state_path)
         n_train = len(INRDataset(data / "train.pt", verify=False))
         for model in args.models:
-            key = f"{source}/{args.fit}/{model}"
-            st = state.setdefault(key, {"epochs_done": 0, "epoch_s": None, "train_s": 0.0})
-            config = _train_config(model, data, data / f"run_{model}", n_train, args)
-            while st.get("finished") is None:
-                need = 1.3 * st["epoch_s"] if st["epoch_s"] else 0.0
-                if left() <= need:
-                    print(f"[{key}] {st['epochs_done']}/{config.epochs} epochs; out of time (an epoch takes "
-                          f"~{st['epoch_s']:.0f} s); run again to continue")
-                    _save_state(state, state_path)
+            key = f"{source}/{args.fit}/{model}{suffix}"
+            state_path = work / "state" / f"{key.replace('/', '_')}.json"
+            st = _read_json(state_path) or {"epochs_done": 0, "epoch_s": None, "train_s": 0.0}
+            config = _train_config(model, data, data / f"run_{model}{suffix}", n_train, args)
+            lock = _locked(work / "state" / f".{key.replace('/', '_')}", "run state")
+            try:
+                row = _train_run(key, st, state_path, config, left, args, train)
+            finally:
+                lock.__exit__(None, None, None)
+            if row is None:
+                if st.get("finished") is None:
                     return recorded
-                t = time.monotonic()
-                nxt = st["epochs_done"] + 1
-                res = train(config, resume=True, progress=not args.quiet, verbose=False,
-                            stop_after_epoch=nxt if nxt < config.epochs else None)
-                dt = time.monotonic() - t
-                st["train_s"] += dt
-                done = res.epochs_done - st["epochs_done"]
-                if done > 0:
-                    st["epoch_s"] = dt / done
-                st["epochs_done"] = res.epochs_done
-                if res.finished:
-                    st["finished"] = True
-                    row = {"id": key, "dataset": source, "model": model, "fit": args.fit, "fit_settings": fit,
-                           "test_acc": res.test_acc, "val_acc": res.best_val_acc, "best_epoch": res.best_epoch,
-                           "epochs": res.epochs_done, "train_s": round(st["train_s"], 1),
-                           "fit_s": round(state[key_fit]["fit_s"], 1), "device": device_name,
-                           "n_train": n_train, "config": config.to_dict(), "paper_acc": PAPER_ACC.get((source, model)),
-                           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-                    if _append_result(row, results_path):
-                        recorded.append(row)
-                        print(f"[{key}] test acc {res.test_acc:.4f} (paper {row['paper_acc']}), "
-                              f"{res.epochs_done} epochs, {st['train_s']:.0f} s on {device_name}")
-                _save_state(state, state_path)
+                continue
+            row.update({"dataset": source, "model": model, "variant": args.variant, "fit": args.fit,
+                        "fit_settings": fit, "fit_s": round(fit_state["fit_s"], 1), "n_train": n_train,
+                        "device": device_name, "machine": _machine(device_name, args.threads),
+                        "commit": _commit(), "paper_acc": PAPER_ACC.get((source, model))})
+            if _append_result(row, results_path):
+                recorded.append(row)
+                print(f"[{key}] test acc {row['test_acc']:.4f} (paper {row['paper_acc']}), {row['epochs']} epochs, "
+                      f"{row['train_s']:.0f} s on {row['machine']}")
+            write_report(work)
     print(f"all done: results in {results_path}")
     return recorded
 
 
+def _train_run(key: str, st: dict, state_path: Path, config, left, args, train) -> dict | None:
+    """Train one run epoch by epoch; its result row once finished (None if out of time, or already recorded)."""
+    while st.get("finished") is None:
+        need = 1.2 * st["epoch_s"] if st["epoch_s"] else 0.0
+        if left() <= need:
+            print(f"[{key}] {st['epochs_done']}/{config.epochs} epochs; out of time (an epoch takes "
+                  f"~{st['epoch_s']:.0f} s); run again to continue")
+            _write_json(st, state_path)
+            return None
+        t = time.monotonic()
+        nxt = st["epochs_done"] + 1
+        res = train(config, resume=True, progress=not args.quiet, verbose=False,
+                    stop_after_epoch=nxt if nxt < config.epochs else None)
+        dt = time.monotonic() - t
+        st["train_s"] += dt
+        done = res.epochs_done - st["epochs_done"]
+        if done > 0:
+            st["epoch_s"] = dt / done
+        st["epochs_done"] = res.epochs_done
+        if res.finished:
+            st["finished"] = True
+            _write_json(st, state_path)
+            return {"id": key, "test_acc": res.test_acc, "val_acc": res.best_val_acc, "best_epoch": res.best_epoch,
+                    "epochs": res.epochs_done, "train_s": round(st["train_s"], 1),
+                    "epoch_s": round(st["epoch_s"], 1) if st["epoch_s"] else None, "config": config.to_dict(),
+                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        _write_json(st, state_path)
+        write_report(Path(args.work))
+    return None
+
+
+def _history(run_dir: Path) -> list[dict]:
+    """The per-epoch rows of a run's ``metrics.csv`` (empty before its first epoch)."""
+    import csv
+
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def write_report(work: Path) -> Path:
+    """Rewrite ``results.md`` and the learning-curve pictures from ``results.jsonl`` and the run directories."""
+    from neuralgraph.io import atomic_write_text
+
+    finished = {}
+    if (work / "results.jsonl").is_file():
+        for line in (work / "results.jsonl").read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                finished[row["id"]] = row
+    lines = ["| dataset | model | variant | fit | test acc | paper | best epoch / epochs | train time | s / epoch | "
+             "machine | commit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    curves: dict[str, dict[str, list[dict]]] = {}
+    for state_path in sorted((work / "state").glob("*.json")) if (work / "state").is_dir() else []:
+        if state_path.name.endswith("_fit.json"):
+            continue
+        st = _read_json(state_path)
+        for key in [k for k in finished if k.replace("/", "_") + ".json" == state_path.name] or [None]:
+            row = finished.get(key)
+            source, fit, name = (key or _key_from_state(state_path.name)).split("/")
+            model, _, variant = name.partition("_")
+            hist = _history(work / f"{source}_{fit}" / f"run_{name}")
+            curves.setdefault(source, {})[name] = hist
+            if row is not None:
+                paper = f"{100 * row['paper_acc']:.1f}" if row.get("paper_acc") else ""
+                lines.append(f"| {source} | {model} | {variant or ''} | {fit} | {100 * row['test_acc']:.1f} | {paper} "
+                             f"| {row['best_epoch']} / {row['epochs']} | {row['train_s'] / 3600:.1f} h | "
+                             f"{row.get('epoch_s') or ''} | {row.get('machine', row.get('device'))} | "
+                             f"{row.get('commit') or ''} |")
+            elif hist:
+                best = max(hist, key=lambda h: h.get("val_acc", 0.0))
+                lines.append(f"| {source} | {model} | {variant} | {fit} | (running: best val "
+                             f"{100 * best.get('val_acc', 0):.1f} at epoch {int(best['epoch'])}) | | "
+                             f"{int(best['epoch'])} / {st.get('epochs_done', len(hist))} done | "
+                             f"{st.get('train_s', 0) / 3600:.1f} h | {st.get('epoch_s') and round(st['epoch_s'], 1)} | | |")
+    atomic_write_text("\n".join(lines) + "\n", work / "results.md")
+    for source, runs in curves.items():
+        _plot_curves(source, runs, work / f"learning_curves_{source}.png")
+    return work / "results.md"
+
+
+def _key_from_state(name: str) -> str:
+    stem = name[:-len(".json")]
+    for fit in FITS:
+        marker = f"_{fit}_"
+        if marker in stem:
+            source, _, model = stem.partition(marker)
+            return f"{source}/{fit}/{model}"
+    raise ValueError(f"state file {name} names no fit protocol")
+
+
+def _plot_curves(source: str, runs: dict[str, list[dict]], path: Path) -> None:
+    """Validation (solid) and training (dashed) accuracy per epoch of every run on one dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from neuralgraph.io import save_figure
+
+    runs = {k: v for k, v in runs.items() if v}
+    if not runs:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (name, hist) in enumerate(sorted(runs.items())):
+        epochs = [h["epoch"] for h in hist]
+        colour = f"C{i % 10}"
+        ax.plot(epochs, [100 * h.get("val_acc", float("nan")) for h in hist], color=colour, label=f"{name} val")
+        ax.plot(epochs, [100 * h.get("train_acc", float("nan")) for h in hist], color=colour, ls="--", alpha=0.6)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{source} INR classification (dashed: train)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--work", default="runs/reproduce_inr", help="datasets, runs, state.json and results.jsonl")
+    ap.add_argument("--work", default="runs/reproduce_inr", help="datasets, runs, state/, results.jsonl, results.md")
     ap.add_argument("--data-root", default=str(REPO.parent / "shared" / "datasets"))
     ap.add_argument("--datasets", nargs="+", default=["mnist", "fashion_mnist"],
                     choices=["mnist", "fashion_mnist", "digits"])
-    ap.add_argument("--models", nargs="+", default=["nggnn", "ngt", "dwsnet"], choices=list(PAPER))
+    ap.add_argument("--models", nargs="+", default=["nggnn", "dwsnet", "mlp", "mlp-aug", "ngt"], choices=list(PAPER))
     ap.add_argument("--fit", default="authors", choices=list(FITS), help="INR fit protocol (see the docstring)")
+    ap.add_argument("--epochs-profile", default="cpu", choices=["cpu", "paper"],
+                    help="cpu: CPU_EPOCHS (default); paper: the papers' epochs")
+    ap.add_argument("--variant", default=None, help="name of a variant row (with --model-arg)")
+    ap.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="model argument of the variant (repeatable; JSON values)")
     ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (fitting and training)")
-    ap.add_argument("--budget", type=float, default=540.0, help="seconds this invocation may run (default 9 min)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of this invocation (default 1)")
+    ap.add_argument("--budget", type=float, default=None, help="seconds this invocation may run (default: no limit)")
     ap.add_argument("--chunk-size", type=int, default=5000, help="INRs per resumable fitting chunk")
     ap.add_argument("--n-train", type=int, default=None, help="cap (default: the 55k DWSNets train split)")
     ap.add_argument("--n-val", type=int, default=None, help="default 5000")
     ap.add_argument("--n-test", type=int, default=None, help="default: the 10k official test split")
     ap.add_argument("--fit-steps", type=int, default=None, help="override the protocol's (max) steps (smoke tests)")
-    ap.add_argument("--epochs", type=int, default=None, help="override the papers' epochs (smoke tests)")
+    ap.add_argument("--epochs", type=int, default=None, help="override the profile's epochs (smoke tests)")
     ap.add_argument("--hidden", type=int, default=None, help="override the papers' hidden width (smoke tests)")
     ap.add_argument("--num-layers", type=int, default=None, help="override the papers' depth (smoke tests)")
     ap.add_argument("--batch-size", type=int, default=None, help="cap the papers' batch size")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--report", action="store_true", help="only rewrite results.md and the curves")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    if args.budget <= 0:
+    if args.budget is not None and args.budget <= 0:
         ap.error(f"--budget must be > 0, got {args.budget}")
+    if args.model_arg and not args.variant:
+        ap.error("--model-arg needs --variant NAME (variants are extra rows, never the baseline's)")
+    if args.variant and ("_" in args.variant or "/" in args.variant):
+        ap.error(f"--variant names may not contain '_' or '/', got {args.variant!r}")
+    if args.report:
+        print(write_report(Path(args.work)).read_text())
+        return []
     return run(args)
 
 

@@ -461,7 +461,8 @@ def test_early_stopping_is_part_of_the_fingerprint(tmp_path):
 @pytest.mark.slow
 def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     """benchmarks/reproduce_inr_classification.py end to end at tiny size: an invocation out of time stops
-    between chunks, the next continues (one epoch per train call), finished runs are recorded once."""
+    between chunks, the next continues (one epoch per train call), finished runs are recorded once, a variant
+    is its own row, and the report lists them with their commit and machine."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("repro", REPO / "benchmarks" / "reproduce_inr_classification.py")
@@ -475,20 +476,32 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     assert len(chunks) == 1 and not (tmp_path / "results.jsonl").exists()
     rows = repro.main(argv)
     assert [r["model"] for r in rows] == ["nggnn"]
+    variant = repro.main(argv + ["--variant", "probes", "--model-arg", "use_probes=true", "--model-arg", "n_probes=2"])
+    assert [r["id"] for r in variant] == ["digits/fixed/nggnn_probes"]
     lines = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert [r["id"] for r in lines] == ["digits/fixed/nggnn"]
+    assert [r["id"] for r in lines] == ["digits/fixed/nggnn", "digits/fixed/nggnn_probes"]
     for r in lines:
         assert r["epochs"] == 2 and 0.0 <= r["test_acc"] <= 1.0 and r["n_train"] == 40
         assert r["fit_settings"] == {"steps": 20, "lr": 1e-3} and r["device"] == "cpu"
+        assert "1 thread" in r["machine"] and r["epoch_s"] > 0
     assert lines[0]["config"]["model_kwargs"] == {"hidden": 8, "num_layers": 1, "use_probes": False}
+    assert lines[1]["config"]["model_kwargs"] == {"hidden": 8, "num_layers": 1, "use_probes": True, "n_probes": 2}
     assert lines[0]["config"]["clip_grad_norm"] == 10.0 and lines[0]["config"]["batch_size"] == 16
-    # the papers' settings of the other models (DWSNets trainer defaults; 1000 warm-up steps for NG-T)
-    args = repro.argparse.Namespace(hidden=None, num_layers=None, batch_size=None, epochs=None, device="cpu", seed=0)
+    # the papers' settings of the other models (DWSNets trainer defaults; 1000 warm-up steps for NG-T), with the
+    # CPU profile's epochs by default and the papers' on request; the schedule always spans the epochs run
+    args = repro.argparse.Namespace(hidden=None, num_layers=None, batch_size=None, epochs=None, device="cpu", seed=0,
+                                    epochs_profile="paper", model_arg=[])
     dws = repro._train_config("dwsnet", tmp_path / "digits_fixed", tmp_path / "x", 55000, args)
     assert (dws.lr, dws.batch_size, dws.epochs, dws.clip_grad_norm) == (5e-3, 512, 100, 0.0)
     ngt = repro._train_config("ngt", tmp_path / "digits_fixed", tmp_path / "y", 55000, args)
     assert ngt.model_kwargs["hidden"] == 64 and ngt.epochs == 200 and abs(ngt.warmup_epochs - 1000 / 430) < 1e-9
-    state = json.loads((tmp_path / "state.json").read_text())
-    assert state["digits/fixed/nggnn"]["epochs_done"] == 2 and state["digits/fixed/nggnn"]["finished"]
+    args.epochs_profile = "cpu"
+    assert repro._train_config("nggnn", tmp_path / "digits_fixed", tmp_path / "z", 55000, args).epochs == 30
+    assert repro._train_config("dwsnet", tmp_path / "digits_fixed", tmp_path / "z", 55000, args).epochs == 60
+    state = json.loads((tmp_path / "state" / "digits_fixed_nggnn.json").read_text())
+    assert state["epochs_done"] == 2 and state["finished"]
     assert repro.main(argv) == []                                       # nothing new: recorded once
-    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 1
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
+    report = (tmp_path / "results.md").read_text()
+    assert report.count("| digits | nggnn |") == 2 and "| probes |" in report
+    assert (tmp_path / "learning_curves_digits.png").stat().st_size > 0
