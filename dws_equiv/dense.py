@@ -19,7 +19,7 @@ from torch import Tensor
 from .index import DWSIndex
 from .uniform import UniformBlocks
 
-__all__ = ["DenseFeatures", "reduce_dim", "resolve_layout", "check_uniform_sizes"]
+__all__ = ["DenseFeatures", "reduce_dim", "resolve_layout", "check_uniform_sizes", "mix_and_pool"]
 
 
 def check_uniform_sizes(blocks: UniformBlocks, max_in: int, max_out: int, who: str) -> UniformBlocks:
@@ -62,8 +62,8 @@ def reduce_dim(t: Tensor, dim: int, reduce: Literal["mean", "sum", "max"]) -> Te
         dim: the axis to reduce (removed).
         reduce: ``"mean"``, ``"sum"`` or ``"max"``.
     """
-    if reduce == "mean":
-        return t.mean(dim)
+    if reduce == "mean":            # sum, then scale the small result: the backward is an expand, not a copy
+        return t.sum(dim) / t.size(dim)
     if reduce == "sum":
         return t.sum(dim)
     if reduce == "max":
@@ -128,3 +128,51 @@ class DenseFeatures:
         """
         edge_fn = fn if edge_fn is None else edge_fn
         return DenseFeatures(self.blocks, tuple(fn(t) for t in self.nodes), tuple(edge_fn(t) for t in self.edges))
+
+
+def mix_and_pool(W: Tensor, E: Tensor, reduce: Literal["mean", "sum", "max"]) -> tuple[Tensor, Tensor, Tensor]:
+    """A weight block's channel mixing and its two pools, the three things a DWS layer reads from it.
+
+    Returns ``(W @ E^T, reduce over sources, reduce over targets)``. For ``"mean"`` and ``"sum"``
+    one autograd node computes all three, and its backward writes the block's gradient once
+    (``grad_mix @ E`` plus both pools' gradients broadcast in place) instead of three full-size
+    gradients summed by autograd; ``"max"`` uses the plain ops.
+
+    Args:
+        W: a weight block (target, source, channels).
+        E: the ``C' x C`` channel mixing.
+        reduce: ``"mean"``, ``"sum"`` or ``"max"``.
+
+    Shapes: ``W [B, d_t, d_s, C]``, ``E [C', C]`` -> ``([B, d_t, d_s, C'], [B, d_t, C], [B, d_s, C])``.
+    """
+    if reduce == "max":
+        return torch.matmul(W, E.t()), W.amax(2), W.amax(1)
+    return _MixAndPool.apply(W, E, reduce == "mean")
+
+
+class _MixAndPool(torch.autograd.Function):
+    """:func:`mix_and_pool` for sum / mean pools (first derivatives only)."""
+
+    @staticmethod
+    def forward(ctx, W: Tensor, E: Tensor, mean: bool) -> tuple[Tensor, Tensor, Tensor]:
+        ctx.save_for_backward(W, E)
+        ctx.mean = mean
+        to_target, to_source = W.sum(2), W.sum(1)
+        if mean:
+            to_target, to_source = to_target / W.size(2), to_source / W.size(1)
+        return torch.matmul(W, E.t()), to_target, to_source
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_mix: Tensor | None, g_target: Tensor | None, g_source: Tensor | None):
+        W, E = ctx.saved_tensors
+        g_W = g_E = None
+        if ctx.needs_input_grad[0]:
+            g_W = torch.matmul(g_mix, E) if g_mix is not None else torch.zeros_like(W)
+            if g_target is not None:
+                g_W.add_((g_target / W.size(2) if ctx.mean else g_target).unsqueeze(2))
+            if g_source is not None:
+                g_W.add_((g_source / W.size(1) if ctx.mean else g_source).unsqueeze(1))
+        if ctx.needs_input_grad[1] and g_mix is not None:
+            g_E = g_mix.reshape(-1, g_mix.size(-1)).t() @ W.reshape(-1, W.size(-1))
+        return g_W, g_E, None

@@ -86,7 +86,7 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
 from .checks import check_positive_int, renamed_argument
-from .dense import DenseFeatures, check_uniform_sizes, reduce_dim, resolve_layout
+from .dense import DenseFeatures, check_uniform_sizes, mix_and_pool, reduce_dim, resolve_layout
 from .index import DWSIndex
 from .uniform import UniformBlocks
 
@@ -151,6 +151,15 @@ class SetObjects(NamedTuple):
     pooled_middle: Tensor    # [G * L, C] middle edges pooled per (graph, layer of their target)
     pooled_first: Tensor     # [G, d_in * C] W_1 pooled over layer-1 neurons
     pooled_last: Tensor      # [G, d_out * C] W_M pooled over layer-(M-1) neurons
+
+
+class _Gather(NamedTuple):
+    """How :meth:`DWSLayer._assemble` builds a weight matrix or bias vector from a layer's parameters."""
+
+    names: tuple[str, ...]       # parameters concatenated (flattened) in this order, then a 0 and a 1
+    first: Tensor                # [R * K] position of each entry (or of its first factor) in that vector
+    second: Tensor | None        # [R * K] position of its second factor (factorized blocks), None if none
+    shape: tuple[int, ...]
 
 
 def _weight_name(key: str, y: str, x: str) -> str:
@@ -371,30 +380,103 @@ class DWSLayer(nn.Module):
         return w.reshape(py * Co, px * C).to(dtype)
 
     def _matrix(self, key: str, out_layout, in_layout, d_in: int, d_out: int, dtype, device) -> Tensor:
-        """The group's weight matrix in the (padded) slot layout; absent blocks are zero."""
-        C, Co = self.in_channels, self.out_channels
-        width = {"c": 1, "in": d_in, "out": d_out}
-        rows = []
-        for y, ky in out_layout:
-            cols = []
-            for x, kx in in_layout:
-                b = self._block(key, y, ky, x, kx, d_in, d_out, dtype)
-                cols.append(b if b is not None else torch.zeros(width[ky] * Co, width[kx] * C, dtype=dtype, device=device))
-            rows.append(torch.cat(cols, 1))
-        return torch.cat(rows, 0)
+        """The group's weight matrix in the (padded) slot layout; absent blocks are zero.
+
+        Block ``(y, x)`` of rows ``y`` and columns ``x`` holds :meth:`_block`'s matrix; the whole
+        matrix is gathered from the group's parameters in one step (see :meth:`_assemble`).
+
+        Shapes: ``[sum_y width(y) * C', sum_x width(x) * C]`` with ``width`` 1, ``d_in`` or ``d_out``.
+        """
+        plan = self._plan(("w", key, tuple(out_layout), tuple(in_layout), d_in, d_out, str(device)),
+                          lambda: self._plan_matrix(key, out_layout, in_layout, d_in, d_out, device))
+        return self._assemble(plan, self.weights, dtype)
 
     def _bias(self, key: str, out_layout, d_in: int, d_out: int, dtype, device) -> Tensor | None:
+        """The affine biases of the output slots of anchor group ``key`` as one vector (absent slots zero),
+        or ``None`` for a layer built with ``bias=False``."""
         if len(self.biases) == 0:
             return None
+        plan = self._plan(("b", key, tuple(out_layout), d_in, d_out, str(device)),
+                          lambda: self._plan_bias(key, out_layout, d_in, d_out, device))
+        return self._assemble(plan, self.biases, dtype)
+
+    # -- assembling weight matrices from parameters (two gathers instead of one op per block) --
+
+    def _plan(self, cache_key: tuple, make) -> "_Gather":
+        plans = self.__dict__.setdefault("_plans", {})      # not state: rebuilt after unpickling
+        if cache_key not in plans:
+            plans[cache_key] = make()
+        return plans[cache_key]
+
+    @staticmethod
+    def _assemble(plan: "_Gather", params: nn.ParameterDict, dtype) -> Tensor:
+        """``plan`` applied: the concatenated parameters (then a 0 and a 1) gathered at ``plan.first``,
+        times the entries at ``plan.second`` (factorized blocks: scale x shared matrix) if any."""
+        ref = params[plan.names[0]] if plan.names else next(iter(params.values()))
+        parts = [params[n].reshape(-1) for n in plan.names]
+        flat = torch.cat(parts + [torch.tensor([0.0, 1.0], dtype=ref.dtype, device=ref.device)])
+        out = flat.index_select(0, plan.first)
+        if plan.second is not None:
+            out = out * flat.index_select(0, plan.second)
+        return out.view(plan.shape).to(dtype)
+
+    def _plan_matrix(self, key: str, out_layout, in_layout, d_in: int, d_out: int, device) -> "_Gather":
+        """Where every entry of :meth:`_matrix` lives in the concatenated parameters of group ``key``."""
+        C, Co = self.in_channels, self.out_channels
         width = {"c": 1, "in": d_in, "out": d_out}
-        parts = []
+        R = sum(width[k] for _, k in out_layout) * Co
+        K = sum(width[k] for _, k in in_layout) * C
+        offsets: dict[str, int] = {}
+
+        def at(name: str) -> int:                            # offset of a parameter in the concatenation
+            if name not in offsets:
+                offsets[name] = sum(self.weights[n].numel() for n in offsets)
+            return offsets[name]
+
+        ZERO, ONE = -1, -2                                   # placeholders, resolved once the total is known
+        first = torch.full((R, K), ZERO, dtype=torch.long)
+        second = torch.full((R, K), ONE, dtype=torch.long)
+        r0 = 0
         for y, ky in out_layout:
+            py, c0 = width[ky], 0
+            i, o = torch.arange(py).view(-1, 1, 1, 1), torch.arange(Co).view(1, -1, 1, 1)
+            for x, kx in in_layout:
+                px = width[kx]
+                j, c = torch.arange(px).view(1, 1, -1, 1), torch.arange(C).view(1, 1, 1, -1)
+                rows, cols, shape = slice(r0, r0 + py * Co), slice(c0, c0 + px * C), (py, Co, px, C)
+                name = _weight_name(key, y, x)
+                if name in self.weights:                     # [P_y, C', P_x, C]
+                    Px = self.weights[name].shape[2]
+                    first[rows, cols] = (at(name) + ((i * Co + o) * Px + j) * C + c).reshape(py * Co, px * C)
+                elif name + "__a" in self.weights:           # a [P_y, P_x, C'] times t [C', C]
+                    Px = self.weights[name + "__a"].shape[1]
+                    first[rows, cols] = (at(name + "__a") + (i * Px + j) * Co + o).expand(shape).reshape(py * Co, -1)
+                    second[rows, cols] = (at(name + "__t") + o * C + c).expand(shape).reshape(py * Co, -1)
+                c0 += px * C
+            r0 += py * Co
+        total = sum(self.weights[n].numel() for n in offsets)
+        factorized = bool((second != ONE).any())
+        first[first == ZERO] = total
+        second[second == ONE] = total + 1
+        return _Gather(tuple(offsets), first.view(-1).to(device),
+                       second.view(-1).to(device) if factorized else None, (R, K))
+
+    def _plan_bias(self, key: str, out_layout, d_in: int, d_out: int, device) -> "_Gather":
+        """Where every entry of :meth:`_bias` lives in the concatenated biases of group ``key``."""
+        Co, width = self.out_channels, {"c": 1, "in": d_in, "out": d_out}
+        names, parts, total = [], [], 0
+        for y, ky in out_layout:
+            n = width[ky] * Co
             name = _bias_name(key, y)
-            if name in self.biases:
-                parts.append(self.biases[name][: width[ky]].reshape(-1).to(dtype))
+            if name in self.biases:                          # [P, C']: its first width(y) rows
+                parts.append(total + torch.arange(n))
+                names.append(name)
+                total += self.biases[name].numel()
             else:
-                parts.append(torch.zeros(width[ky] * self.out_channels, dtype=dtype, device=device))
-        return torch.cat(parts)
+                parts.append(torch.full((n,), -1, dtype=torch.long))
+        first = torch.cat(parts)
+        first[first == -1] = total
+        return _Gather(tuple(names), first.to(device), None, (first.numel(),))
 
     def weight_parameter_count(self) -> int:
         """Number of scalar weights (without affine biases): the dimension count of the spec in full mode."""
@@ -579,18 +661,25 @@ class DWSLayer(nn.Module):
             raise ValueError(f"DWSLayer({C}, {self.out_channels}) expects {C} channels, got node features "
                              f"{[tuple(t.shape) for t in feats.nodes]} and edge features "
                              f"{[tuple(t.shape) for t in feats.edges]}")
-        inputs = self._dense_inputs(feats)
+        inputs, mixes = self._dense_inputs(feats)
         anchors = self._dense_anchor_terms(feats, inputs)
         shared = None
         if self.tying == "relation":            # one matrix for every layer: built once, sliced per layer
             Di, Do, x = feats.widths[0], feats.widths[-1], feats.nodes[1]
             shared = self._matrix("n", NODE_OUT, NODE_IN, Di, Do, x.dtype, x.device)
         terms = [self._dense_node_terms(M, h, inputs[h - 1], feats.widths, shared) for h in range(1, M)]
-        return self._dense_outputs(feats, terms, anchors)
+        return self._dense_outputs(feats, terms, anchors, mixes)
 
-    def _dense_inputs(self, feats: DenseFeatures) -> list[dict[str, Tensor]]:
-        """Per hidden layer ``h = 1..M-1`` its :data:`NODE_IN` slots that exist there, ``[B, d_h, k]`` each."""
+    def _dense_inputs(self, feats: DenseFeatures) -> tuple[list[dict[str, Tensor]], list[Tensor]]:
+        """Per hidden layer ``h = 1..M-1`` its :data:`NODE_IN` slots that exist there (``[B, d_h, k]`` each),
+        and every middle block's edge-self term (its channel mixing, :func:`mix_and_pool`)."""
         M, W, r = feats.depth, feats.edges, self.reduce
+        Di, Do = feats.widths[0], feats.widths[-1]
+        mixes, to_target, to_source = [], {}, {}
+        for m in range(2, M):                                         # middle blocks W_2 .. W_{M-1}
+            E = self._block(self._key("e", M, m), "self", "c", "self", "c", Di, Do, W[m - 1].dtype)
+            mix, to_target[m], to_source[m - 1] = mix_and_pool(W[m - 1], E, r)
+            mixes.append(mix)
         out = []
         for h in range(1, M):
             slots = {"B": feats.nodes[h]}
@@ -599,11 +688,11 @@ class DWSLayer(nn.Module):
             if h == M - 1:
                 slots["L"] = W[M - 1].transpose(1, 2).flatten(2)      # W_M columns, output position major
             if h >= 2:
-                slots["IN"] = reduce_dim(W[h - 1], 2, r)              # pooled incoming middle edges
+                slots["IN"] = to_target[h]                            # pooled incoming middle edges
             if h <= M - 2:
-                slots["OUT"] = reduce_dim(W[h], 1, r)                 # pooled outgoing middle edges
+                slots["OUT"] = to_source[h]                           # pooled outgoing middle edges
             out.append(slots)
-        return out
+        return out, mixes
 
     def _dense_node_terms(self, M: int, h: int, inputs: dict[str, Tensor], widths,
                           shared: Tensor | None) -> dict[str, Tensor]:
@@ -655,8 +744,10 @@ class DWSLayer(nn.Module):
             rows.append(y if bias is None else y + bias)
         return torch.stack(rows, 1)
 
-    def _dense_outputs(self, feats: DenseFeatures, terms: list[dict[str, Tensor]], anchors: Tensor) -> DenseFeatures:
-        """Node terms plus the broadcast anchor terms, as new per-layer / per-block tensors."""
+    def _dense_outputs(self, feats: DenseFeatures, terms: list[dict[str, Tensor]], anchors: Tensor,
+                       mixes: list[Tensor]) -> DenseFeatures:
+        """Node terms plus the broadcast anchor terms (and the middle blocks' edge-self terms ``mixes``),
+        as new per-layer / per-block tensors."""
         M, B, Co, widths = feats.depth, feats.blocks.num_graphs, self.out_channels, feats.widths
         Di, Do = widths[0], widths[-1]
         slots = Slots(ANCHOR_OUT, Co, Di, Do)
@@ -670,9 +761,7 @@ class DWSLayer(nn.Module):
         first = (terms[0]["F"] + anchor(1, "F")).view(B, widths[1], Di, Co)
         last = (terms[M - 2]["L"] + anchor(M - 1, "L")).view(B, widths[M - 1], Do, Co).transpose(1, 2)
         middle = []
-        for m in range(2, M):                                         # W_m: self + target's Ud + source's Us
-            E = self._block(self._key("e", M, m), "self", "c", "self", "c", Di, Do, anchors.dtype)
-            out = torch.matmul(feats.edges[m - 1], E.t())
+        for m, out in zip(range(2, M), mixes):                        # W_m: self + target's Ud + source's Us
             out.add_((terms[m - 1]["Ud"] + anchor(m, "E")).unsqueeze(2))
             middle.append(out.add_(terms[m - 2]["Us"].unsqueeze(1)))
         if M == 2 and self.tying == "relation":
