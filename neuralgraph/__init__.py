@@ -26,6 +26,7 @@ from .graph import (
     to_models,
 )
 from .inference import embed, predict
+from .io import load, save
 from .interop import (DEFAULT_ACTIVATION, batch_models, from_weights_biases, register_safe_globals,
                       state_dict_by_order, to_graph_by_order)
 from .symmetry import HiddenPermutation, apply_permutation, permute_hidden, random_hidden_permutation
@@ -42,5 +43,5 @@ __all__ = [
     "read_params", "group_by_layout", "stacked_by_layout", "graph_index", "graph_archs", "num_graphs",
     "HiddenPermutation", "apply_permutation", "permute_hidden", "random_hidden_permutation",
     "DEFAULT_ACTIVATION", "batch_models", "from_weights_biases", "state_dict_by_order", "to_graph_by_order",
-    "embed", "predict", "inference",
+    "embed", "predict", "inference", "save", "load",
 ]

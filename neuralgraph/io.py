@@ -1,17 +1,30 @@
-"""Safe file writing: atomic writes (a crash or Ctrl-C never leaves a half-written dataset or
-checkpoint) and directory locks (two processes never write into one run or dataset directory)."""
+"""Safe files: atomic writes (a crash or Ctrl-C never leaves a half-written dataset or checkpoint),
+checksums (a damaged file is refused, never used) and directory locks (two processes never write into
+one run or dataset directory).
+
+:func:`save` / :func:`load` (``ng.save`` / ``ng.load``) write and read graphs, batches or any
+``torch.save``-able object of tensors with both: the file is written atomically and carries the sha256
+of every tensor and of the rest of its content (:func:`checksums`), verified when it is read.
+``torch.load`` checks nothing (not even the zip's CRC), so without them a file with overwritten bytes
+loads without error and gives other weights.
+"""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, IO, Iterator
 
 import torch
+from torch import Tensor
 
 __all__ = ["atomic_write", "atomic_save", "atomic_write_text", "save_figure", "LOCK_NAME", "DirectoryBusy",
-           "lock_directory"]
+           "lock_directory", "tensor_sha256", "checksums", "verify_checksums", "save", "load", "SAVED_FORMAT"]
+
+#: The ``format`` entry of a file written by :func:`save`.
+SAVED_FORMAT = "neuralgraph.save"
 
 try:
     import fcntl
@@ -67,6 +80,146 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120, **savefig_kwargs: 
     """``fig.savefig`` (format from the suffix, default PNG) through :func:`atomic_write`."""
     fmt = Path(path).suffix.lstrip(".") or "png"
     return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, **savefig_kwargs))
+
+
+def tensor_sha256(t: Tensor) -> str:
+    """sha256 of a tensor's bytes (any dtype), read in place: a memory-mapped tensor is streamed, not copied."""
+    t = t.detach()
+    if t.layout != torch.strided:
+        t = t.to_dense()
+    a = t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+    return hashlib.sha256(memoryview(a) if a.size else b"").hexdigest()
+
+
+_LEAVES = (str, bytes, int, float, complex, bool, type(None), torch.dtype, torch.device, type)
+_HIDDEN = {"_store", "_mapping"}            # PyG's storage layers: graph fields are named x, edge_attr, ...
+
+
+def _walk(obj: Any, name: str, tensors: dict[str, Tensor], skeleton: list[str], above: tuple[int, ...] = ()) -> None:
+    """Every tensor of ``obj`` into ``tensors`` by path (``model/fc.weight``); everything else into ``skeleton``.
+
+    Follows what pickling saves: dict / list / tuple items, and the ``__getstate__`` of other objects
+    (PyG graphs and batches, architectures), so a tensor anywhere in a graph or checkpoint is found.
+    A reference back to an object being walked (``above``: a PyG storage's parent) is not followed.
+    """
+    if len(above) > 64:
+        raise ValueError(f"{name}: nested too deeply to checksum")
+    if isinstance(obj, Tensor):
+        tensors[name] = obj
+        skeleton.append(f"{name}: tensor {obj.dtype} {tuple(obj.shape)}")
+        return
+    if isinstance(obj, _LEAVES):
+        skeleton.append(f"{name}: {obj!r}")
+        return
+
+    if id(obj) in above:
+        skeleton.append(f"{name}: a reference back to {type(obj).__name__}")
+        return
+
+    def join(key: Any) -> str:
+        return name if str(key) in _HIDDEN else f"{name}/{key}" if name else str(key)
+
+    if isinstance(obj, dict):
+        items = list(obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = list(enumerate(obj))
+    elif isinstance(obj, (set, frozenset)):
+        items = list(enumerate(sorted(obj, key=repr)))
+    else:
+        state = obj.__getstate__()
+        skeleton.append(f"{name}: {type(obj).__module__}.{type(obj).__qualname__}")
+        items = list(state.items()) if isinstance(state, dict) else [("state", state)]
+    skeleton.append(f"{name}: {type(obj).__name__} of {len(items)}")
+    for key, value in items:
+        _walk(value, join(key), tensors, skeleton, (*above, id(obj)))
+
+
+def checksums(obj: Any) -> dict[str, Any]:
+    """The checksums of ``obj``: ``{"sha256": {tensor path: digest}, "structure": digest}``.
+
+    Every tensor (found through dicts, lists, tuples and objects' state, e.g. the fields of
+    PyG graphs and batches) gets the sha256 of its bytes under its path (``model/fc.weight``,
+    ``object/edge_attr``); ``structure`` is the sha256 of everything else (keys, numbers, strings,
+    tensor dtypes and shapes), so a changed setting or history entry is caught too. A ``checksums``
+    entry of a dict ``obj`` itself is left out.
+    """
+    if isinstance(obj, dict):
+        obj = {k: v for k, v in obj.items() if k != "checksums"}
+    tensors: dict[str, Tensor] = {}
+    skeleton: list[str] = []
+    _walk(obj, "", tensors, skeleton)
+    return {"sha256": {k: tensor_sha256(t) for k, t in tensors.items()},
+            "structure": hashlib.sha256("\n".join(skeleton).encode()).hexdigest()}
+
+
+def verify_checksums(obj: dict, path: str | os.PathLike, hint: str = "copy it again") -> None:
+    """``ValueError`` naming ``path`` and what changed, unless ``obj["checksums"]`` matches ``obj``.
+
+    Args:
+        obj: a dict written with ``checksums=checksums(obj)`` (a checkpoint, a :func:`save` file).
+        path: the file it was read from, for the message.
+        hint: what the message tells the user to do.
+    """
+    stored = obj.get("checksums")
+    if not isinstance(stored, dict) or not isinstance(stored.get("sha256"), dict):
+        raise ValueError(f"{path}: unreadable checksums entry ({type(stored).__name__}): the file is corrupted; {hint}")
+    actual = checksums(obj)
+    bad = sorted(k for k in set(stored["sha256"]) | set(actual["sha256"])
+                 if stored["sha256"].get(k) != actual["sha256"].get(k))
+    if stored.get("structure") != actual["structure"] and not bad:
+        bad = ["the non-tensor entries (keys, settings, numbers)"]
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise ValueError(f"{path}: checksum mismatch in {', '.join(bad[:5])}{more}: the file is corrupted "
+                         f"(its bytes changed after it was written); {hint}")
+
+
+def save(obj: Any, path: str | os.PathLike) -> Path:
+    """Write a graph, a batch (or any ``torch.save``-able object of tensors) atomically, with checksums.
+
+    The file holds ``{"format": SAVED_FORMAT, "object": obj, "checksums": ...}`` (see
+    :func:`checksums`); :func:`load` verifies it and returns ``obj``. It stays a plain
+    ``torch.save`` file: ``torch.load(path)`` (``weights_only=True``, after ``import neuralgraph``)
+    reads it, with the object under ``"object"``.
+
+    Args:
+        obj: a :class:`~neuralgraph.NeuralGraph`, a PyG batch of them, a list or dict of them or of tensors.
+        path: the file to write (its directory is created; an existing file is replaced atomically).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; ng.save writes one file (e.g. {path / 'graphs.pt'})")
+    record = {"format": SAVED_FORMAT, "version": 1, "object": obj}
+    record["checksums"] = checksums(record)
+    return atomic_save(record, path)
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device | None = None) -> Any:
+    """Read a file of :func:`save` (checksums verified) or a plain ``torch.save`` file of graphs or tensors.
+
+    Loading is ``torch.load(path, weights_only=True)``: only tensors, containers and the
+    library's classes are unpickled. A file of :func:`save` whose bytes changed raises
+    ``ValueError`` naming the file and the tensor; a plain ``torch.save`` file (no checksums)
+    is returned as it is, unverified.
+
+    Args:
+        path: the file.
+        map_location: as for ``torch.load`` (e.g. ``"cpu"``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same message
+        raise ValueError(f"{path}: not a readable torch.save file ({type(e).__name__}: {e})") from None
+    if isinstance(obj, dict) and obj.get("format") == SAVED_FORMAT:
+        verify_checksums(obj, path, hint="write it again (ng.save)")
+        return obj["object"]
+    return obj
 
 
 class DirectoryBusy(RuntimeError):

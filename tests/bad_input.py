@@ -18,11 +18,13 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
+import struct
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-__all__ = ["Case", "Ctx", "CLIError", "cli_case", "run_cli"]
+__all__ = ["Case", "Ctx", "CLIError", "cli_case", "run_cli", "overwrite_tensor_bytes"]
 
 
 @dataclass(frozen=True)
@@ -99,3 +101,22 @@ def cli_case(id: str, argv: Sequence[str], match: str, setup: Callable[["Ctx"], 
             setup(ctx)
         run_cli([ctx.fmt(a) for a in argv])
     return Case(id, call, CLIError, match)
+
+
+def overwrite_tensor_bytes(path: Path, count: int = 8) -> Path:
+    """Flip ``count`` bytes in the middle of the largest tensor stored in the ``torch.save`` file ``path``.
+
+    The bytes of the tensor's storage record (``archive/data/N``, uncompressed) are complemented in place:
+    the file stays a readable zip (``torch.load`` checks no CRC), only one weight's values change.
+    """
+    with zipfile.ZipFile(path) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    with open(path, "r+b") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+        at = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+        f.seek(at)
+        old = f.read(count)
+        f.seek(at)
+        f.write(bytes(255 - b for b in old))
+    return path

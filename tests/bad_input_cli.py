@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from bad_input import CLIError, Case, Ctx, cli_case, run_cli
+from bad_input import CLIError, Case, Ctx, cli_case, overwrite_tensor_bytes, run_cli
 
 T = ["train", "--data", "{data}", "--out", "{tmp}/run", "--epochs", "1", "--quiet"]
 MLP = [*T, "--model", "mlp"]
@@ -39,6 +39,14 @@ def torchrun(**env: str):
 
 def a_finished_mlp_run(ctx: Ctx) -> None:
     run_cli([ctx.fmt(a) for a in MLP] + ["--threads", "1"])
+
+
+def a_damaged_run(name: str):
+    """Setup: a finished MLP run whose ``name`` (best.pt / last.pt) has bytes of one weight overwritten."""
+    def setup(ctx: Ctx) -> None:
+        a_finished_mlp_run(ctx)
+        overwrite_tensor_bytes(ctx.tmp / "run" / name)
+    return setup
 
 
 def config(**kw):
@@ -165,6 +173,16 @@ CASES: list[Case] = [
              "epochs: checkpoint 1 vs now 2", setup=a_finished_mlp_run),
     cli_case("resume a garbage last.pt", [*MLP, "--resume"], "not a readable checkpoint",
              setup=lambda ctx: ((ctx.tmp / "run").mkdir(), (ctx.tmp / "run" / "last.pt").write_bytes(b"junk"))),
+    # damaged checkpoints: bytes of one weight overwritten (torch.load checks no CRC)
+    cli_case("predict: best.pt with a weight overwritten", ["predict", "--run", "{tmp}/run", "--data", "{data}"],
+             "best.pt: checksum mismatch in model/", setup=a_damaged_run("best.pt")),
+    cli_case("evaluate: best.pt with a weight overwritten", ["evaluate", "--run", "{tmp}/run", "--data", "{data}"],
+             "best.pt: checksum mismatch in model/", setup=a_damaged_run("best.pt")),
+    cli_case("extend: last.pt with a weight overwritten", ["extend", "--run", "{tmp}/run", "--epochs", "2",
+                                                          "--quiet"], "last.pt: checksum mismatch in model/",
+             setup=a_damaged_run("last.pt")),
+    cli_case("resume: last.pt with a weight overwritten", [*MLP, "--resume"], "last.pt: checksum mismatch in model/",
+             setup=a_damaged_run("last.pt")),
     # torchrun environment
     Case("torchrun WORLD_SIZE=abc", torchrun(WORLD_SIZE="abc"), CLIError, "WORLD_SIZE='abc' is not an integer"),
     Case("torchrun WORLD_SIZE=-1", torchrun(WORLD_SIZE="-1"), CLIError, "WORLD_SIZE=-1 must be >= 1"),
@@ -202,6 +220,9 @@ CASES: list[Case] = [
          "not a neuralgraph training checkpoint"),
     Case("load_trained device meta", lambda ctx: load_trained_on(ctx.data / "train.pt", "meta"), ValueError,
          "device 'meta' is not supported"),
+    Case("load_trained: best.pt with a weight overwritten", lambda ctx: (a_damaged_run("best.pt")(ctx),
+                                                                          load_trained(ctx.tmp / "run")),
+         ValueError, "best.pt: checksum mismatch in model/"),
     Case("load_trained on a directory without best.pt", lambda ctx: load_trained(ctx.tmp), FileNotFoundError,
          "checkpoint not found"),
 ]

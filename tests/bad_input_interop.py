@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import neuralgraph as ng
-from bad_input import Case, Ctx, cli_case
+from bad_input import Case, Ctx, cli_case, overwrite_tensor_bytes
 
 
 def _json(ctx: Ctx, obj, name="splits.json"):
@@ -30,6 +30,12 @@ def _one_inr(ctx: Ctx, sd=None) -> str:
 
 def _split(path: str, n=1):
     return {"path": [path] * n, "label": [0] * n}
+
+
+def _damaged_saved_graph(ctx: Ctx):
+    g = ng.to_graph(nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 1)))
+    ng.save(g, ctx.tmp / "g.pt")
+    return ng.load(overwrite_tensor_bytes(ctx.tmp / "g.pt"))
 
 
 W = [torch.zeros(2, 4, 3), torch.zeros(2, 1, 4)]
@@ -102,6 +108,9 @@ CASES: list[Case] = [
     Case("import: label outside num_classes", lambda ctx: _import(ctx, {s: {"path": [_one_inr(ctx)], "label": [12]}
                                                                        for s in ("train", "val", "test")}),
          ValueError, "label 12 at index 0 is outside [0, 10)"),
+    # ng.save / ng.load
+    Case("ng.load: a saved graph with a weight overwritten", _damaged_saved_graph, ValueError,
+         "g.pt: checksum mismatch in object/"),
     # inference
     Case("predict: run not found", lambda ctx: ng.predict(ctx.tmp / "nope", ctx.data), FileNotFoundError,
          "run not found"),

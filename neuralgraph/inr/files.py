@@ -28,7 +28,6 @@ rerun with other settings is refused instead of mixing splits.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,6 +38,7 @@ from torch import Tensor
 
 from ..architecture import Architecture
 from ..io import atomic_save
+from ..io import tensor_sha256 as _sha256  # the one tensor digest (checkpoints and ng.save use it too)
 from .stats import _STAT_KEYS, layer_stats
 
 __all__ = ["FORMAT_VERSION", "save_inr_dataset", "load_inr_file", "check_labels"]
@@ -97,12 +97,6 @@ def _named_tensors(obj: dict) -> dict[str, Tensor]:
             out[key] = obj[key]
     out.update({f"stats.{k}": v for k, v in obj.get("stats", {}).items() if isinstance(v, Tensor)})
     return out
-
-
-def _sha256(t: Tensor) -> str:
-    """sha256 of a tensor's bytes, read in place (a memory-mapped tensor is streamed from disk, no copy)."""
-    a = t.detach().cpu().contiguous().numpy()
-    return hashlib.sha256(memoryview(a).cast("B") if a.size else b"").hexdigest()
 
 
 def _checksums(obj: dict) -> dict[str, dict[str, str]]:

@@ -7,11 +7,16 @@ A checkpoint is a plain dict (loadable with ``weights_only=True``)::
     metric dicts), best (epoch / val_acc / val_loss), rng (one entry per rank),
     data (fingerprints of the split files), arch (Architecture.to_dict()),
     inference (training normalisation statistics, see :func:`inference_state`),
-    num_classes
+    num_classes, checksums
 
 ``last.pt`` is rewritten after every epoch and ``best.pt`` whenever the
 validation accuracy improves; both through :func:`neuralgraph.io.atomic_save`,
-so an interrupted run never leaves a truncated file.
+so an interrupted run never leaves a truncated file. ``checksums``
+(:func:`neuralgraph.io.checksums`: the sha256 of every tensor, e.g.
+``model/head.0.weight``, and of the other entries) is verified by
+:func:`load_checkpoint`, so a checkpoint whose bytes changed on disk is refused
+by ``predict``, ``evaluate``, ``extend`` and ``--resume`` instead of giving other
+weights. Checkpoints written before checksums existed load unverified.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import numpy as np
 import torch
 
 from ..inr.stats import _STAT_KEYS  # the per-layer statistics an ``inference`` entry stores
-from ..io import atomic_save
+from ..io import atomic_save, checksums, verify_checksums
 
 __all__ = ["CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng", "inference_state", "extend_run",
            "config_mismatch"]
@@ -34,12 +39,22 @@ _REQUIRED = ("version", "config", "model", "epoch", "history", "best", "arch", "
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``state`` (plus the format version) atomically to ``path``."""
-    return atomic_save({"version": CHECKPOINT_VERSION, **state}, path)
+    """Write ``state`` (plus the format version and its checksums) atomically to ``path``.
+
+    A ``version`` or ``checksums`` entry of ``state`` (from a loaded checkpoint) is replaced.
+    """
+    ck = {"version": CHECKPOINT_VERSION, **{k: v for k, v in state.items() if k not in ("version", "checksums")}}
+    ck["checksums"] = checksums(ck)
+    return atomic_save(ck, path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` (clear errors for anything else)."""
+    """Load a checkpoint written by :func:`save_checkpoint` (clear errors for anything else).
+
+    Its checksums are verified (``ValueError`` naming the file and the damaged tensor, e.g.
+    ``best.pt: checksum mismatch in model/head.0.weight``); a checkpoint without them (written
+    before they existed) loads unverified.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -52,6 +67,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise ValueError(f"{path}: not a neuralgraph training checkpoint (missing {missing})")
     if obj["version"] != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: checkpoint version {obj['version']}, this code reads {CHECKPOINT_VERSION}")
+    if "checksums" in obj:
+        verify_checksums(obj, path, hint="restore it from a copy or train again")
     return obj
 
 
@@ -144,5 +161,5 @@ def extend_run(run_dir: str | os.PathLike, epochs: int) -> dict[str, Any]:
     for path in paths:                                  # best.pt first: last.pt decides what a resume sees
         ck = last if path == last_path else load_checkpoint(path)
         ck["config"] = {**ck["config"], "epochs": epochs}
-        save_checkpoint({k: v for k, v in ck.items() if k != "version"}, path)
+        save_checkpoint(ck, path)
     return {**last["config"], "out": str(run_dir)}
