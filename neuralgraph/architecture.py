@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -267,6 +268,15 @@ def norm_functional(spec: ModuleSpec, h: Tensor, norm: Tensor) -> Tensor:
     raise ValueError(f"{spec.kind!r} is not a normalisation")
 
 
+#: Parametric layer kinds and their number of spatial dimensions.
+_LAYER_DIMS = {"linear": 0, "conv1d": 1, "conv2d": 2}
+
+
+def _is_int(value: Any) -> bool:
+    """An integer (Python or numpy), not a bool, a float or a string."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """A parametric layer and the parameter-free modules that follow it."""
@@ -280,6 +290,32 @@ class LayerSpec:
     dilation: tuple[int, ...] = ()
     bias: bool = True
     post: tuple[ModuleSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        who = f"LayerSpec ({self.kind})"
+        dims = _LAYER_DIMS.get(self.kind)
+        if dims is None:
+            raise ValueError(f"LayerSpec: kind must be one of {', '.join(_LAYER_DIMS)}, got {self.kind!r}")
+        for name in ("in_features", "out_features"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{who}: {name} must be an integer >= 1, got {value!r}")
+            object.__setattr__(self, name, int(value))         # numpy integers become ints (hash, ==)
+        sizes = [("kernel_size", 1), ("stride", 1), ("dilation", 1)]
+        if not isinstance(self.padding, str):
+            sizes.append(("padding", 0))
+        elif not dims or self.padding not in ("same", "valid"):
+            raise ValueError(f"{who}: padding must be 'same', 'valid' or {dims} integers >= 0, got {self.padding!r}")
+        for name, low in sizes:
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or len(value) != dims or not all(_is_int(v) and v >= low for v in value):
+                raise ValueError(f"{who}: {name} must be a tuple of {dims} integer{'s' if dims != 1 else ''} "
+                                 f">= {low}, got {value!r}")
+            object.__setattr__(self, name, tuple(int(v) for v in value))
+        if not isinstance(self.bias, bool):
+            raise ValueError(f"{who}: bias must be a bool, got {self.bias!r}")
+        if not isinstance(self.post, tuple) or not all(isinstance(m, ModuleSpec) for m in self.post):
+            raise ValueError(f"{who}: post must be a tuple of ModuleSpec, got {self.post!r}")
 
     @property
     def taps(self) -> int:
@@ -339,12 +375,22 @@ class Architecture:
     def __post_init__(self) -> None:
         if not self.layers:
             raise ValueError("an architecture needs at least one Linear/Conv layer")
-        for start, end, _ in self.residuals:
+        if not all(isinstance(l, LayerSpec) for l in self.layers):
+            raise ValueError(f"Architecture: layers must be LayerSpec objects, got {self.layers!r}")
+        for block in self.residuals:
+            if len(block) != 3 or not all(_is_int(v) for v in block):
+                raise ValueError(f"residual block {block!r} must be three integers (start, end, split)")
+            start, end, _ = block
             if not 0 <= start < end <= len(self.layers):
                 raise ValueError(f"residual block ({start}, {end}) is outside layers 0..{len(self.layers)}")
             if self.widths[start] != self.widths[end]:
                 raise ValueError(f"residual block from layer {start} ({self.widths[start]} neurons) to layer "
                                  f"{end} ({self.widths[end]} neurons) needs equal widths")
+            problem = _spatial_change([(f"layer {m}: {l.kind}", l) for m, l in
+                                       enumerate(self.layers[start:end], start=start + 1)])
+            if problem:
+                raise ValueError(f"residual block ({start}, {end}) changes the spatial size ({problem}), so "
+                                 f"x + body(x) cannot add; {_SAME_SIZE}")
         for i in range(1, len(self.layers)):
             a, b = self.layers[i - 1], self.layers[i]
             if a.out_features != b.in_features:
@@ -384,6 +430,27 @@ class Architecture:
         return (sum(l.in_features * l.out_features for l in self.layers)
                 + sum(self.widths[s] for s, _, _ in self.residuals))
 
+    def difference(self, other: "Architecture", here: str = "here", there: str = "in the other") -> str:
+        """What first differs from ``other``, e.g. ``"layer 1 post relu() here, sine(30.0) in train.pt"``
+        (``""`` when equal); ``here`` / ``there`` name the two sides in the text.
+        """
+        def show(v: Any) -> str:
+            if isinstance(v, tuple) and v and all(isinstance(m, ModuleSpec) for m in v):
+                return ", ".join(f"{m.kind}({', '.join(map(repr, m.args))})" for m in v)
+            return "nothing" if v == () else repr(v)
+
+        if self.num_layers != other.num_layers:
+            return f"{self.num_layers} layers {here}, {other.num_layers} {there}"
+        for m, (a, b) in enumerate(zip(self.layers, other.layers), start=1):
+            for f in ("kind", "in_features", "out_features", "kernel_size", "stride", "padding", "dilation", "bias",
+                      "post"):
+                if getattr(a, f) != getattr(b, f):
+                    return f"layer {m} {f} {show(getattr(a, f))} {here}, {show(getattr(b, f))} {there}"
+        for f in ("pre", "residuals"):
+            if getattr(self, f) != getattr(other, f):
+                return f"{f} {show(getattr(self, f))} {here}, {show(getattr(other, f))} {there}"
+        return ""
+
     def build(self) -> nn.Sequential:
         """A freshly initialised ``nn.Sequential`` of this architecture."""
         modules: list[nn.Module] = [m.build() for m in self.pre]
@@ -422,6 +489,7 @@ class Architecture:
         _check_one_dtype(leaves)
         pre: list[ModuleSpec] = []
         layers: list[dict[str, Any]] = []
+        wheres: list[str] = []                # where each layer sits in the model, e.g. model[2][0]
         residuals: list[tuple[int, int, int]] = []
         block: tuple[str, int] | None = None  # (where, first layer) of the open residual block
         flow = _Flow()
@@ -432,7 +500,7 @@ class Architecture:
                 block = (where, len(layers))
                 continue
             if module is _BLOCK_END:
-                residuals.append(_close_block(where, block[1], layers))
+                residuals.append(_close_block(where, block[1], layers, wheres))
                 block = None
                 continue
             if block is not None and block[1] == len(layers) and not isinstance(module, _PARAMETRIC):
@@ -451,6 +519,7 @@ class Architecture:
                         f"has {prev['out_features']} outputs"
                     )
                 layers.append(spec)
+                wheres.append(where)
                 continue
             m = ModuleSpec.from_module(module, where)
             if m.is_norm:
@@ -505,14 +574,14 @@ class Architecture:
         layers = []
         for l in d["layers"]:
             layers.append(LayerSpec(
-                kind=l["kind"], in_features=int(l["in_features"]), out_features=int(l["out_features"]),
+                kind=l["kind"], in_features=l["in_features"], out_features=l["out_features"],
                 kernel_size=tuple(l.get("kernel_size", ())), stride=tuple(l.get("stride", ())),
                 padding=l["padding"] if isinstance(l.get("padding"), str) else tuple(l.get("padding", ())),
                 dilation=tuple(l.get("dilation", ())), bias=bool(l.get("bias", True)),
                 post=tuple(mod(m) for m in l.get("post", ())),
             ))
         return Architecture(layers=tuple(layers), pre=tuple(mod(m) for m in d.get("pre", ())),
-                            residuals=tuple(tuple(int(v) for v in r) for r in d.get("residuals", ())))
+                            residuals=tuple(tuple(r) for r in d.get("residuals", ())))
 
 
 def mlp_architecture(
@@ -526,14 +595,18 @@ def mlp_architecture(
     ``mlp_architecture([2, 32, 32, 1], "sine", w0=30)`` is the SIREN of the
     DWSNets INR protocol.
     """
-    if len(widths) < 2 or any(int(w) < 1 for w in widths):
-        raise ValueError(f"widths must have >= 2 positive entries, got {list(widths)}")
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or len(widths) < 2:
+        raise ValueError(f"widths must be a sequence of >= 2 integers >= 1, got {widths!r}")
+    for i, w in enumerate(widths):
+        if not _is_int(w) or w < 1:
+            raise ValueError(f"mlp_architecture: widths must be integers >= 1, got {w!r} at index {i} of "
+                             f"{list(widths)}")
     act = ModuleSpec("sine", (float(w0),)) if activation == "sine" else ModuleSpec(activation)
     act.build()  # validates the kind
     layers = []
     for i in range(len(widths) - 1):
         last = i == len(widths) - 2
-        layers.append(LayerSpec("linear", int(widths[i]), int(widths[i + 1]), bias=bias,
+        layers.append(LayerSpec("linear", widths[i], widths[i + 1], bias=bias,
                                 post=() if last else (act,)))
     return Architecture(tuple(layers))
 
@@ -661,8 +734,9 @@ def _layer_dict(module: nn.Module, where: str) -> dict[str, Any]:
     return spec
 
 
-def _close_block(where: str, start: int, layers: list[dict[str, Any]]) -> tuple[int, int, int]:
-    """``(start, end, split)`` of a residual block that ends here, checking it is ``x + body(x)``-able."""
+def _close_block(where: str, start: int, layers: list[dict[str, Any]], wheres: list[str]) -> tuple[int, int, int]:
+    """``(start, end, split)`` of a residual block that ends here, checking it is ``x + body(x)``-able
+    (equal widths, spatial size kept); ``wheres[i]`` is the position of ``layers[i]`` in the model."""
     end = len(layers)
     if end == start:
         raise ValueError(f"{where}: residual block has no Linear/Conv layer")
@@ -670,7 +744,39 @@ def _close_block(where: str, start: int, layers: list[dict[str, Any]]) -> tuple[
     if width_in != layers[end - 1]["out_features"]:
         raise ValueError(f"{where}: residual block maps {width_in} to {layers[end - 1]['out_features']} "
                          "features; x + body(x) needs equal widths")
+    problem = _spatial_change([(f"{w}: {_LAYER_NAMES[l['kind']]}", LayerSpec(**{**l, "post": ()}))
+                               for w, l in zip(wheres[start:end], layers[start:end])])
+    if problem:
+        raise ValueError(f"{where}: residual block changes the spatial size ({problem}), so x + body(x) cannot "
+                         f"add; {_SAME_SIZE}")
     return start, end, len(layers[end - 1]["post"])
+
+
+_LAYER_NAMES = {"linear": "Linear", "conv1d": "Conv1d", "conv2d": "Conv2d"}
+_SAME_SIZE = ("convolutions in a residual block need stride 1 and paddings that make up for their kernels "
+              "(padding = dilation * (kernel_size - 1) / 2 keeps the size)")
+
+
+def _spatial_change(layers: Sequence[tuple[str, LayerSpec]]) -> str | None:
+    """Why a residual body of these ``(name, layer)`` does not keep the spatial size of every input, or None.
+
+    ``x + body(x)`` adds for every input size only if each convolution has stride 1 and the
+    paddings make up for the kernels: per dimension, ``sum(2 * padding - dilation * (kernel - 1)) == 0``.
+    """
+    grow = None
+    for name, l in layers:
+        if not l.is_conv:
+            continue
+        if any(s != 1 for s in l.stride):
+            return f"{name} stride {l.stride}"
+        reach = [d * (k - 1) for d, k in zip(l.dilation, l.kernel_size)]
+        pad = reach if l.padding == "same" else [0] * len(reach) if l.padding == "valid" else [2 * p for p in l.padding]
+        step = [p - r for p, r in zip(pad, reach)]
+        grow = step if grow is None else [g + s for g, s in zip(grow, step)]
+    if grow is not None and any(grow):
+        where = ", ".join(name for name, l in layers if l.is_conv)
+        return f"{where}: padding and kernel change the size by {tuple(grow)}"
+    return None
 
 
 class _Flow:

@@ -38,7 +38,7 @@ structure, which the symmetry group leaves unchanged.
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import torch
@@ -594,8 +594,13 @@ def read_params(graph: Data, arch: Architecture, rows: Tensor, count: int, *, ra
     edge_rows = node_rows[dst]
     x = graph.x_raw if raw and "x_raw" in graph else graph.x
     w_all = graph.edge_attr_raw if raw and "edge_attr_raw" in graph else graph.edge_attr
+    if x.dim() != 2 or x.size(1) < 1:
+        raise ValueError(f"x has shape {list(x.shape)}: a neural graph's x is [N, 1+] (the bias first)")
     weights, biases, norm_rows = [], [], []
     for m, spec in enumerate(arch.layers, start=1):
+        if w_all.dim() != 2 or w_all.size(-1) < spec.taps:
+            raise ValueError(f"layer {m} ({spec.kind}): edge_attr has {w_all.size(-1) if w_all.dim() == 2 else 0} "
+                             f"columns, the layer needs {spec.taps} (its kernel taps); edge_attr is [E, taps]")
         sel = ((graph.edge_layer == m) & (graph.edge_type == EDGE_FORWARD) & (edge_rows >= 0)).nonzero().view(-1)
         if sel.numel() != count * spec.in_features * spec.out_features:
             raise ValueError(f"layer {m} ({spec.kind}): {count} graph(s) have {sel.numel()} edges, expected "
@@ -638,11 +643,24 @@ def to_model(graph: Data, arch: Architecture | None = None) -> nn.Sequential:
     shape the architecture does not allow raise ``ValueError``, and so does a
     graph of standardised parameters (``INRDataset(normalize=True)``, which
     keeps the real ones as ``x_raw`` / ``edge_attr_raw``).
+
+    **Biases of bias-free layers.** An edit never gets lost: a layer built
+    without a bias (``Linear(..., bias=False)``, a conv before BatchNorm) whose
+    neurons carry a non-zero ``x`` (the equivariant heads write every ``x``) is
+    rebuilt *with* a bias holding those values; if they are all exactly zero it
+    is rebuilt bias-free, as the source was. With an explicit ``arch`` that says
+    the layer has no bias, such a graph is refused (``ValueError`` naming the
+    layer) instead.
+
+    Args:
+        graph: one neural graph (a batch: :func:`to_models`).
+        arch: the architecture to rebuild (default: ``graph.arch``).
     """
     archs = _graph_arch(graph, arch, "to_model")
     if len(archs) != 1:
         raise ValueError(f"to_model takes one graph, got a batch of {len(archs)}; use to_models")
-    arch = arch if arch is not None else archs[0]
+    arch = _with_edited_biases(graph, arch, explicit=True) if arch is not None else \
+        _with_edited_biases(graph, archs[0], explicit=False)
     if "x_raw" in graph or "edge_attr_raw" in graph:
         raise ValueError("to_model: this graph's x / edge_attr are standardised parameters (it carries x_raw / "
                          "edge_attr_raw, from INRDataset(normalize=True)), not the network's weights; rebuild from "
@@ -666,6 +684,28 @@ def to_model(graph: Data, arch: Architecture | None = None) -> nn.Sequential:
                     t.copy_(rows[0, :, k])
         state.apply(model)
     return model
+
+
+def _with_edited_biases(graph: Data, arch: Architecture, explicit: bool) -> Architecture:
+    """``arch`` with a bias on every bias-free layer whose neurons carry a non-zero ``x`` (an edit).
+
+    With ``explicit`` (the caller gave ``arch``) such a layer is refused instead.
+    """
+    x, layer = getattr(graph, "x", None), getattr(graph, "node_layer", None)
+    if not isinstance(x, Tensor) or not isinstance(layer, Tensor) or x.dim() != 2 or x.size(1) < 1 \
+            or layer.shape != x.shape[:1]:
+        return arch                                   # _check_layout names what is wrong
+    edited = [m for m, spec in enumerate(arch.layers, start=1)
+              if not spec.bias and bool((x[layer == m, 0] != 0).any())]
+    if not edited:
+        return arch
+    if explicit:
+        m = edited[0]
+        raise ValueError(f"to_model: layer {m} ({arch.layers[m - 1].kind}) has no bias in arch, but the graph's x "
+                         f"holds non-zero biases for its neurons (an edit that would be lost); pass an arch with "
+                         f"bias=True for it, or leave arch out to rebuild the layer with a bias")
+    return replace(arch, layers=tuple(replace(l, bias=True) if m in edited else l
+                                      for m, l in enumerate(arch.layers, start=1)))
 
 
 def _graph_state(graph: Data) -> ModelState:

@@ -65,6 +65,19 @@ def _hooked(module: nn.Module) -> nn.Module:
     return module
 
 
+def _bias_edit() -> ng.NeuralGraph:
+    """The graph of an MLP whose first layer has no bias, with a hidden neuron's ``x`` set to 1 (an edit)."""
+    g = ng.to_graph(nn.Sequential(nn.Linear(3, 5, bias=False), nn.Tanh(), nn.Linear(5, 2)))
+    g.x = g.x.clone()
+    g.x[(g.node_layer == 1).nonzero()[0]] = 1.0
+    return g
+
+
+def _strided_residual(**conv) -> nn.Sequential:
+    """A 4-channel conv, then ``Residual(Conv2d(4, 4, 3, **conv))``."""
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), ng.Residual(nn.Conv2d(4, 4, 3, **conv)))
+
+
 def _with_none():
     model = mlp()
     model.add_module("3", None)
@@ -143,6 +156,27 @@ CASES: list[Case] = [
          ValueError, "model[1]: BatchNorm2d cannot run after a Linear layer"),
     Case("BatchNorm1d after Conv2d", lambda ctx: ng.to_graph(nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm1d(3))),
          ValueError, "model[1]: BatchNorm1d cannot run after a Conv2d"),
+    Case("residual block of a strided conv", lambda ctx: ng.to_graph(_strided_residual(stride=2, padding=1)),
+         ValueError, "model[2]: residual block changes the spatial size (model[2][0]: Conv2d stride (2, 2))"),
+    Case("residual block of an unpadded conv", lambda ctx: ng.to_graph(_strided_residual(padding=0)),
+         ValueError, "model[2]: residual block changes the spatial size (model[2][0]: Conv2d"),
+    Case("Architecture residual of a strided conv", lambda ctx: ng.Architecture(
+        (ng.LayerSpec("conv2d", 4, 4, (3, 3), (2, 2), (1, 1), (1, 1)),), residuals=((0, 1, 0),)), ValueError,
+         "residual block (0, 1) changes the spatial size (layer 1: conv2d stride (2, 2))"),
+    # sizes of an architecture
+    Case("mlp_architecture width 4.7", lambda ctx: ng.mlp_architecture([2, 4.7, 1]), ValueError,
+         "widths must be integers >= 1, got 4.7 at index 1"),
+    Case("mlp_architecture width '4'", lambda ctx: ng.mlp_architecture([2, "4", 1]), ValueError,
+         "widths must be integers >= 1, got '4' at index 1"),
+    Case("LayerSpec in_features 2.5", lambda ctx: ng.LayerSpec("linear", 2.5, 4), ValueError,
+         "LayerSpec (linear): in_features must be an integer >= 1, got 2.5"),
+    Case("LayerSpec kernel of 0", lambda ctx: ng.LayerSpec("conv2d", 1, 2, (0, 3), (1, 1), (0, 0), (1, 1)),
+         ValueError, "LayerSpec (conv2d): kernel_size must be a tuple of 2 integers >= 1, got (0, 3)"),
+    Case("LayerSpec stride 1.5", lambda ctx: ng.LayerSpec("conv1d", 1, 2, (3,), (1.5,), (0,), (1,)), ValueError,
+         "LayerSpec (conv1d): stride must be a tuple of 1 integer >= 1, got (1.5,)"),
+    Case("Architecture.from_dict width 4.7", lambda ctx: ng.Architecture.from_dict(
+        {"layers": [{"kind": "linear", "in_features": 2, "out_features": 4.7}]}), ValueError,
+         "out_features must be an integer >= 1, got 4.7"),
     # graph -> model on graphs that do not describe a model
     Case("to_model without arch", lambda ctx: ng.to_model(Data(x=torch.zeros(3, 1))), ValueError,
          "the graph has no arch"),
@@ -158,6 +192,8 @@ CASES: list[Case] = [
          ValueError, "edge_index has node ids outside 0..6"),
     Case("to_model duplicated edges", lambda ctx: ng.to_model(edited(edge_index=lambda g: g.edge_index[:, [0] * 8 + list(range(8, 12))])),
          ValueError, "layer 1: some (out, in) weights have no edge"),
+    Case("to_model bias edit against an arch without the bias", lambda ctx: ng.to_model(_bias_edit(), _bias_edit().arch),
+         ValueError, "layer 1 (linear) has no bias in arch, but the graph's x holds non-zero biases"),
     Case("to_model of a batch", lambda ctx: ng.to_model(Batch.from_data_list([ng.to_graph(mlp())] * 2)), ValueError,
          "use to_models"),
     Case("to_graph arch not an Architecture", lambda ctx: ng.to_graph(mlp(), arch=[2, 4, 1]), ValueError,

@@ -476,3 +476,53 @@ def test_round_trip_is_exact_as_a_function(make, shape, mode):
     torch.manual_seed(1)
     assert torch.equal(rebuilt(x), out)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values()))
+
+
+def test_a_bias_edit_on_a_bias_free_layer_is_kept():
+    """Equivariant heads write every x: a bias-free layer whose neurons got biases is rebuilt with a bias."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5, bias=False), nn.Tanh(), nn.Linear(5, 2))
+    graph = ng.to_graph(model)
+    assert ng.to_model(graph)[0].bias is None                  # unedited (x == 0): bias-free, as the source
+    edited = graph.clone()
+    hidden = (edited.node_layer == 1).nonzero().view(-1)
+    edited.x[hidden[1]] = 1.0
+    rebuilt = ng.to_model(edited)
+    assert rebuilt[0].bias is not None and torch.equal(rebuilt[0].bias, torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]))
+    x = torch.randn(4, 3)
+    expected = model[2](torch.tanh(x @ model[0].weight.T + rebuilt[0].bias))
+    assert torch.allclose(rebuilt(x), expected) and not torch.allclose(rebuilt(x), model(x))
+    (again,) = ng.to_models(Batch.from_data_list([edited]))
+    assert torch.equal(again[0].bias, rebuilt[0].bias)
+    with pytest.raises(ValueError, match=r"layer 1 \(linear\) has no bias in arch"):
+        ng.to_model(edited, arch=graph.arch)
+
+
+def test_residual_blocks_that_keep_the_spatial_size_are_accepted():
+    """x + body(x) adds for every input size: stride 1 and paddings that make up for the kernels."""
+    ok = [ng.Residual(nn.Conv2d(4, 4, 5, padding="same")),
+          ng.Residual(nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=2)),
+          ng.Residual(nn.Conv2d(4, 4, 3, padding=2, dilation=2))]
+    for block in ok:
+        model = nn.Sequential(nn.Conv2d(1, 4, 3), block).eval()
+        x = torch.randn(2, 1, 9, 9)
+        assert torch.equal(ng.to_model(ng.to_graph(model))(x), model(x))
+    for bad in (ng.Residual(nn.Conv2d(4, 4, 3, stride=2, padding=1)), ng.Residual(nn.Conv2d(4, 4, 3, padding=2))):
+        with pytest.raises(ValueError, match="residual block changes the spatial size"):
+            ng.to_graph(nn.Sequential(nn.Conv2d(1, 4, 3), bad))
+
+
+def test_architecture_sizes_are_integers_and_differences_are_named():
+    import numpy as np
+
+    arch = ng.mlp_architecture([np.int64(2), 8, 1])             # numpy integers are integers
+    assert arch.widths == (2, 8, 1) and type(arch.layers[0].in_features) is int
+    assert ng.Architecture.from_dict(arch.to_dict()) == arch
+    with pytest.raises(ValueError, match="got 8.0 at index 1"):
+        ng.mlp_architecture([2, 8.0, 1])
+    with pytest.raises(ValueError, match="bias must be a bool"):
+        ng.LayerSpec("linear", 2, 3, bias=1)
+    sine = ng.mlp_architecture([2, 8, 1], "sine", w0=10.0)
+    assert sine.difference(arch, "here", "there") == "layer 1 post sine(10.0) here, relu() there"
+    assert arch.difference(ng.mlp_architecture([2, 8, 8, 1])) == "2 layers here, 3 in the other"
+    assert arch.difference(ng.mlp_architecture([2, 8, 1])) == ""

@@ -94,7 +94,7 @@ def mlp_classifier_architecture(in_features: int, hidden: Sequence[int] = (32,),
     Shapes: input ``[n, C, H, W]`` with ``C * H * W == in_features`` (or ``[n, in_features]``),
     output ``[n, num_classes]``.
     """
-    widths = [int(in_features), *[int(h) for h in hidden], int(num_classes)]
+    widths = [in_features, *hidden, num_classes]              # sizes checked by LayerSpec (4.7 is refused)
     act = _act(activation)
     layers = tuple(LayerSpec("linear", widths[i], widths[i + 1], post=(act,) if i < len(widths) - 2 else ())
                    for i in range(len(widths) - 1))
@@ -162,8 +162,10 @@ def sample_zoo(family: str, n: int, seed: int = 0, *, in_channels: int = 1, imag
         archs = [small_cnn_architecture(a, in_channels, num_classes=num_classes) for a in ACTIVATION_CHOICES[family]]
         keys = list(ACTIVATION_CHOICES[family])
     elif family == "mlp":
-        if not hidden_choices or any(len(h) < 1 or any(int(w) < 1 for w in h) for h in hidden_choices):
-            raise ValueError(f"mlp hidden_choices must be non-empty lists of positive widths, got {hidden_choices!r}")
+        if not hidden_choices or any(len(h) < 1 or any(isinstance(w, (bool, np.bool_)) or not isinstance(
+                w, (int, np.integer)) or w < 1 for w in h) for h in hidden_choices):
+            raise ValueError(f"mlp hidden_choices must be non-empty lists of integer widths >= 1, got "
+                             f"{hidden_choices!r}")
         keys = [(a, tuple(int(w) for w in h)) for h in hidden_choices for a in ACTIVATION_CHOICES[family]]
         archs = [mlp_classifier_architecture(in_channels * image_size ** 2, h, a, num_classes) for a, h in keys]
     else:
