@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--target-psnr", type=_positive(float),
                    help="stop each INR at this PSNR (dB); with --steps 1000 --lr 5e-4 --target-psnr 40 the "
                         "DWSNets authors' protocol")
+    f.add_argument("--init", choices=["siren", "dwsnets"], default="siren",
+                   help="starting point of each INR: siren (Sitzmann et al.) or dwsnets (the DWSNets / "
+                        "neural-graphs datasets' own, a low-frequency first layer; see neuralgraph.inr.siren_init)")
     f.add_argument("--chunk-size", type=_positive(int), default=1024,
                    help="INRs per resumable chunk (use >= 10000 on a GPU)")
     f.add_argument("--device-batch-size", type=_positive(int),
@@ -117,6 +120,7 @@ def _fit_sines(args: argparse.Namespace) -> dict[str, Path]:
 
     unused = [flag for flag, value in (("--root", args.root), ("--w0", args.w0), ("--workers", args.workers),
                                        ("--device-batch-size", args.device_batch_size)) if value is not None]
+    unused += ["--init"] if args.init != "siren" else []
     if unused:
         raise ValueError(f"--source sines does not take {', '.join(unused)}")
     sizes = {k: v for k, v in (("n_train", args.n_train), ("n_val", args.n_val), ("n_test", args.n_test)) if v}
@@ -139,7 +143,7 @@ def _fit(args: argparse.Namespace) -> int:
                              n_test=args.n_test, steps=args.steps, lr=args.lr, w0=args.w0, seed=args.seed,
                              workers=args.workers, resume=args.resume, overwrite=args.overwrite,
                              progress=not args.quiet, device=args.device, target_psnr=args.target_psnr,
-                             chunk_size=args.chunk_size, device_batch_size=args.device_batch_size)
+                             chunk_size=args.chunk_size, device_batch_size=args.device_batch_size, init=args.init)
     for name, path in paths.items():
         d = INRDataset(path)
         print(f"{name:5s} {len(d):6d} INRs  PSNR mean {d.psnr.mean():.1f} dB, min {d.psnr.min():.1f} dB  -> {path}")

@@ -1,6 +1,7 @@
 """Batched SIREN fitting on real images (sklearn digits, MNIST from ../shared)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,39 @@ def test_device_settings_are_checked():
         fit_sirens_to_signals(torch.rand(10, 2), torch.rand(3, 10, 1), progress=False)   # widths[0] is 1
     with pytest.raises(ValueError, match="targets"):
         fit_sirens_to_signals(torch.rand(10, 1), torch.rand(10), progress=False)
+
+
+def test_dwsnets_init_is_the_datasets_starting_point():
+    """init="dwsnets": every sine layer U(+-sqrt(6/in)/w0) (the first one too) with zero bias, the last layer as
+    torch.nn.Linear (weight and bias U(+-1/sqrt(in))); "siren" keeps U(+-1/in) on the first layer."""
+    import math
+
+    from neuralgraph.inr import siren_init
+
+    g = torch.Generator().manual_seed(0)
+    w, b = siren_init(2000, (2, 32, 32, 1), 30.0, g, init="dwsnets")
+    bounds = [math.sqrt(6 / 2) / 30, math.sqrt(6 / 32) / 30, 1 / math.sqrt(32)]
+    for wm, bound in zip(w, bounds):
+        assert float(wm.abs().max()) <= bound and float(wm.abs().max()) > 0.95 * bound
+    assert float(b[0].abs().max()) == 0.0 and float(b[1].abs().max()) == 0.0
+    assert 0.9 / math.sqrt(32) < float(b[2].abs().max()) <= 1 / math.sqrt(32)
+    w_s, _ = siren_init(2000, (2, 32, 32, 1), 30.0, torch.Generator().manual_seed(0))
+    assert 0.49 < float(w_s[0].abs().max()) <= 0.5
+    with pytest.raises(ValueError, match="init must be one of"):
+        siren_init(2, (2, 4, 1), 30.0, init="xavier")
+
+
+def test_fit_with_the_dwsnets_init_is_its_own_protocol(tmp_path):
+    """The init changes the fit (and is recorded in the manifest), so a directory never mixes two inits."""
+    from neuralgraph.inr import INRDataset, build_inr_splits
+
+    kw = dict(n_val=20, n_test=20, steps=5, chunk_size=64, progress=False)
+    build_inr_splits("digits", tmp_path / "d", init="dwsnets", **kw)
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert manifest["settings"]["init"] == "dwsnets"
+    build_inr_splits("digits", tmp_path / "s", **kw)
+    assert "init" not in json.loads((tmp_path / "s" / "manifest.json").read_text())["settings"]
+    first = [INRDataset(tmp_path / name / "train.pt", normalize=False).weights[0] for name in ("d", "s")]
+    assert float(first[0].std()) < 0.5 * float(first[1].std())
+    with pytest.raises(ValueError, match="init"):
+        build_inr_splits("digits", tmp_path / "s", init="dwsnets", **kw)

@@ -15,8 +15,9 @@ from ..architecture import Architecture
 from ..io import atomic_save
 from .files import _check_count, _checksums, _sha256, check_labels, load_inr_file, save_inr_dataset
 from .stats import RunningMoments
-from .siren import (DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS, _check_target_psnr,
-                    check_fit_settings, derive_seed, fit_sirens, resolve_device, siren_architecture)
+from .siren import (DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS, SIREN_INITS,
+                    _check_target_psnr, check_fit_settings, derive_seed, fit_sirens, resolve_device,
+                    siren_architecture)
 
 __all__ = ["fit_to_dataset"]
 
@@ -64,6 +65,11 @@ def _chunk_ok(path: Path, k: int, start: int, stop: int, fingerprint: str, arch:
     return obj if ok else None
 
 
+def _check_init(init: str) -> None:
+    if init not in SIREN_INITS:
+        raise ValueError(f"init must be one of {SIREN_INITS}, got {init!r}")
+
+
 def fit_to_dataset(
     images: Tensor,
     labels: Tensor,
@@ -89,6 +95,7 @@ def fit_to_dataset(
     target_psnr: float | None = None,
     device_batch_size: int | None = None,
     method: str | None = None,
+    init: str = "siren",
 ) -> Path:
     """Fit one SIREN per image and write the split file ``out_path``; resumable.
 
@@ -130,6 +137,7 @@ def fit_to_dataset(
     try:
         dev = resolve_device(device)
         _check_target_psnr(target_psnr)
+        _check_init(init)
     except ValueError as err:
         raise ValueError(f"{out_path}: {err}") from None
     source_index = torch.arange(n) if source_index is None else torch.as_tensor(source_index).long()
@@ -141,6 +149,8 @@ def fit_to_dataset(
               "batch_size": int(batch_size), "image_shape": list(images.shape[1:])}
     if target_psnr is not None:                       # absent = fixed steps: older fingerprints stay valid
         config["target_psnr"] = float(target_psnr)
+    if init != "siren":                               # absent = the default init: older fingerprints stay valid
+        config["init"] = str(init)
     chunk_dir = out_path.with_name(out_path.name + ".chunks")
     num_chunks = max(1, math.ceil(n / chunk_size))
     bounds = [(k, k * chunk_size, min(n, (k + 1) * chunk_size)) for k in range(num_chunks)]
@@ -179,7 +189,7 @@ def fit_to_dataset(
                 res = fit_sirens(images[s:e], widths=widths, w0=w0, steps=steps, lr=lr, offset=offset,
                                  batch_size=batch_size if dev.type == "cpu" else device_batch_size,
                                  seed=derive_seed(seed, k), workers=workers, progress=progress, device=dev,
-                                 target_psnr=target_psnr, method=method)
+                                 target_psnr=target_psnr, method=method, init=init)
             except (ValueError, FloatingPointError) as err:
                 raise type(err)(f"{out_path}, chunk {k} (images {s}..{e - 1}): {err}") from None
             chunk = {"chunk": k, "start": s, "stop": e, "fingerprint": fps[k], "arch": arch.to_dict(),

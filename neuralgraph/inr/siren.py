@@ -103,26 +103,51 @@ def image_grid(height: int, width: int, dtype: torch.dtype = torch.float32) -> T
     return torch.stack(torch.meshgrid(u, v, indexing="ij"), dim=-1).reshape(-1, 2)
 
 
+#: Initialisations of :func:`siren_init`: this library's (Sitzmann et al.) and the DWSNets datasets' own.
+SIREN_INITS = ("siren", "dwsnets")
+
+
 def siren_init(
     n: int,
     widths: Sequence[int] = DEFAULT_WIDTHS,
     w0: float = DEFAULT_W0,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
+    init: str = "siren",
 ) -> tuple[list[Tensor], list[Tensor]]:
-    """SIREN initialisation for ``n`` networks, zero biases.
+    """Initial parameters of ``n`` SIRENs.
 
-    First layer ``U(-1/in, 1/in)``, later layers ``U(-sqrt(6/in)/w0, sqrt(6/in)/w0)``
-    (Sitzmann et al., 2020), which keeps the pre-activations of ``sin(w0 *
-    .)`` well spread at every depth.
+    * ``init="siren"`` (default; Sitzmann et al., 2020): first layer ``U(-1/in, 1/in)``, later
+      layers ``U(-sqrt(6/in)/w0, sqrt(6/in)/w0)``, zero biases; keeps the pre-activations of
+      ``sin(w0 .)`` well spread at every depth.
+    * ``init="dwsnets"``: the initialisation of the INRs of the DWSNets / neural-graphs MNIST and
+      Fashion-MNIST datasets (``nn/inr.py`` of the DWSNets repository, whose ``INR`` never marks
+      its first layer as first): every sine layer ``U(-sqrt(6/in)/w0, sqrt(6/in)/w0)`` with zero
+      bias, the first one included, so the first layer starts at a low frequency; the last
+      (linear) layer as ``torch.nn.Linear`` does, weight and bias ``U(-1/sqrt(in), 1/sqrt(in))``.
+      Fitted networks move far from this small start (the datasets' first-layer weights have
+      std 0.063 against 0.29 for ``"siren"``), which is what lets weight-space models read them.
+
+    Shapes: -> ``weights[m] [n, out, in]``, ``biases[m] [n, out]``.
     """
     _check_widths(widths)
+    if init not in SIREN_INITS:
+        raise ValueError(f"init must be one of {SIREN_INITS}, got {init!r}")
     weights, biases = [], []
+    last = len(widths) - 2
     for m, (d_in, d_out) in enumerate(zip(widths[:-1], widths[1:])):
-        bound = 1.0 / d_in if m == 0 else math.sqrt(6.0 / d_in) / w0
+        if init == "dwsnets" and m == last:
+            bound = 1.0 / math.sqrt(d_in)
+        elif init == "siren" and m == 0:
+            bound = 1.0 / d_in
+        else:
+            bound = math.sqrt(6.0 / d_in) / w0
         w = torch.rand(n, d_out, d_in, generator=generator, dtype=dtype).mul_(2 * bound).sub_(bound)
         weights.append(w)
-        biases.append(torch.zeros(n, d_out, dtype=dtype))
+        if init == "dwsnets" and m == last:
+            biases.append(torch.rand(n, d_out, generator=generator, dtype=dtype).mul_(2 * bound).sub_(bound))
+        else:
+            biases.append(torch.zeros(n, d_out, dtype=dtype))
     return weights, biases
 
 
@@ -336,6 +361,7 @@ def fit_sirens(
     device: str | torch.device = "cpu",
     target_psnr: float | None = None,
     check_every: int = 25,
+    init: str = "siren",
 ) -> FitResult:
     """Fit one SIREN per image (``[n, H, W]`` or ``[n, H, W, C]`` in ``[0, 1]``).
 
@@ -369,6 +395,7 @@ def fit_sirens(
         workers: threads of the fast path (default: torch's thread count).
         target_psnr: early-stopping PSNR in dB, or ``None`` (fixed ``steps``).
         check_every: device path: steps between host synchronisations.
+        init: the starting point, ``"siren"`` or ``"dwsnets"`` (see :func:`siren_init`).
 
     Shapes:
         images ``[n, H, W]`` / ``[n, H, W, C]`` -> ``FitResult`` with
@@ -384,7 +411,7 @@ def fit_sirens(
     targets = _images_to_targets(images, widths)
     H, W = images.shape[1], images.shape[2]
     return _fit(targets, (H, W), None, widths, w0, steps, lr, batch_size, seed, offset, method, workers,
-                progress, record_steps, betas, eps, dev, target_psnr, check_every, "fit_sirens")
+                progress, record_steps, betas, eps, dev, target_psnr, check_every, "fit_sirens", init)
 
 
 def fit_sirens_to_signals(
@@ -404,6 +431,7 @@ def fit_sirens_to_signals(
     device: str | torch.device = "cpu",
     target_psnr: float | None = None,
     check_every: int = 25,
+    init: str = "siren",
 ) -> FitResult:
     """Fit one SIREN per signal sampled at shared coordinates (e.g. 1-D functions, point clouds).
 
@@ -446,12 +474,12 @@ def fit_sirens_to_signals(
             raise ValueError(f"fit_sirens_to_signals: {name} contain NaN or inf")
     return _fit(targets.float(), None, coords.float(), widths, w0, steps, lr, batch_size, seed, offset, method,
                 workers, progress, record_steps, (0.9, 0.999), 1e-8, dev, target_psnr, check_every,
-                "fit_sirens_to_signals")
+                "fit_sirens_to_signals", init)
 
 
 def _fit(targets: Tensor, grid: tuple[int, int] | None, coords: Tensor | None, widths: list[int], w0, steps, lr,
          batch_size, seed, offset, method, workers, progress, record_steps, betas, eps, dev: torch.device,
-         target_psnr, check_every, who: str) -> FitResult:
+         target_psnr, check_every, who: str, init: str = "siren") -> FitResult:
     """Shared driver of :func:`fit_sirens` / :func:`fit_sirens_to_signals` (``targets`` ``[n, P, C]``)."""
     if method is None:
         method = "fast" if dev.type == "cpu" else "device"
@@ -475,7 +503,7 @@ def _fit(targets: Tensor, grid: tuple[int, int] | None, coords: Tensor | None, w
         raise ValueError(f"record_steps {bad} outside [0, steps={steps}]")
     n, P, C = targets.shape
     gen = torch.Generator().manual_seed(int(seed))
-    weights, biases = siren_init(n, widths, w0, gen)
+    weights, biases = siren_init(n, widths, w0, gen, init=init)
     arch = siren_architecture(widths, w0, offset)
     history = {int(k): torch.empty(n) for k in record_steps}
     final_mse = torch.empty(n)

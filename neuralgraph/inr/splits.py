@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..io import atomic_write_text, lock_directory
 from .files import FORMAT_VERSION, _check_count
-from .fitting import _fingerprint, _tensor_digest, fit_to_dataset
+from .fitting import _check_init, _fingerprint, _tensor_digest, fit_to_dataset
 from .siren import (DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS, _check_target_psnr,
                     check_fit_settings, derive_seed, resolve_device)
 
@@ -182,6 +182,7 @@ def build_inr_splits(
     target_psnr: float | None = None,
     device_batch_size: int | None = None,
     method: str | None = None,
+    init: str = "siren",
 ) -> dict[str, Path]:
     """Make ``train.pt``, ``val.pt`` and ``test.pt`` INR splits in ``out_dir``.
 
@@ -220,8 +221,10 @@ def build_inr_splits(
     ``device`` / ``device_batch_size`` / ``method`` pick where and in what batches the
     INRs are fitted; they are not recorded in the manifest (a split fitted on
     a GPU is the same protocol, and a CPU rerun resumes it). ``target_psnr``
-    (the DWSNets authors' protocol: ``steps=1000, lr=5e-4, target_psnr=40``)
-    is recorded, so datasets of the two protocols never mix.
+    (the DWSNets authors' protocol: ``steps=1000, lr=5e-4, target_psnr=40``) and
+    ``init`` (``"dwsnets"``: the starting point of the DWSNets datasets' INRs, see
+    :func:`~neuralgraph.inr.siren_init`) are recorded, so datasets of different
+    protocols never mix.
     """
     if source not in SOURCE_NUM_CLASSES:
         raise ValueError(f"source must be one of {', '.join(map(repr, SOURCE_NUM_CLASSES))}, got {source!r}")
@@ -236,6 +239,7 @@ def build_inr_splits(
     check_fit_settings(steps=steps, lr=lr, w0=w0, min_steps=1)
     resolve_device(device)
     _check_target_psnr(target_psnr)
+    _check_init(init)
     _check_count(chunk_size=chunk_size, batch_size=batch_size,
                  **({} if device_batch_size is None else {"device_batch_size": device_batch_size}),
                  **{k: v for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)) if v is not None})
@@ -250,6 +254,8 @@ def build_inr_splits(
                 "num_classes": num_classes}
     if target_psnr is not None:                       # absent = fixed steps: older manifests stay valid
         settings["target_psnr"] = float(target_psnr)
+    if init != "siren":                               # absent = the default init: older manifests stay valid
+        settings["init"] = str(init)
     inputs = {name: _fingerprint({"images": _tensor_digest(x), "labels": _tensor_digest(y),
                                   "source_index": _tensor_digest(i)}) for name, (x, y, i) in splits.items()}
     manifest = json.loads(json.dumps({"format_version": FORMAT_VERSION, "settings": settings, "inputs": inputs}))
@@ -261,7 +267,7 @@ def build_inr_splits(
                 chunk_size=chunk_size, resume=resume, widths=widths, w0=w0, steps=steps, lr=lr,
                 batch_size=batch_size, seed=derive_seed(seed, 1000 + k), workers=workers, progress=progress,
                 on_chunk=on_chunk, device=device, target_psnr=target_psnr, device_batch_size=device_batch_size,
-                method=method, meta={"source": source, "split": name, "dataset": settings,
+                method=method, init=init, meta={"source": source, "split": name, "dataset": settings,
                                          "source_split": "test" if (name == "test" and source != "digits") else
                                          ("train" if source != "digits" else "all")})
         if target != out_dir:
