@@ -30,9 +30,12 @@ def check_graph_batch(batch: Any, who: str, extra: tuple[str, ...] = ()) -> None
         who: the processor's name, for the message.
         extra: further fields this processor needs (e.g. ``("arch",)`` for probe features).
     """
+    if isinstance(batch, (list, tuple)) and not batch:
+        raise ValueError(f"{who} got an empty list (no graphs): there is nothing to process; a batch is made from a "
+                         f"non-empty list with neuralgraph.batch_models(models_or_graphs)")
     if not isinstance(batch, BaseData):
         raise ValueError(f"{who} takes a neural graph or a PyG Batch of them (neuralgraph.to_graph, "
-                         f"Batch.from_data_list, INRDataset.batch), got {type(batch).__name__}")
+                         f"neuralgraph.batch_models, Batch.from_data_list, INRDataset.batch), got {type(batch).__name__}")
     missing = [k for k in (*GRAPH_FIELDS, *extra) if k not in batch or batch[k] is None]
     if missing:
         raise ValueError(f"{who}: the input lacks the neural-graph field(s) {missing}; make graphs with "
@@ -43,6 +46,10 @@ def check_graph_batch(batch: Any, who: str, extra: tuple[str, ...] = ()) -> None
     for key in ("x", "edge_attr"):
         if not batch[key].is_floating_point():
             raise ValueError(f"{who}: {key} must be floating point, got {batch[key].dtype}")
+        if batch[key].dim() != 2 or batch[key].size(1) < 1:
+            raise ValueError(f"{who}: {key} has shape {list(batch[key].shape)}; a neural graph's {key} is "
+                             f"[{'N, 1+ (the bias first)' if key == 'x' else 'E, K'}] with at least one column"
+                             f"{' (K: the kernel taps)' if key == 'edge_attr' else ''}")
 
 
 def check_positive_int(who: str, **values: Any) -> None:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 
 from .architecture import Architecture, LayerSpec, ModuleSpec, mlp_architecture
-from .graph import ModelState, NeuralGraph, stacked_to_batch, to_graph
+from .graph import ModelState, NeuralGraph, graph_archs, pad_taps, stacked_to_batch, to_graph
 
 __all__ = ["LAYOUTS", "DEFAULT_ACTIVATION", "from_weights_biases", "mlp_from_shapes", "state_dict_by_order",
            "to_graph_by_order", "mlp_state_dict_params", "batch_models", "register_safe_globals"]
@@ -191,11 +191,13 @@ def mlp_state_dict_params(state_dict: Mapping[str, Tensor], where: str = "state 
     return weights, biases
 
 
-def batch_models(models: Sequence[nn.Module], taps: int | None = None) -> Batch:
+def batch_models(models: Sequence[nn.Module | NeuralGraph], taps: int | None = None) -> Batch:
     """A PyG batch of the neural graphs of ``models`` (any mix of supported architectures).
 
     Args:
-        models: ``nn.Sequential`` models (MLPs, CNNs, ...).
+        models: ``nn.Sequential`` models (MLPs, CNNs, ...) and/or their neural graphs
+            (:func:`~neuralgraph.to_graph`); an empty list is refused with a clear message
+            (PyG's ``Batch.from_data_list([])`` fails with an ``IndexError``).
         taps: edge-feature width; default: the largest kernel among the models, so
             Linear and Conv layers of any kernel size batch together.
 
@@ -203,19 +205,24 @@ def batch_models(models: Sequence[nn.Module], taps: int | None = None) -> Batch:
         output: ``Batch`` of ``len(models)`` graphs, ``edge_attr`` ``[sum E, taps]``; ``batch.arch`` lists the
         architectures, ``to_models(batch)`` rebuilds the models.
     """
-    if isinstance(models, nn.Module) or not isinstance(models, Sequence) or not models:
-        raise ValueError(f"models must be a non-empty list of nn.Sequential models, got {type(models).__name__}")
+    if isinstance(models, (nn.Module, Batch)) or not isinstance(models, Sequence) or not models:
+        what = "an empty list" if isinstance(models, Sequence) and not models else type(models).__name__
+        raise ValueError(f"batch_models: models must be a non-empty list of nn.Sequential models or neural graphs, "
+                         f"got {what}")
     for i, m in enumerate(models):
-        if not isinstance(m, nn.Module):
-            raise ValueError(f"models[{i}] is a {type(m).__name__}, not an nn.Module")
+        if isinstance(m, Batch) or not isinstance(m, (nn.Module, NeuralGraph)):
+            raise ValueError(f"models[{i}] is a {type(m).__name__}, not an nn.Module or a neural graph"
+                             + (" (pass a batch's graphs: batch.to_data_list())" if isinstance(m, Batch) else ""))
     archs = []
     for i, m in enumerate(models):
         try:
-            archs.append(Architecture.from_module(m))
+            archs.append(graph_archs(m, f"models[{i}]")[0] if isinstance(m, NeuralGraph)
+                         else Architecture.from_module(m))
         except ValueError as e:
             raise ValueError(f"models[{i}]: {e}") from None
     K = max(a.max_taps for a in archs) if taps is None else taps
-    return Batch.from_data_list([to_graph(m, a, taps=K) for m, a in zip(models, archs)])
+    return Batch.from_data_list([pad_taps(m, K) if isinstance(m, NeuralGraph) else to_graph(m, a, taps=K)
+                                 for m, a in zip(models, archs)])
 
 
 def _batch_class(base: type) -> type:

@@ -41,6 +41,12 @@ def _without(key: str) -> Data:
     return g
 
 
+def _no_edge_columns() -> Data:
+    g = ng.to_graph(_mlp(2, 4, 1))
+    g.edge_attr = g.edge_attr[:, :0]
+    return g
+
+
 PROCESSORS = {"DWSNet": lambda: DWSNet(3, hidden=8, num_layers=1),
               "NGGNN": lambda: NGGNN(3, hidden=8, num_layers=1),
               "NGTransformer": lambda: NGTransformer(3, hidden=8, num_layers=1)}
@@ -63,6 +69,19 @@ CASES: list[Case] = [
          lambda ctx: NGGNN(3, hidden=8, num_layers=1)(_without("arch")), ValueError, "['arch']"),
     Case("DWSNet: graph without edge_layer", lambda ctx: DWSNet(3, hidden=8)(_without("edge_layer")), ValueError,
          "['edge_layer']"),
+    *[Case(f"{name}: an empty list", lambda ctx, make=make: make()([]), ValueError,
+           "got an empty list (no graphs)") for name, make in PROCESSORS.items()],
+    Case("NGGNN: edge_attr with 0 columns", lambda ctx: NGGNN(3, hidden=8, num_layers=1)(_no_edge_columns()),
+         ValueError, "NGGNN: edge_attr has shape [12, 0]; a neural graph's edge_attr is [E, K] with at least one"),
+    Case("NGTransformer: edge_attr with 0 columns",
+         lambda ctx: NGTransformer(3, hidden=8, num_layers=1)(_no_edge_columns()), ValueError,
+         "NGTransformer: edge_attr has shape [12, 0]; a neural graph's edge_attr is [E, K] with at least one"),
+    Case("NGGNN without probes: edge_attr with 0 columns", lambda ctx: NGGNN(3, hidden=8, num_layers=1,
+                                                                           use_probes=False)(_no_edge_columns()),
+         ValueError, "NGGNN: edge_attr has shape [12, 0]"),
+    Case("probes: read_params of edge_attr with 0 columns", lambda ctx: ng.read_params(
+        _no_edge_columns(), _no_edge_columns().arch, torch.zeros(1, dtype=torch.long), 1), ValueError,
+         "layer 1 (linear): edge_attr has 0 columns, the layer needs 1 (its kernel taps)"),
     # graphs a processor cannot take
     Case("DWSNet: network without a hidden layer", lambda ctx: DWSNet(3, hidden=8)(_batch(_mlp(2, 4, 1), _mlp(2, 3))),
          ValueError, "graph 1 has depth 1: DWS layers need at least one hidden layer"),

@@ -146,3 +146,18 @@ def test_dataset_file_loads_with_plain_torch_load(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(raw["weights"], ds.weights))
     assert torch.equal(raw["labels"], ds.labels)
     assert ng.Architecture.from_dict(raw["arch"]) == fit.arch
+
+
+def test_batch_models_takes_graphs_too():
+    """Graphs and models mix (graphs padded to the common taps); an empty list gets a clear message."""
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    cnn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
+    batch = ng.batch_models([ng.to_graph(mlp), cnn])
+    assert batch.num_graphs == 2 and batch.edge_attr.shape[1] == 9
+    x = torch.randn(2, 3)
+    assert torch.equal(ng.to_models(batch)[0](x), mlp(x))
+    with pytest.raises(ValueError, match="got an empty list"):
+        ng.batch_models([])
+    with pytest.raises(ValueError, match=r"models\[0\] is a NeuralGraphBatch"):
+        ng.batch_models([batch])
