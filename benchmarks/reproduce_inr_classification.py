@@ -16,8 +16,11 @@ What it does, in order, each step resumable:
 1. Fits one SIREN per image on the DWSNets split of each dataset: 55,000 train / 5,000 val
    (a stratified subset of the official train split) / the official 10,000 test images,
    with :func:`neuralgraph.inr.build_inr_splits` (chunked: a chunk on disk is never refit).
-   ``--fit authors`` (default) is the DWSNets authors' protocol: Adam lr 5e-4, up to 1000
-   steps, per-INR early stopping at 40 dB PSNR; ``--fit fixed`` is 200 steps at lr 1e-3.
+   ``--fit authors`` (default) is Adam lr 5e-4, up to 1000 steps, per-INR early stopping at
+   40 dB PSNR; ``--fit fixed`` is 200 steps at lr 1e-3; both start from the SIREN init.
+   ``--fit dwsinit200`` / ``dwsinit1000`` start from the DWSNets datasets' own init (200 / 1000
+   steps at lr 1e-3; the latter reproduces those datasets' weight statistics, see
+   :func:`neuralgraph.inr.siren_init`).
 2. Trains each model by :func:`neuralgraph.train.train` with ``resume=True``, one epoch per
    call (``stop_after_epoch``): a stop loses at most the epoch in progress, and a resumed run
    is bit-identical to an uninterrupted one. ``--epochs-profile cpu`` (default) trains for
@@ -87,7 +90,10 @@ CPU_EPOCHS = {"nggnn": 30, "ngt": 30, "dwsnet": 60, "mlp": 60, "mlp-aug": 60}
 #: The papers' numbers, for the comparison column of the results.
 PAPER_ACC = {("mnist", "dwsnet"): 0.857, ("mnist", "nggnn"): 0.914, ("mnist", "ngt"): 0.924,
              ("fashion_mnist", "dwsnet"): 0.671, ("fashion_mnist", "nggnn"): 0.680}
-FITS = {"authors": {"steps": 1000, "lr": 5e-4, "target_psnr": 40.0}, "fixed": {"steps": 200, "lr": 1e-3}}
+#: INR fit protocols (``--fit``); ``init`` is the starting point (:func:`neuralgraph.inr.siren_init`).
+FITS = {"authors": {"steps": 1000, "lr": 5e-4, "target_psnr": 40.0}, "fixed": {"steps": 200, "lr": 1e-3},
+        "dwsinit200": {"steps": 200, "lr": 1e-3, "init": "dwsnets"},
+        "dwsinit1000": {"steps": 1000, "lr": 1e-3, "init": "dwsnets"}}
 ROOTS = {"mnist": "mnist", "fashion_mnist": "fashion_mnist"}
 
 
@@ -346,7 +352,7 @@ def write_report(work: Path) -> Path:
             source, fit, name = (key or _key_from_state(state_path.name)).split("/")
             model, _, variant = name.partition("_")
             hist = _history(work / f"{source}_{fit}" / f"run_{name}")
-            curves.setdefault(source, {})[name] = hist
+            curves.setdefault(source, {})[f"{name} ({fit})"] = hist
             if row is not None:
                 paper = f"{100 * row['paper_acc']:.1f}" if row.get("paper_acc") else ""
                 lines.append(f"| {source} | {model} | {variant or ''} | {fit} | {100 * row['test_acc']:.1f} | {paper} "
