@@ -6,17 +6,39 @@ from pathlib import Path
 
 import networkx as nx
 import torch
-from torch_geometric.data import Data
+from torch_geometric.data import Batch, Data
 
 from .architecture import ACTIVATIONS
-from .graph import EDGE_RESIDUAL, NODE_HIDDEN
+from .graph import EDGE_RESIDUAL, NODE_HIDDEN, num_graphs
 from .io import save_figure
 
-__all__ = ["to_networkx", "draw", "colour_values", "edge_value_kind", "layer_labels", "draw_permutation",
-           "dataset_report"]
+__all__ = ["to_networkx", "draw", "one_graph", "colour_values", "edge_value_kind", "layer_labels",
+           "draw_permutation", "dataset_report"]
 
 #: Activation id (``node_act``) -> name.
 ACTIVATION_NAMES = {i: name for name, i in ACTIVATIONS.items()}
+
+
+def one_graph(graph: Data, index: int | None = None, who: str = "draw") -> Data:
+    """The graph to draw: ``graph`` itself, or graph ``index`` of a PyG batch.
+
+    A batch of several graphs needs ``index`` (its graphs would otherwise be drawn on top of each
+    other, with the summed widths as labels); ``ValueError`` naming ``who`` otherwise.
+
+    Args:
+        graph: a neural graph or a PyG batch of them.
+        index: which graph of a batch (negative counts from the end); ``None`` for a single graph.
+        who: the caller's name, for the message.
+    """
+    n = num_graphs(graph)
+    if index is None:
+        if n != 1:
+            raise ValueError(f"{who}: the batch holds {n} graphs; pass index= (0..{n - 1}) to draw one "
+                             f"(or batch.get_example(i))")
+        index = 0
+    if isinstance(index, bool) or not isinstance(index, int) or not -n <= index < n:
+        raise ValueError(f"{who}: index={index!r} is outside the batch's {n} graphs")
+    return graph.get_example(index) if isinstance(graph, Batch) else graph
 
 
 def _edge_scalar(graph: Data) -> torch.Tensor:
@@ -54,8 +76,10 @@ def edge_value_kind(graph: Data) -> str:
 def to_networkx(graph: Data) -> nx.DiGraph:
     """A ``networkx.DiGraph`` with ``layer``, ``pos``, ``type``, ``bias`` on nodes and ``weight`` on edges.
 
-    Conv edges also carry their whole ``kernel`` (the real taps, as a list).
+    Conv edges also carry their whole ``kernel`` (the real taps, as a list). One graph: a batch of
+    several is refused (:func:`one_graph` picks one).
     """
+    graph = one_graph(graph, who="to_networkx")
     G = nx.DiGraph()
     layer, pos, kind = graph.node_layer.tolist(), graph.node_pos.tolist(), graph.node_type.tolist()
     bias = graph.x[:, 0].detach().tolist()
@@ -87,6 +111,7 @@ def colour_values(graph: Data, scale: str = "global") -> tuple[torch.Tensor, tor
     """
     if scale not in ("global", "layer"):
         raise ValueError(f"scale must be 'global' or 'layer', got {scale!r}")
+    graph = one_graph(graph, who="colour_values")
     keep = graph.edge_type != EDGE_RESIDUAL
     w = (_kernel_norm(graph) if _has_kernels(graph) else _edge_scalar(graph))[keep]
     b = graph.x[:, 0].detach().float().clone()
@@ -107,6 +132,7 @@ def layer_labels(graph: Data) -> list[tuple[str, str]]:
     layer that computes it, e.g. ``"layer 2\n32 neurons\nconv2d 3x3"``; the activation label
     names the activation applied to the layer's neurons (``node_act``), ``"input"`` for layer 0.
     """
+    graph = one_graph(graph, who="layer_labels")
     counts = torch.bincount(graph.node_layer).tolist()
     act = torch.zeros(len(counts), dtype=torch.long).scatter_reduce(
         0, graph.node_layer, graph.node_act.long(), "amax", include_self=False) if hasattr(graph, "node_act") \
@@ -147,7 +173,7 @@ def _write_layer_labels(ax, graph: Data) -> None:
 
 def draw(graph: Data, ax=None, path: str | Path | None = None, title: str | None = None,
          node_size: float = 120.0, max_width: float = 3.0, colorbar: bool = True, legend: bool = True,
-         scale: str = "global", labels: bool = True):
+         scale: str = "global", labels: bool = True, index: int | None = None):
     """Draw a graph layer by layer (layer = column).
 
     Edge colour and width follow the weight (graphs with conv kernels: the L2 norm of each
@@ -162,9 +188,12 @@ def draw(graph: Data, ax=None, path: str | Path | None = None, title: str | None
             then read "/ layer max").
         labels: above each column the layer index, width and kind; below it the activation
             of its neurons (:func:`layer_labels`).
+        index: which graph of a PyG batch to draw; a batch of several graphs needs it (``ValueError``
+            otherwise; they would be drawn on top of each other).
 
     Returns the matplotlib ``Axes``; with ``path`` the figure is also saved as PNG.
     """
+    graph = one_graph(graph, index, "draw")
     import matplotlib.pyplot as plt
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize

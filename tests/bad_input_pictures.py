@@ -31,10 +31,26 @@ def _plots(name):
     return getattr(__import__("neuralgraph.train.plots", fromlist=[name]), name)
 
 
+def _draw(graph, **kw):
+    from neuralgraph.visualize import draw
+
+    return draw(graph, **kw)
+
+
+def _two_graphs():
+    from torch_geometric.data import Batch
+
+    return Batch.from_data_list([_mlp_graph(), _mlp_graph()])
+
+
 W2 = [torch.zeros(3, 4, 2), torch.zeros(3, 1, 4)]
 B2 = [torch.zeros(3, 4), torch.zeros(3, 1)]
 
 CASES: list[Case] = [
+    Case("draw: a batch of 2 graphs", lambda ctx: _draw(_two_graphs()), ValueError,
+         "draw: the batch holds 2 graphs; pass index= (0..1) to draw one"),
+    Case("draw: index outside the batch", lambda ctx: _draw(_two_graphs(), index=2), ValueError,
+         "draw: index=2 is outside the batch's 2 graphs"),
     Case("draw_permutation: perm not a HiddenPermutation", _permutation_case(lambda g, p, perm: (g, p, [0, 1])),
          ValueError, "perm must be the HiddenPermutation"),
     Case("draw_permutation: node count differs", _permutation_case(

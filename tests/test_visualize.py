@@ -5,6 +5,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -40,4 +41,22 @@ def test_draw_saves_a_png(tmp_path):
     image = plt.imread(path)
     assert image.shape[0] > 100 and image.shape[1] > 100
     assert image[..., :3].std() > 0.01  # something was drawn
+    plt.close("all")
+
+
+def test_draw_one_graph_of_a_batch(tmp_path):
+    """A batch of several graphs is drawn one graph at a time (index=), not on top of each other."""
+    from torch_geometric.data import Batch
+
+    from neuralgraph.visualize import layer_labels
+
+    small = ng.to_graph(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)))
+    wide = ng.to_graph(nn.Sequential(nn.Linear(2, 7), nn.Tanh(), nn.Linear(7, 1)))
+    batch = Batch.from_data_list([small, wide])
+    ax = draw(batch, index=1, path=tmp_path / "b.png")
+    assert "7 neurons" in layer_labels(batch.get_example(1))[1][0]
+    assert len(ax.collections) > 0
+    assert layer_labels(Batch.from_data_list([small]))[1][0].startswith("layer 1\n3 neurons\nlinear")
+    with pytest.raises(ValueError, match="the batch holds 2 graphs"):
+        to_networkx(batch)
     plt.close("all")
