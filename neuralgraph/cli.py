@@ -227,6 +227,9 @@ def _add_use_parsers(sub) -> None:
                    help="image size, to render the INRs (e.g. 28 28)")
     i.add_argument("--val-from-train", type=int, default=0,
                    help="when the JSON has no 'val' split: take the last N training INRs")
+    i.add_argument("--overwrite", action="store_true",
+                   help="replace a dataset of another fit or import in --out (refused otherwise); the old splits "
+                        "stay until the new ones are complete")
     i.add_argument("--quiet", action="store_true", help="no progress bars")
     x = sub.add_parser("extend", help="continue a finished training run to more epochs",
                        description="Raise a run's epoch count (its checkpoints are updated explicitly) and continue "
@@ -286,7 +289,7 @@ def _import_inrs(args: argparse.Namespace) -> int:
     paths = import_inr_splits(args.splits, args.out, root=args.root, statistics=args.statistics,
                               num_classes=args.num_classes, w0=args.w0, offset=args.offset,
                               image_shape=args.image_shape, val_from_train=args.val_from_train,
-                              progress=not args.quiet)
+                              overwrite=args.overwrite, progress=not args.quiet)
     for name, path in paths.items():
         print(f"{name:5s} {len(INRDataset(path)):6d} INRs -> {path}")
     return 0

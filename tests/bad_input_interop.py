@@ -32,6 +32,30 @@ def _split(path: str, n=1):
     return {"path": [path] * n, "label": [0] * n}
 
 
+def _three(path: str, label: int = 0):
+    return {s: {"path": [path], "label": [label]} for s in ("train", "val", "test")}
+
+
+def _import_into_fitted(ctx: Ctx):
+    """An import into a directory holding fitted digit INRs (without overwrite)."""
+    from neuralgraph.importers import import_inr_splits
+
+    return import_inr_splits(_json(ctx, _three(_one_inr(ctx))), ctx.copy_data(), progress=False)
+
+
+def _failing_overwrite(ctx: Ctx):
+    """A good import, then an import with overwrite whose *last* split fails: the first must stay whole."""
+    _import(ctx, _three(_one_inr(ctx)))
+    before = {p.name: p.read_bytes() for p in sorted((ctx.tmp / "out").iterdir()) if p.is_file()}
+    bad = {**_three(_one_inr(ctx)), "test": {"path": [_one_inr(ctx)], "label": [12]}}
+    try:
+        _import(ctx, bad, overwrite=True)
+    finally:
+        after = {p.name: p.read_bytes() for p in sorted((ctx.tmp / "out").iterdir()) if p.is_file()}
+        if after != before:
+            raise AssertionError(f"the failed import changed {sorted(k for k in after if after[k] != before.get(k))}")
+
+
 def _damaged_saved_graph(ctx: Ctx):
     g = ng.to_graph(nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 1)))
     ng.save(g, ctx.tmp / "g.pt")
@@ -108,6 +132,13 @@ CASES: list[Case] = [
     Case("import: label outside num_classes", lambda ctx: _import(ctx, {s: {"path": [_one_inr(ctx)], "label": [12]}
                                                                        for s in ("train", "val", "test")}),
          ValueError, "label 12 at index 0 is outside [0, 10)"),
+    Case("import: into a fitted dataset without overwrite", _import_into_fitted, ValueError,
+         "holds INRs fitted with other settings (source 'digits' there, 'dwsnets-import' now"),
+    Case("import: a failing overwrite keeps the old import", _failing_overwrite, ValueError,
+         "label 12 at index 0 is outside [0, 10)"),
+    cli_case("cli import-inrs: into a fitted dataset", ["import-inrs", "--splits", "{tmp}/splits.json", "--out",
+                                                       "{tmp}/data_copy"], "neuralgraph import-inrs --overwrite",
+             setup=lambda ctx: (_json(ctx, _three(_one_inr(ctx))), ctx.copy_data())),
     # ng.save / ng.load
     Case("ng.load: a saved graph with a weight overwritten", _damaged_saved_graph, ValueError,
          "g.pt: checksum mismatch in object/"),

@@ -229,6 +229,39 @@ def test_import_refuses_mixed_architectures_and_bad_statistics(tmp_path):
                           progress=False)
 
 
+def test_import_follows_the_one_directory_one_dataset_rules(tmp_path):
+    """A fitted dataset is not overwritten without overwrite=True; with it, the import replaces it whole
+    (manifest included), and a failing import leaves the directory as it was."""
+    from neuralgraph.importers import import_inr_splits
+
+    write_dwsnets_layout(tmp_path)
+    out = tmp_path / "data"
+    build_inr_splits("digits", out, n_train=20, n_val=20, n_test=20, steps=2, progress=False)
+    fitted = (out / "train.pt").read_bytes()
+    with pytest.raises(ValueError, match=r"source 'digits' there, 'dwsnets-import' now.*import-inrs --overwrite"):
+        import_inr_splits(tmp_path / "splits.json", out, progress=False)
+    assert (out / "train.pt").read_bytes() == fitted
+    table = json.loads((tmp_path / "splits.json").read_text())
+    table["test"]["label"][-1] = 12                          # the last split fails: nothing may change
+    (tmp_path / "bad.json").write_text(json.dumps(table))
+    with pytest.raises(ValueError, match="label 12"):
+        import_inr_splits(tmp_path / "bad.json", out, overwrite=True, progress=False)
+    assert (out / "train.pt").read_bytes() == fitted and not (out / ".overwrite" / "train.pt").exists()
+    import_inr_splits(tmp_path / "splits.json", out, overwrite=True, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["source"] == "dwsnets-import" and not (out / ".overwrite").exists()
+    from neuralgraph.train import load_splits
+
+    assert [len(d) for d in load_splits(out).values()] == [12, 4, 5]
+    import_inr_splits(tmp_path / "splits.json", out, progress=False)      # the same import: accepted again
+    assert load_splits(out)["train"].meta["source"] == "dwsnets-import"
+    del table["val"]
+    table["test"]["label"][-1] = 1
+    (tmp_path / "noval.json").write_text(json.dumps(table))
+    with pytest.raises(ValueError, match=r"holds another import \(splits .*; val_from_train 0 there, 3 now"):
+        import_inr_splits(tmp_path / "noval.json", out, val_from_train=3, progress=False)
+
+
 # ----------------------------------------------------------------------------
 # pictures: graph drawings with colour bars / legend / per-layer scale, confusion matrices
 # ----------------------------------------------------------------------------
