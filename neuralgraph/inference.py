@@ -91,8 +91,8 @@ def open_data(data: str | os.PathLike, ck: dict[str, Any], split: str | None = N
     found = load_inr_file(path, mmap=True)["arch"]
     arch = Architecture.from_dict(ck["arch"])
     if found != arch:
-        raise ValueError(f"{path}: INRs of architecture {list(found.widths)} ({found.layers[0].post}), the run "
-                         f"was trained on {list(arch.widths)} ({arch.layers[0].post})")
+        raise ValueError(f"{path}: INRs of another architecture than the run was trained on "
+                         f"({found.difference(arch, 'here', 'in the run')})")
     return INRDataset(path, normalize=normalize, stats=stats)
 
 
@@ -282,6 +282,7 @@ def evaluate(run: str | os.PathLike, data: str | os.PathLike, *, split: str | No
     model, ck = load_run(run, device)
     task = _task(ck)
     ds = open_data(data, ck, split)
+    task.setup_inference(ds, ck.get("inference") or {})      # e.g. the ssl views' statistics, edit's image shape
     if task.name == "classify" and len(ds) and int(ds.labels.max()) >= task.num_classes:
         raise ValueError(f"{ds.path}: label {int(ds.labels.max())} is outside the run's {task.num_classes} classes")
     return evaluate_split(model, ds, task, batch_size=batch_size, device=device)

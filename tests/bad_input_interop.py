@@ -62,6 +62,15 @@ def _damaged_saved_graph(ctx: Ctx):
     return ng.load(overwrite_tensor_bytes(ctx.tmp / "g.pt"))
 
 
+def _run_and_zoo(ctx: Ctx) -> None:
+    """Setup: a finished classify run in {tmp}/run and a zoo file {tmp}/z.pt."""
+    from bad_input_cli import a_finished_mlp_run
+    from bad_input_zoo import _gen
+
+    a_finished_mlp_run(ctx)
+    _gen(ctx)
+
+
 W = [torch.zeros(2, 4, 3), torch.zeros(2, 1, 4)]
 B = [torch.zeros(2, 4), torch.zeros(2, 1)]
 ARCH = ng.mlp_architecture([3, 4, 1])
@@ -152,6 +161,10 @@ CASES: list[Case] = [
     cli_case("cli predict: run not found", ["predict", "--run", "{tmp}/nope", "--data", "{data}"], "run not found"),
     cli_case("cli embed: bad layer", ["embed", "--run", "{tmp}", "--data", "{data}", "--out", "{tmp}/e.pt",
                                       "--layer", "middle"], "invalid choice: 'middle'"),
+    cli_case("cli predict: classify run on a zoo file", ["predict", "--run", "{tmp}/run", "--data", "{tmp}/z.pt"],
+             "z.pt: a model-zoo file (neuralgraph zoo generate), not an INR split", setup=_run_and_zoo),
+    cli_case("cli evaluate: classify run on a zoo file", ["evaluate", "--run", "{tmp}/run", "--data", "{tmp}/z.pt"],
+             "z.pt: a model-zoo file (neuralgraph zoo generate), not an INR split", setup=_run_and_zoo),
     cli_case("cli evaluate: no best.pt", ["evaluate", "--run", "{tmp}", "--data", "{data}"], "holds no best.pt"),
 ]
 

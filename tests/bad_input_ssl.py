@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from bad_input import Case, Ctx
+from bad_input import Case, Ctx, cli_case
 
 
 def _task(**kw):
@@ -79,6 +79,20 @@ def _corrupt_targets(ctx: Ctx):
     return _task().setup(splits)
 
 
+def _ssl_run_and_split_without_targets(ctx: Ctx) -> None:
+    """Setup: an ssl run on tiny sine INRs ({tmp}/run) and a sine split without its targets ({tmp}/plain.pt)."""
+    from bad_input import run_cli
+    from neuralgraph.inr.files import _checksums
+
+    _build(ctx, n_train=4, n_val=2, n_test=2)
+    run_cli(["train", "--task", "ssl", "--data", str(ctx.tmp / "sines"), "--out", str(ctx.tmp / "run"), "--model",
+             "mlp", "--epochs", "1", "--batch-size", "2", "--quiet", "--threads", "1"])
+    obj = torch.load(ctx.tmp / "sines" / "test.pt", weights_only=True)
+    obj["meta"] = {k: v for k, v in obj["meta"].items() if k not in ("targets", "targets_sha256")}
+    obj["checksums"] = _checksums(obj)
+    torch.save(obj, ctx.tmp / "plain.pt")
+
+
 CASES = [
     Case("ssl temperature 0", lambda ctx: _task(temperature=0.0), ValueError, "ssl: temperature"),
     Case("ssl temperature negative", lambda ctx: _task(temperature=-0.1), ValueError, "ssl: temperature"),
@@ -104,6 +118,8 @@ CASES = [
     Case("ssl splits with other targets", _other_targets, ValueError, "different targets"),
     Case("ssl batch not two views", _not_views, ValueError, "not two views per INR"),
     Case("ssl batch before setup", _batch_before_setup, RuntimeError, "setup(splits)"),
+    cli_case("ssl evaluate: a split without targets", ["evaluate", "--run", "{tmp}/run", "--data", "{tmp}/plain.pt"],
+             "plain.pt has no meta['targets']", setup=_ssl_run_and_split_without_targets),
     Case("info_nce odd rows", lambda ctx: __import__("neuralgraph.tasks.ssl", fromlist=["x"]).info_nce(
         torch.randn(3, 4), 0.1), ValueError, "two views per INR"),
     Case("sines n_train 0", lambda ctx: _build(ctx, n_train=0), ValueError, "n_train"),

@@ -111,6 +111,25 @@ def test_refuses_data_of_another_architecture(run, tmp_path):
         ng.predict(res.run_dir, other / "test.pt")
 
 
+@pytest.mark.parametrize("task", ["ssl", "edit"])
+def test_evaluate_runs_of_tasks_that_read_their_data(run, tmp_path, task):
+    """evaluate sets up the task from the data and the run's training statistics: ssl's views, edit's images
+    (both failed with a raw traceback before); the numbers are the trainer's own test metrics."""
+    _, digits = run
+    data = digits
+    if task == "ssl":
+        from neuralgraph.data.sines import build_sine_splits
+
+        data = tmp_path / "sines"
+        build_sine_splits(data, 8, 4, 4, steps=5, progress=False)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), task=task, epochs=1, batch_size=4,
+                      model="mlp" if task == "ssl" else "nggnn",
+                      model_kwargs={"hidden": (16,)} if task == "ssl" else {"hidden": 8, "num_layers": 1})
+    res = train(cfg, progress=False, verbose=False)
+    metrics = evaluate(res.run_dir, data / "test.pt")
+    assert metrics["loss"] == pytest.approx(res.test_metrics["loss"], rel=1e-5)
+
+
 def test_cli_predict_embed_evaluate(run, tmp_path, capsys):
     res, data = run
     assert main(["predict", "--run", str(res.run_dir), "--data", str(data), "--out", str(tmp_path / "p.csv")]) == 0

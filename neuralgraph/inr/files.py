@@ -220,6 +220,9 @@ def load_inr_file(path: str | os.PathLike, mmap: bool = True, verify: bool = Tru
         obj = torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear error
         raise ValueError(f"{path}: not a readable INR dataset file ({type(e).__name__}: {e})") from None
+    if isinstance(obj, dict) and "groups" in obj and "family" in obj:
+        raise ValueError(f"{path}: a model-zoo file (neuralgraph zoo generate), not an INR split; zoo files are read "
+                         f"by runs of --task regress / adapt (train --task regress --data {path.name})")
     if isinstance(obj, dict) and "format_version" in obj and obj["format_version"] != FORMAT_VERSION:
         version = obj["format_version"]
         hint = (" (written by an older neuralgraph, without checksums and num_classes); refit it, e.g. "

@@ -62,6 +62,18 @@ class Task:
     def setup(self, splits: dict[str, Any]) -> None:
         """Read what the task needs from the data (checked here, before any training)."""
 
+    def setup_inference(self, dataset: Any, inference: dict[str, Any]) -> None:
+        """:meth:`setup` for evaluating a trained run on ``dataset`` (``neuralgraph evaluate``).
+
+        Args:
+            dataset: the data to evaluate, as :func:`neuralgraph.inference.open_data` opened it.
+            inference: the checkpoint's ``inference`` entry (the *training* split's statistics and
+                fit settings, see :func:`neuralgraph.train.checkpoint.inference_state`; ``{}`` for
+                old checkpoints).
+
+        Default: nothing to read (the checkpoint's options suffice, e.g. ``classify``).
+        """
+
     def train_batch(self, dataset: Any, indices: Tensor, augment: Any, generator: torch.Generator) -> Any:
         """The training batch of ``dataset[indices]`` (default: ``dataset.batch`` with the run's augmentation)."""
         return dataset.batch(indices, augment=augment, generator=generator)

@@ -107,6 +107,12 @@ class Edit(Task):
         self.stats = train.stats
         self.coords = image_grid(*self.shape)
 
+    def setup_inference(self, dataset: Any, inference: dict[str, Any]) -> None:
+        """:meth:`setup` from the evaluated data's fit settings, with the run's training statistics."""
+        self.setup({"train": dataset})
+        if inference.get("stats") is not None:
+            self.stats = inference["stats"]
+
     def render(self, graph: Any) -> Tensor:
         """``[num_graphs, H, W]`` images of a batch of INRs (raw parameters), one batched forward."""
         weights, biases = batch_to_stacked(graph)

@@ -225,6 +225,13 @@ class Contrastive(Task):
                 raise ValueError(f"ssl: {getattr(d, 'path', s)} holds {len(d)} INR(s); the contrastive loss and "
                                  f"the probe need at least 2")
 
+    def setup_inference(self, dataset: Any, inference: dict[str, Any]) -> None:
+        """:meth:`setup` for the evaluated data alone; the views' noise is relative to the run's training
+        statistics (the data's own when the checkpoint predates them)."""
+        self.setup({"train": dataset})
+        if inference.get("stats") is not None:
+            self.stats = inference["stats"]
+
     def out_dim(self) -> int:
         """The embedding size (the ``out_dim`` option)."""
         return self.embedding_dim
