@@ -40,6 +40,17 @@ QUICKSTART: dict[str, Any] = {"model": "nggnn", "epochs": 20, "batch_size": 32, 
                               "model_kwargs": {"hidden": 32, "num_layers": 3}}
 
 
+def _seed(text: str) -> int:
+    """``--seed``: an integer >= 0 (scikit-learn's split and numpy refuse negative seeds with their own words)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed must be an integer >= 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``argparse`` parser of the ``neuralgraph`` command with all its sub-commands
     (``fit-inrs``, ``train``, ``quickstart``, ...); :func:`main` parses with it.
@@ -66,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--n-train", type=_positive(int), help="cap on training INRs")
     f.add_argument("--n-val", type=_positive(int), help="validation INRs (mnist: taken from the train split)")
     f.add_argument("--n-test", type=_positive(int), help="cap on test INRs")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=_seed, default=0, help="seed of the split and the fits (an integer >= 0)")
     f.add_argument("--workers", type=_positive(int), help="fitting threads (default: all cores)")
     f.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="reuse finished chunks/splits of an earlier identical fit (default: on)")

@@ -88,6 +88,16 @@ def _other_num_classes(ctx: Ctx) -> Path:
     return data
 
 
+def _other_activation(ctx: Ctx) -> Path:
+    """The shared data with val.pt rewritten as INRs whose hidden layers end in ReLU instead of sine."""
+    def relu(arch):
+        return {**arch, "layers": [{**l, "post": [["relu", []] if m[0] == "sine" else m for m in l["post"]]}
+                                   for l in arch["layers"]]}
+    data = ctx.copy_data()
+    shutil.copyfile(_rewritten(ctx, "val.pt", arch=relu), data / "val.pt")
+    return data
+
+
 def _files_without_manifest(ctx: Ctx) -> None:
     data = ctx.copy_data()
     (data / "manifest.json").unlink()
@@ -186,6 +196,8 @@ CASES: list[Case] = [
          "steps=2 (train.pt: 20)"),
     Case("load_splits: val with another num_classes", lambda ctx: _load_splits(_other_num_classes(ctx)),
          ValueError, "num_classes 11 differs"),
+    Case("load_splits: val with another activation", lambda ctx: _load_splits(_other_activation(ctx)), ValueError,
+         "val.pt: architecture differs from train.pt's: layer 1 post relu() here, sine(10.0) in train.pt"),
     # --- fitting
     Case("fit_sirens: lr=inf", lambda ctx: _fit(DIGITS, lr=float("inf")), ValueError, "lr=inf"),
     Case("fit_sirens: lr=nan", lambda ctx: _fit(DIGITS, lr=float("nan")), ValueError, "lr=nan"),
@@ -231,10 +243,14 @@ CASES: list[Case] = [
     Case("mnist: float images in 0..255", lambda ctx: _load_mnist(_mnist_dir(ctx, np.full((3, 2, 2), 200.0),
                                                                             np.zeros(3), image_code=0x0D)),
          ValueError, "must be in [0, 1]"),
+    Case("mnist: label 57 of 10 classes", lambda ctx: _load_mnist(_mnist_dir(ctx, np.zeros((3, 2, 2)),
+                                                                             np.array([0, 57, 1]))), ValueError,
+         "train-labels-idx1-ubyte: label 57 at index 1 is outside [0, 10)"),
     # --- the fit-inrs command
     cli_case("fit-inrs: --lr inf", FIT_INRS + ["--lr", "inf"], "lr"),     # argparse or build_inr_splits
     cli_case("fit-inrs: --lr nan", FIT_INRS + ["--lr", "nan"], "lr"),
     cli_case("fit-inrs: --w0 1e30 diverges", FIT_INRS + ["--w0", "1e30"], "SIREN fitting diverged"),
+    cli_case("fit-inrs: --seed -1", FIT_INRS + ["--seed", "-1"], "seed must be an integer >= 0, got -1"),
     cli_case("fit-inrs: --root with digits", FIT_INRS + ["--root", "{tmp}"], "--source mnist"),
     cli_case("fit-inrs: --n-val beyond the data", FIT_INRS + ["--n-val", "100000"], "n_val=100000"),
     cli_case("fit-inrs: mnist --root without the files",

@@ -86,13 +86,14 @@ def _find(root: Path, stem: str) -> Path:
                             "(point root at a directory holding the MNIST-format IDX files)")
 
 
-def load_mnist(root: str | os.PathLike, split: str = "train", limit: int | None = None) -> tuple[Tensor, Tensor]:
+def load_mnist(root: str | os.PathLike, split: str = "train", limit: int | None = None,
+               num_classes: int = 10) -> tuple[Tensor, Tensor]:
     """MNIST-format images ``[n, H, W]`` float32 in [0, 1] and labels ``[n]`` int64.
 
     ``root`` is a directory with the standard file names (gz or raw). ``limit``
     keeps the first ``limit`` examples. Images must be uint8 (scaled by 1/255)
-    or floats already in [0, 1]; labels integers >= 0 (``ValueError`` naming
-    the file otherwise).
+    or floats already in [0, 1]; labels integers in ``[0, num_classes)`` (10 for
+    MNIST and Fashion-MNIST; ``ValueError`` naming the file and the label otherwise).
     """
     if split not in MNIST_FILES:
         raise ValueError(f"split must be one of {sorted(MNIST_FILES)}, got {split!r}")
@@ -111,6 +112,10 @@ def load_mnist(root: str | os.PathLike, split: str = "train", limit: int | None 
         raise ValueError(f"{lab_path}: labels must be integers, the file stores {labels.dtype}")
     if labels.numel() and int(labels.min()) < 0:
         raise ValueError(f"{lab_path}: negative label {int(labels.min())}")
+    if labels.numel() and int(labels.max()) >= num_classes:
+        i = int(labels.argmax())
+        raise ValueError(f"{lab_path}: label {int(labels[i])} at index {i} is outside [0, {num_classes}) "
+                         f"(MNIST-format files have {num_classes} classes)")
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0:
             raise ValueError(f"limit must be an integer >= 0, got {limit!r}")

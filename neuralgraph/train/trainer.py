@@ -207,8 +207,9 @@ def load_splits(data_dir: str | os.PathLike, normalize: bool = True) -> dict[str
     ds = {s: INRDataset(data_dir / f"{s}.pt", normalize=normalize) for s in SPLITS}
     for s in ("val", "test"):
         if ds[s].arch != ds["train"].arch:
-            raise ValueError(f"{ds[s].path}: architecture {ds[s].arch.widths} differs from train.pt's "
-                             f"{ds['train'].arch.widths}")
+            raise ValueError(f"{ds[s].path}: architecture differs from train.pt's: "
+                             f"{ds[s].arch.difference(ds['train'].arch, 'here', 'in train.pt')}; the splits must "
+                             f"come from one dataset")
         ds[s].stats = ds["train"].stats
     for s in SPLITS:
         if len(ds[s]) == 0:

@@ -256,6 +256,8 @@ def generate_zoo(
         device: ``"cpu"``, ``"cuda"``, ... (``"auto"``: CUDA when available).
     """
     out_path = Path(out_path)
+    if out_path.is_dir():
+        raise ValueError(f"{out_path} is a directory; a zoo is one file: give its path, e.g. {out_path / 'zoo.pt'}")
     if family not in FAMILIES:
         raise ValueError(f"zoo family must be one of {FAMILIES}, got {family!r}")
     for name, value in (("num_networks", num_networks), ("epochs", epochs), ("batch_size", batch_size),
