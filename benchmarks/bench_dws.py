@@ -1,11 +1,14 @@
-"""DWSNet throughput: message passing on neural graphs vs a dense einsum DWS on stacked weights.
+"""DWSNet throughput: its dense and gather/scatter paths vs a dense einsum DWS on stacked weights.
 
     python benchmarks/bench_dws.py [--threads 2] [--device cpu|cuda] [--repeats 5]
 
 Model: a 4-layer DWSNet classifier (hidden 32, out_dim 10, max_in=2, max_out=1,
 tying="relation", mean pooling), timed as forward + cross-entropy + backward
-(graphs/s, best of ``--repeats``; the machine may be shared). Its ``DWSIndex``
-is rebuilt inside every forward, as in training.
+(graphs/s, best of ``--repeats``; the machine may be shared). On the uniform SIREN
+batch it takes its dense path (per-layer tensors, no index); "scatter" is the same
+model with ``dense_path = False`` (its ``DWSIndex`` rebuilt inside every forward, as in
+training). The mixed batch always takes the scatter path. For DWSNet against nfn's
+HNP network see ``benchmarks/bench_peers.py``.
 
 Reference ("dense"): the same structure (4 DWS layers, per-element LayerNorm +
 ReLU, the same pooled readout, the same 2-layer MLP head) built from
@@ -127,7 +130,8 @@ def workload(name: str, B: int, device: str, seed: int = 0):
     return mp, batch.to(device), dense, labels
 
 
-def mp_step(mp, batch, labels) -> None:
+def mp_step(mp, batch, labels, dense_path: bool = True) -> None:
+    mp.dense_path = dense_path
     mp.zero_grad(set_to_none=True)
     nn.functional.cross_entropy(mp(batch), labels).backward()
 
@@ -165,7 +169,8 @@ def peak_memory_mib(name: str, B: int, which: str, device: str, threads: int) ->
     """Peak extra memory of one forward+backward (see module docstring)."""
     if device == "cuda":
         mp, batch, dense, labels = workload(name, B, device)
-        fn = (lambda: mp_step(mp, batch, labels)) if which == "mp" else (lambda: dense_step(dense, labels))
+        fn = (lambda: mp_step(mp, batch, labels, which == "mp")) if which != "dense" else \
+            (lambda: dense_step(dense, labels))
         fn()                                       # grads allocated, as in training
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
@@ -191,7 +196,8 @@ def _status_kib(field: str) -> int:
 def _rss_child(spec: str) -> None:
     name, B, which = spec.split(",")
     mp, batch, dense, labels = workload(name, int(B), "cpu")
-    step = (lambda: mp_step(mp, batch, labels)) if which == "mp" else (lambda: dense_step(dense, labels))
+    step = (lambda: mp_step(mp, batch, labels, which == "mp")) if which != "dense" else \
+        (lambda: dense_step(dense, labels))
     step()                                          # gradients exist, as in training
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -247,20 +253,20 @@ def main() -> None:
     mem = "CUDA max_memory_allocated" if args.device == "cuda" else "peak RSS over RSS before the step (fresh process, see docstring)"
     print(f"DWSNet classifier: {LAYERS} layers, hidden {HIDDEN}, out {OUT}, tying=relation, max_in=2, max_out=1; "
           f"forward+backward, best of {args.repeats}, {args.threads} threads, {args.device}; memory: {mem}")
-    print("| batch | graphs | message passing (graphs/s) | dense einsum (graphs/s) | MP / dense time | "
-          "MP peak (MiB) | dense peak (MiB) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| batch | graphs | DWSNet (graphs/s) | DWSNet scatter path (graphs/s) | dense einsum (graphs/s) | "
+          "DWSNet / einsum time | DWSNet peak (MiB) | scatter peak (MiB) | einsum peak (MiB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     rows = [("siren", B) for B in args.batches] + [("hetero", max(args.batches))]
     for name, B in rows:
         mp, batch, dense, labels = workload(name, B, args.device)
-        t_mp, t_dense = best_of_interleaved([lambda: mp_step(mp, batch, labels), lambda: dense_step(dense, labels)],
-                                            args.device, args.repeats)
+        t_mp, t_sc, t_dense = best_of_interleaved(
+            [lambda: mp_step(mp, batch, labels), lambda: mp_step(mp, batch, labels, False),
+             lambda: dense_step(dense, labels)], args.device, args.repeats)
         del mp, batch, dense
-        m_mp = peak_memory_mib(name, B, "mp", args.device, args.threads)
-        m_dense = peak_memory_mib(name, B, "dense", args.device, args.threads)
+        m_mp, m_sc, m_dense = (peak_memory_mib(name, B, w, args.device, args.threads) for w in ("mp", "scatter", "dense"))
         what = f"SIREN {SIREN}" if name == "siren" else f"mixed: {len(HETERO)} archs, depth 2-4, widths 8-32"
-        print(f"| {what} | {B} | {B / t_mp:,.0f} | {B / t_dense:,.0f} | {t_mp / t_dense:.2f}x | "
-              f"{m_mp:,.0f} | {m_dense:,.0f} |", flush=True)
+        print(f"| {what} | {B} | {B / t_mp:,.0f} | {B / t_sc:,.0f} | {B / t_dense:,.0f} | {t_mp / t_dense:.2f}x | "
+              f"{m_mp:,.0f} | {m_sc:,.0f} | {m_dense:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -412,8 +412,9 @@ class DWSLayer(nn.Module):
     def _assemble(plan: "_Gather", params: nn.ParameterDict, dtype) -> Tensor:
         """``plan`` applied: the concatenated parameters (then a 0 and a 1) gathered at ``plan.first``,
         times the entries at ``plan.second`` (factorized blocks: scale x shared matrix) if any."""
-        ref = params[plan.names[0]] if plan.names else next(iter(params.values()))
-        parts = [params[n].reshape(-1) for n in plan.names]
+        table = params._parameters           # the ParameterDict's own name -> Parameter map (no getattr per name)
+        ref = table[plan.names[0]] if plan.names else next(iter(table.values()))
+        parts = [table[n].reshape(-1) for n in plan.names]
         flat = torch.cat(parts + [torch.tensor([0.0, 1.0], dtype=ref.dtype, device=ref.device)])
         out = flat.index_select(0, plan.first)
         if plan.second is not None:

@@ -21,6 +21,15 @@ OPTIONS = list(itertools.product(["relation", "full"], ["mean", "sum", "max"], [
 FIXTURE = Path(__file__).parent / "data" / "dwsnet_scatter_checkpoints.pt"
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: intra-op threads only add synchronisation (seconds per test on a loaded 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def uniform_batch(widths, B: int = 3, seed: int = 0) -> Batch:
     """``B`` random MLPs of one architecture as a neural-graph batch (``stacked_to_batch``: canonical order)."""
     gen = torch.Generator().manual_seed(seed)
@@ -154,7 +163,7 @@ def net_run(net: DWSNet, batch, dense: bool):
 @pytest.mark.parametrize("head", ["invariant", "equivariant", None])
 @pytest.mark.parametrize("tying,reduce,pair_mixing", OPTIONS)
 def test_dwsnet_dense_equals_scatter(head, tying, reduce, pair_mixing):
-    for widths in ([2, 5, 1], [3, 4, 5, 2], [2, 3, 4, 3, 1]):
+    for widths in ([2, 5, 1], [3, 4, 5, 4, 2]):
         batch = uniform_batch(widths, B=4)
         net = make_net(head, tying, reduce, pair_mixing, depths=[len(widths) - 1], norm=head != "equivariant")
         o1, g1 = net_run(net, batch, True)
@@ -297,3 +306,26 @@ def test_checkpoints_from_the_scatter_only_code_predict_the_same():
         assert got.keys() == case["outputs"].keys()
         for k, want in case["outputs"].items():
             torch.testing.assert_close(got[k], want, rtol=1e-5, atol=1e-5, msg=f"{case['config']} {k}")
+
+
+# ---------------------------------------------------------------------------------------------
+# sizes from the data (the trainer's registry)
+# ---------------------------------------------------------------------------------------------
+
+def test_trainer_sizes_dwsnet_from_the_dataset_architecture():
+    """``build_model`` (what the trainer and ``load_trained`` call) sizes ``max_in`` / ``max_out`` to the
+    dataset's architecture unless given, so a 100-input MLP zoo works where the default 64 refuses it,
+    and a run's stored ``model_kwargs`` rebuild the same model."""
+    from neuralgraph.train.registry import build_model
+
+    arch = ng.mlp_architecture([100, 6, 3], "relu")
+    batch = uniform_batch([100, 6, 3], B=2)
+    net = build_model("dwsnet", 4, arch=arch, hidden=4, num_layers=1)
+    assert (net.max_in, net.max_out) == (100, 3) and net.readout.max_in == 100
+    assert net(batch).shape == (2, 4)
+    again = build_model("dwsnet", 4, arch=arch, hidden=4, num_layers=1)
+    again.load_state_dict(net.state_dict())                       # same shapes: the checkpoint loads
+    with pytest.raises(ValueError, match="max_in=50 is smaller than the dataset needs \\(100"):
+        build_model("dwsnet", 4, arch=arch, hidden=4, num_layers=1, max_in=50)
+    with pytest.raises(ValueError, match="100 input neurons.*max_in=64"):
+        DWSNet(4, hidden=4, num_layers=1)(batch)
