@@ -171,6 +171,15 @@ def _write_layer_labels(ax, graph: Data) -> None:
     ax.set_xlim(-0.6, len(counts) - 0.4)
 
 
+def _colour_bars(ax, weights, biases, norms: bool, scale: str) -> None:
+    """The weight (or kernel-norm) and bias colour bars of :func:`draw` beside ``ax``."""
+    per = " / layer max" if scale == "layer" else ""
+    # the first bar sits rightmost; its pad is the gap the second bar's tick labels need
+    ax.figure.colorbar(weights, ax=ax, fraction=0.05, pad=0.16,
+                       label=(f"kernel L2 norm (real taps){per}" if norms else f"weight{per}"))
+    ax.figure.colorbar(biases, ax=ax, fraction=0.05, pad=0.03, label=f"bias{per}")
+
+
 def draw(graph: Data, ax=None, path: str | Path | None = None, title: str | None = None,
          node_size: float = 120.0, max_width: float = 3.0, colorbar: bool = True, legend: bool = True,
          scale: str = "global", labels: bool = True, index: int | None = None):
@@ -242,13 +251,8 @@ def draw(graph: Data, ax=None, path: str | Path | None = None, title: str | None
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, len(handles)),
                   fontsize=7, frameon=False)
     if colorbar:
-        per = " / layer max" if scale == "layer" else ""
-        fig = ax.figure
-        # the first bar sits rightmost; its pad is the gap the second bar's tick labels need
-        fig.colorbar(ScalarMappable(wnorm, wcmap), ax=ax, fraction=0.05, pad=0.16,
-                     label=(f"kernel L2 norm (real taps){per}" if norms else f"weight{per}"))
-        fig.colorbar(ScalarMappable(Normalize(-bmax, bmax), plt.cm.PiYG), ax=ax, fraction=0.05, pad=0.03,
-                     label=f"bias{per}")
+        _colour_bars(ax, ScalarMappable(wnorm, wcmap), ScalarMappable(Normalize(-bmax, bmax), plt.cm.PiYG),
+                     norms, scale)
     if title:
         ax.set_title(title)
     if path is not None:
