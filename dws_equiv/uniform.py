@@ -52,10 +52,12 @@ class UniformBlocks:
 
     @property
     def nodes_per_graph(self) -> int:
+        """Neurons of one graph, ``sum(d_l)``."""
         return sum(self.widths)
 
     @property
     def edges_per_graph(self) -> int:
+        """Weights (edges) of one graph, ``sum(d_{m-1} d_m)``."""
         return sum(a * b for a, b in zip(self.widths[:-1], self.widths[1:]))
 
     def nodes(self, t: Tensor, layer: int) -> Tensor:
