@@ -220,6 +220,8 @@ CASES: list[Case] = [
     Case("fit_to_dataset: no images", lambda ctx: _fit_to_dataset(ctx, n=0), ValueError, "no images to fit"),
     # --- building splits
     Case("build: n_train=0", lambda ctx: _build(ctx, n_train=0), ValueError, "n_train=0"),
+    Case("build: negative seed", lambda ctx: _build(ctx, seed=-1), ValueError, "seed must be an integer >= 0, got -1"),
+    Case("build: init unknown", lambda ctx: _build(ctx, init="xavier"), ValueError, "init must be one of"),
     Case("build: n_train beyond the data", lambda ctx: _build(ctx, n_train=5000), ValueError,
          "n_train=5000, but only"),
     Case("build: n_val beyond the data", lambda ctx: _build(ctx, n_val=5000), ValueError, "n_val=5000"),

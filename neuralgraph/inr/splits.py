@@ -243,8 +243,8 @@ def build_inr_splits(
     _check_count(chunk_size=chunk_size, batch_size=batch_size,
                  **({} if device_batch_size is None else {"device_batch_size": device_batch_size}),
                  **{k: v for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)) if v is not None})
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     out_dir = Path(out_dir)
     splits = _source_splits(source, root, n_train, n_val, n_test, seed)
     num_classes = SOURCE_NUM_CLASSES[source]
