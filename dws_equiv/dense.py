@@ -167,6 +167,9 @@ class _MixAndPool(torch.autograd.Function):
     def backward(ctx, g_mix: Tensor | None, g_target: Tensor | None, g_source: Tensor | None):
         W, E = ctx.saved_tensors
         g_W = g_E = None
+        # under autocast the mixing ran in a lower precision; its backward runs in the block's dtype
+        g_mix, g_target, g_source = (None if g is None else g.to(W.dtype) for g in (g_mix, g_target, g_source))
+        E = E.to(W.dtype)
         if ctx.needs_input_grad[0]:
             g_W = torch.matmul(g_mix, E) if g_mix is not None else torch.zeros_like(W)
             if g_target is not None:

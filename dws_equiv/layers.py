@@ -69,6 +69,16 @@ matrix per block, so a block costs ``P*C' + C'*C`` instead of ``P*C'*C``
 per layer). Both forms are exactly equivariant; only ``"full"`` is complete
 for ``C > 1``.
 
+Two paths, one function
+-----------------------
+On a *uniform* batch (one fully connected architecture, canonical order: INR datasets,
+``neuralgraph.stacked_to_batch``; :class:`~dws_equiv.uniform.UniformBlocks`) the forward
+takes :meth:`DWSLayer.forward_dense`: the same terms on per-layer tensors ``[B, d_l, C]`` and
+per-block weight tensors ``[B, d_m, d_{m-1}, C]`` (:class:`~dws_equiv.dense.DenseFeatures`),
+where a gather is a broadcast and a scatter-reduction a reduction over one axis, with no
+index at all. Any other batch, or an explicit :class:`DWSIndex`, takes the gather/scatter
+path described above. Both use the same parameters and agree to float rounding.
+
 Reductions: ``"sum"`` gives exactly the characterised maps, ``"mean"`` scales
 every pool by 1/width (same span for a fixed architecture, comparable magnitudes
 across widths), ``"max"`` is a non-linear variant. Residual (skip) edges are not
@@ -771,6 +781,7 @@ class DWSLayer(nn.Module):
             E = self._block("e", "self", "c", "self", "c", Di, Do, anchors.dtype)
             first = first + (anchors.new_zeros(0, E.size(1)) @ E.t()).sum()
         return DenseFeatures(feats.blocks, tuple(nodes), (first, *middle, last))
+
 
 def _relation_context(per_layer: Tensor, free: Tensor, counts: Tensor | None) -> Tensor:
     """The pooled context of every anchor row under ``tying="relation"`` (:data:`RELATION_CONTEXT`).

@@ -195,6 +195,25 @@ def test_dwsnet_training_mode_with_dropout_runs_dense():
     assert_rel_close(o1, o2)
 
 
+@pytest.mark.parametrize("reduce", ["mean", "max"])
+def test_dense_path_under_bf16_autocast(reduce):
+    """``--amp``: the fused mixing's backward runs in the block's dtype; both paths agree to bf16 precision."""
+    batch = uniform_batch([2, 6, 6, 1], B=4)
+    net = make_net("invariant", "relation", reduce)
+    losses, grads = [], []
+    for dense in (True, False):
+        net.dense_path = dense
+        net.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = net(batch).float().pow(2).mean()
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(torch.cat([p.grad.reshape(-1) for p in net.parameters() if p.grad is not None]))
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert losses[0] == pytest.approx(losses[1], rel=3e-2)
+    assert float((grads[0] - grads[1]).norm() / grads[1].norm()) < 0.1
+
+
 # ---------------------------------------------------------------------------------------------
 # which path is taken
 # ---------------------------------------------------------------------------------------------
