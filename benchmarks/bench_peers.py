@@ -30,7 +30,9 @@ of this project)::
 Each (model, channels, batch) runs ``--rounds`` times in a fresh subprocess, the models
 alternating (A, B, C, A, B, C, ...) so that load on a shared machine hits them alike; each
 subprocess reports its best of ``--steps`` timed steps after two warm-up steps. Printed: the
-median over rounds, and each model's graphs/s over nfn's.
+median over rounds of graphs/s, and each model's speed over nfn's: the median over rounds of
+the ratio within a round (runs next to each other in time, so a load that drifts over the
+minutes of a run moves both sides), with its range over rounds.
 """
 from __future__ import annotations
 
@@ -164,7 +166,7 @@ def main() -> None:
         models.append("nfn HNP")
     print(f"SIREN {WIDTHS}, forward + cross-entropy + backward, {args.threads} thread(s), median over "
           f"{args.rounds} fresh processes of the best of {args.steps} steps")
-    print("| model | channels | batch | graphs/s | vs nfn HNP |\n|---|---|---|---|---|")
+    print("| model | channels | batch | graphs/s | vs nfn HNP (range) |\n|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for C in args.channels:
             for B in args.batches:
@@ -181,7 +183,10 @@ def main() -> None:
                             times[m].append(run_child(sys.executable, OURS, name=m, **fmt))
                 rate = {m: B / statistics.median(t) for m, t in times.items()}
                 for m in models:
-                    ratio = f"{rate[m] / rate['nfn HNP']:.2f}x" if "nfn HNP" in rate else "n/a"
+                    ratio = "n/a"
+                    if "nfn HNP" in times:               # per round (neighbours in time), then the median
+                        per_round = sorted(p / q for p, q in zip(times["nfn HNP"], times[m]))
+                        ratio = f"{statistics.median(per_round):.2f}x ({per_round[0]:.2f}-{per_round[-1]:.2f})"
                     print(f"| {m} | {C} | {B} | {rate[m]:,.0f} | {ratio} |", flush=True)
 
 

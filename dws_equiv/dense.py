@@ -28,7 +28,7 @@ def check_uniform_sizes(blocks: UniformBlocks, max_in: int, max_out: int, who: s
     d_in, d_out = blocks.widths[0], blocks.widths[-1]
     for name, count, limit, arg in (("input", d_in, max_in, "max_in"), ("output", d_out, max_out, "max_out")):
         if count > limit:
-            raise ValueError(f"graph 0 has {count} {name} neurons but {who} was built with {arg}={limit} "
+            raise ValueError(f"the graphs have {count} {name} neurons but {who} was built with {arg}={limit} "
                              f"(build it with {arg} >= {count})")
     return blocks
 

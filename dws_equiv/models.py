@@ -48,7 +48,11 @@ class DWSNet(ResetChildren, nn.Module):
 
     ``tying`` / ``reduce`` / ``max_in`` / ``max_out`` / ``pair_mixing`` / ``max_depth`` /
     ``depths`` are passed to every :class:`DWSLayer`. The default ``tying="relation"``
-    serves any depth and mixed-depth batches with one parameter set.
+    serves any depth and mixed-depth batches with one parameter set. ``max_in`` /
+    ``max_out`` size the position tables of the free layers: build the model with the
+    data's input / output widths (the trainer's ``build_model`` does so from the dataset's
+    architecture unless they are given); the generic default 64 costs 32x the parameters
+    of ``max_in=2, max_out=1`` for INRs and refuses networks with more than 64 inputs.
 
     Two paths compute the same function with the same parameters: on a *uniform* batch (every
     graph of one fully connected architecture, stored in canonical order, as INR datasets
