@@ -197,6 +197,23 @@ def save(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_save(record, path)
 
 
+def read_torch_file(path: Path, map_location: Any, what: str, kind: str) -> Any:
+    """``torch.load(path, weights_only=True)`` with one clear error per failure.
+
+    Args:
+        path: the file.
+        map_location: as for ``torch.load``.
+        what: how a missing file is named (``"checkpoint"`` -> ``checkpoint not found: PATH``).
+        kind: how an unreadable file is named (``PATH: not a readable KIND (...)``).
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same message
+        raise ValueError(f"{path}: not a readable {kind} ({type(e).__name__}: {e})") from None
+
+
 def load(path: str | os.PathLike, map_location: str | torch.device | None = None) -> Any:
     """Read a file of :func:`save` (checksums verified) or a plain ``torch.save`` file of graphs or tensors.
 
@@ -210,12 +227,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device | None = None
         map_location: as for ``torch.load`` (e.g. ``"cpu"``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same message
-        raise ValueError(f"{path}: not a readable torch.save file ({type(e).__name__}: {e})") from None
+    obj = read_torch_file(path, map_location, "file", "torch.save file")
     if isinstance(obj, dict) and obj.get("format") == SAVED_FORMAT:
         verify_checksums(obj, path, hint="write it again (ng.save)")
         return obj["object"]

@@ -21,13 +21,8 @@ OPTIONS = list(itertools.product(["relation", "full"], ["mean", "sum", "max"], [
 FIXTURE = Path(__file__).parent / "data" / "dwsnet_scatter_checkpoints.pt"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (seconds per test on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: one intra-op thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def uniform_batch(widths, B: int = 3, seed: int = 0) -> Batch:

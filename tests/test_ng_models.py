@@ -19,13 +19,8 @@ IMAGE = 16  # probe image size: large enough for every CNN the strategies draw
 HETERO = st.lists(st.one_of(mlps(), cnns(), resnets()), min_size=2, max_size=5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small graphs: a second thread only adds contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: one intra-op thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(models: list[nn.Module]) -> Batch:

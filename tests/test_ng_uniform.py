@@ -18,12 +18,8 @@ HEADS = ["invariant", "equivariant", None]
 FIXTURE = Path(__file__).parent / "data" / "ng_checkpoints.pt"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: one intra-op thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _stacked(widths, B, seed=0, act="sine"):

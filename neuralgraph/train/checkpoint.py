@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..inr.stats import _STAT_KEYS  # the per-layer statistics an ``inference`` entry stores
-from ..io import atomic_save, checksums, verify_checksums
+from ..io import atomic_save, checksums, read_torch_file, verify_checksums
 
 __all__ = ["CHECKPOINT_VERSION", "save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng", "inference_state", "extend_run",
            "config_mismatch"]
@@ -56,12 +56,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     before they existed) loads unverified.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same message
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    obj = read_torch_file(path, map_location, "checkpoint", "checkpoint")
     missing = [k for k in _REQUIRED if not isinstance(obj, dict) or k not in obj]
     if missing:
         raise ValueError(f"{path}: not a neuralgraph training checkpoint (missing {missing})")
