@@ -1,6 +1,6 @@
 """An independent dense DWS layer for one fixed architecture (test oracle and benchmark baseline).
 
-Written straight from the derivation (docs/dws-layer.md), with no message passing:
+Written straight from the derivation (docs/processors.md, "The DWS layer"), with no message passing:
 weights are stacked tensors ``W[m]: [B, d_m, d_{m-1}, C]`` and biases
 ``b[m]: [B, d_m, C]``. For every pair of blocks (X -> Y) and every choice of one
 option per layer (same neuron / pool-broadcast on shared hidden layers, pool on
