@@ -13,14 +13,11 @@ from typing import Any
 
 from torch_geometric.data.data import BaseData
 
-from neuralgraph.graph import num_graphs
+from neuralgraph.schema import PROCESSOR_FIELDS as GRAPH_FIELDS
+from neuralgraph.schema import num_graphs
 
 __all__ = ["GRAPH_FIELDS", "check_graph_batch", "check_positive_int", "check_nonnegative_int",
            "check_probability", "check_positive_float"]
-
-#: Fields every processor reads (see ``neuralgraph.graph``); made by ``to_graph`` / ``stacked_to_batch``.
-GRAPH_FIELDS = ("x", "edge_index", "edge_attr", "node_layer", "node_pos", "node_type", "edge_layer", "edge_type")
-
 
 def check_graph_batch(batch: Any, who: str, extra: tuple[str, ...] = ()) -> None:
     """Raise ``ValueError`` unless ``batch`` is a non-empty neural graph or batch of them.

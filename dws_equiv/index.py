@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-from neuralgraph.graph import EDGE_FORWARD, graph_index, num_graphs
+from neuralgraph.schema import EDGE_FORWARD, graph_index, num_graphs
 
 __all__ = ["DWSIndex"]
 

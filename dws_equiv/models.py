@@ -8,7 +8,7 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor, nn
 
-from neuralgraph import EDGE_FORWARD
+from neuralgraph.schema import EDGE_FORWARD
 
 from .checks import check_graph_batch, check_positive_int, check_probability, renamed_argument
 from .dense import DenseFeatures, resolve_layout

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from neuralgraph.graph import EDGE_FORWARD, num_graphs
+from neuralgraph.schema import EDGE_FORWARD, num_graphs
 
 __all__ = ["UniformBlocks"]
 

@@ -1,5 +1,4 @@
 """neuralgraph: neural networks as PyTorch Geometric graphs, and learning on them."""
-from . import inference
 from .architecture import ACTIVATIONS, Architecture, LayerSpec, ModuleSpec, Offset, Residual, Sine, mlp_architecture
 from .graph import (
     EDGE_FORWARD,
@@ -25,7 +24,6 @@ from .graph import (
     to_model,
     to_models,
 )
-from .inference import embed, predict
 from .io import load, save
 from .interop import (DEFAULT_ACTIVATION, batch_models, from_weights_biases, register_safe_globals,
                       state_dict_by_order, to_graph_by_order)
@@ -34,6 +32,21 @@ from .symmetry import HiddenPermutation, apply_permutation, permute_hidden, rand
 __version__ = "0.1.0"
 
 register_safe_globals()   # plain torch.load(path) (weights_only=True) reads saved graphs, batches and datasets
+
+#: Names of the face loaded when first used: inference reads datasets and checkpoints (the INR and
+#: training code), which ``import neuralgraph`` (and the processors below it) need not load.
+_LAZY = {"inference": ("neuralgraph.inference", None), "embed": ("neuralgraph.inference", "embed"),
+         "predict": ("neuralgraph.inference", "predict")}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'neuralgraph' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    return value if attr is None else getattr(value, attr)
 
 __all__ = [
     "ACTIVATIONS", "Architecture", "LayerSpec", "ModuleSpec", "Offset", "Residual", "Sine", "mlp_architecture",

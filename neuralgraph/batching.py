@@ -9,32 +9,8 @@ increments PyG records while collating; PyG keeps them in ``Batch._slice_dict`` 
 ``Batch._inc_dict`` and offers no public setter. **This module is the only place that
 writes them**; everything else builds batches through it.
 
-The attributes a neural-graph batch may carry, by level (a *node* attribute has one
-row per node, an *edge* attribute one row per edge, a *graph* attribute one entry per
-graph; ``edge_index`` is incremented by the node offset of its graph):
-
-================  =======  ==============================================================
-attribute         level    meaning
-================  =======  ==============================================================
-x                 node     ``[N, 1]`` bias of each neuron (0 for input neurons)
-node_layer        node     layer 0..M of each neuron
-node_pos          node     position of the neuron in its layer
-node_type         node     NODE_INPUT / NODE_HIDDEN / NODE_OUTPUT
-node_act          node     activation id after the neuron (``neuralgraph.ACTIVATIONS``)
-node_norm         node     ``[N, 4]`` normalisation after the neuron (IDENTITY_NORM if none)
-x_raw             node     the real biases of a standardised batch (``normalize=True``)
-edge_index        edge     ``[2, E]`` source, target (incremented by node offsets)
-edge_attr         edge     ``[E, K]`` weight (``K`` kernel taps, zero-padded)
-edge_mask         edge     ``[E, K]`` which taps are real
-edge_layer        edge     layer m of the weight ``W_m`` (1..M)
-edge_type         edge     EDGE_FORWARD / EDGE_RESIDUAL
-edge_attr_raw     edge     the real weights of a standardised batch
-arch              graph    the :class:`~neuralgraph.Architecture` of each graph (a list)
-model_state       graph    the :class:`~neuralgraph.ModelState` of each graph (a list)
-y                 graph    label or regression target of each graph
-inr_index         graph    index of the network in its dataset file
-net_index         graph    index of the network in its zoo file
-================  =======  ==============================================================
+The attributes a batch may carry and their levels are the format's, :data:`~neuralgraph.schema.FIELD_LEVELS`
+(a node attribute has one row per node, an edge attribute one per edge, a graph attribute one per graph).
 """
 from __future__ import annotations
 
@@ -44,16 +20,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch
 
-__all__ = ["FIELD_LEVELS", "uniform_batch", "set_graph_attr", "set_attr_like", "concat_batches"]
+from .schema import FIELD_LEVELS, NeuralGraph
 
-#: Level of every attribute of the batch contract (see the module docstring).
-FIELD_LEVELS: dict[str, str] = {
-    "x": "node", "node_layer": "node", "node_pos": "node", "node_type": "node", "node_act": "node",
-    "node_norm": "node", "x_raw": "node",
-    "edge_index": "edge", "edge_attr": "edge", "edge_mask": "edge", "edge_layer": "edge", "edge_type": "edge",
-    "edge_attr_raw": "edge",
-    "arch": "graph", "model_state": "graph", "y": "graph", "inr_index": "graph", "net_index": "graph",
-}
+__all__ = ["FIELD_LEVELS", "uniform_batch", "set_graph_attr", "set_attr_like", "concat_batches"]
 
 
 def uniform_batch(fields: dict[str, Any], num_graphs: int, nodes_per_graph: int, edges_per_graph: int) -> Batch:
@@ -65,12 +34,10 @@ def uniform_batch(fields: dict[str, Any], num_graphs: int, nodes_per_graph: int,
             attributes as lists or tensors of one entry per graph.
         num_graphs, nodes_per_graph, edges_per_graph: the sizes.
     """
-    from .graph import NeuralGraph
-
     B, n, e = num_graphs, nodes_per_graph, edges_per_graph
     unknown = sorted(set(fields) - set(FIELD_LEVELS))
     if unknown:
-        raise ValueError(f"uniform_batch: no level for {unknown}; add them to FIELD_LEVELS")
+        raise ValueError(f"uniform_batch: no level for {unknown}; add them to neuralgraph.schema.FIELDS")
     device = fields["x"].device
     batch = Batch(_base_cls=NeuralGraph, **fields, batch=torch.arange(B, device=device).repeat_interleave(n),
                   ptr=torch.arange(B + 1, device=device) * n)
@@ -106,8 +73,6 @@ def concat_batches(batches: Sequence[Batch]) -> Batch:
 
     Every batch must have the same keys and edge-feature width (pad with ``taps=``).
     """
-    from .graph import NeuralGraph
-
     if len(batches) == 1:
         return batches[0]
     keys = set(batches[0]._slice_dict)

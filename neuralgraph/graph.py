@@ -1,43 +1,12 @@
 """Models <-> neural graphs, exactly.
 
-Layout of a :class:`NeuralGraph` with layers ``0..M`` and widths ``d_0..d_M``:
-
-* nodes are ordered by layer, then by position in the layer;
-* ``x``           ``[N, 1]``  bias of the neuron (0 for input neurons);
-* ``node_layer``  ``[N]``     layer index ``l``;
-* ``node_pos``    ``[N]``     position of the neuron inside its layer;
-* ``node_type``   ``[N]``     0 input, 1 hidden, 2 output (:data:`NODE_INPUT` ...);
-* ``node_act``    ``[N]``     id of the activation applied to the neuron (``ACTIVATIONS``);
-* ``edge_index``  ``[2, E]``  source (layer ``m-1``) -> target (layer ``m``);
-  edges sorted by target then source, so layer ``m``'s edges are ``W_m`` in
-  row-major (torch ``out x in``) order; residual edges (if any) come after all
-  weight edges of their graph, sorted by target;
-* ``edge_attr``   ``[E, K]``  weight; a conv kernel is flattened and zero-padded
-  to ``K`` taps;
-* ``edge_mask``   ``[E, K]``  which of the ``K`` taps are real;
-* ``edge_layer``  ``[E]``     ``m``, the layer of the target;
-* ``edge_type``   ``[E]``     :data:`EDGE_FORWARD` for a weight, :data:`EDGE_RESIDUAL` for a
-  skip connection of a :class:`~neuralgraph.architecture.Residual` block (neuron
-  i of layer a -> neuron i of layer b, feature 1 in tap 0);
-* ``node_norm``   ``[N, 4]``  the neuron's (weight, bias, running_mean, running_var)
-  of a BatchNorm/LayerNorm after its layer, :data:`IDENTITY_NORM` = (1, 0, 0, 1)
-  where there is none (the paper's "normalisation = node features"); always
-  present, so graphs with and without normalisation batch together;
-* ``arch``        the :class:`~neuralgraph.architecture.Architecture` (a list
-  of them in a batch);
-* ``model_state`` the :class:`ModelState` (train/eval mode, BatchNorm step
-  counters) that, with the parameters, fixes what the rebuilt model computes
-  (a list of them in a batch). Graphs converted from a model keep its state;
-  graphs built from parameters alone (state dicts, :func:`graph_from_params`,
-  :func:`stacked_to_batch`) are in **eval mode** by default, as trained weights
-  are meant to be used.
-
-Everything a processor may change is in ``x`` and ``edge_attr``; the rest is
-structure, which the symmetry group leaves unchanged.
+:func:`to_graph` converts an ``nn.Sequential`` (or a state dict), :func:`stacked_to_batch` B networks of one
+architecture at once; :func:`to_model` / :func:`to_models` / :func:`batch_to_stacked` read them back, bit-exact.
+The format itself (fields, levels, node and edge kinds, :class:`NeuralGraph`) is :mod:`neuralgraph.schema`,
+re-exported here.
 """
 from __future__ import annotations
 
-import contextvars
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
@@ -46,6 +15,9 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
 from .architecture import Architecture, leaf_modules
+from .batching import uniform_batch
+from .schema import (EDGE_FORWARD, EDGE_RESIDUAL, EDGE_REVERSE, IDENTITY_NORM, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT,
+                     STRUCTURE_KEYS, NeuralGraph, graph_index, num_graphs)
 
 __all__ = [
     "NODE_INPUT", "NODE_HIDDEN", "NODE_OUTPUT", "EDGE_FORWARD", "EDGE_REVERSE", "EDGE_RESIDUAL",
@@ -55,67 +27,6 @@ __all__ = [
     "read_params", "group_by_layout", "group_architectures", "stacked_by_layout", "graph_index", "num_graphs",
     "graph_archs",
 ]
-
-#: ``node_norm`` row of a neuron without normalisation: weight 1, bias 0, mean 0, var 1.
-IDENTITY_NORM = (1.0, 0.0, 0.0, 1.0)
-
-NODE_INPUT, NODE_HIDDEN, NODE_OUTPUT = 0, 1, 2
-#: Edge kinds: a weight, a reverse copy (added by processors that pass messages both ways),
-#: and a residual (skip) connection with constant weight 1.
-EDGE_FORWARD, EDGE_REVERSE, EDGE_RESIDUAL = 0, 1, 2
-
-#: Node attributes that describe structure, not parameters (invariant under the symmetry group).
-STRUCTURE_KEYS = ("node_layer", "node_pos", "node_type", "node_act", "batch")
-
-#: Per-edge-feature keys whose width (taps) and dtype must agree across graphs batched together.
-_TAPS_KEYS = ("edge_attr", "edge_mask")
-#: Taps and dtype of the first graph's edge features while PyG collates a batch (see ``NeuralGraph.__inc__``).
-_COLLATING: contextvars.ContextVar[dict] = contextvars.ContextVar("neuralgraph_collating", default={})
-
-
-class NeuralGraph(Data):
-    """A PyG ``Data`` holding one network; see the module docstring for the fields.
-
-    Every attribute a graph or a batch of graphs may carry, with its level (node, edge or
-    graph), is listed in :mod:`neuralgraph.batching` (``FIELD_LEVELS``): ``x``, ``node_layer``,
-    ``node_pos``, ``node_type``, ``node_act``, ``node_norm`` and ``x_raw`` per node;
-    ``edge_index``, ``edge_attr``, ``edge_mask``, ``edge_layer``, ``edge_type`` and
-    ``edge_attr_raw`` per edge; ``arch``, ``model_state``, ``y`` and ``inr_index`` per graph.
-
-    Batching graphs whose edge features differ in width (taps) or dtype raises a
-    ``ValueError`` that says how to make them agree.
-    """
-
-    @property
-    def num_layers(self) -> int:
-        """M: parametric layers (graph layers are 0..M). For a batch, the maximum."""
-        return int(self.node_layer.max())
-
-    @property
-    def num_taps(self) -> int:
-        """K, the width of ``edge_attr``: weights per edge (1 for MLPs, the kernel area for conv; padded in batches)."""
-        return self.edge_attr.size(-1)
-
-    # PyG's collate asks the first graph for ``__cat_dim__`` of a key, then every graph for its
-    # ``__inc__``: that is where edge features of different widths can be told apart before torch.cat.
-    def __cat_dim__(self, key, value, *args, **kwargs):
-        if key in _TAPS_KEYS and isinstance(value, Tensor) and value.dim() == 2:
-            _COLLATING.set({**_COLLATING.get(), key: (value.size(-1), value.dtype)})
-        return super().__cat_dim__(key, value, *args, **kwargs)
-
-    def __inc__(self, key, value, *args, **kwargs):
-        first = _COLLATING.get().get(key) if key in _TAPS_KEYS else None
-        if first is not None and isinstance(value, Tensor) and value.dim() == 2:
-            if value.size(-1) != first[0]:
-                raise ValueError(
-                    f"cannot batch neural graphs with {first[0]} and {value.size(-1)} taps per edge ({key}): "
-                    f"convert with to_graph(..., taps=K) or pad with ng.pad_taps(graph, K), K >= "
-                    f"{max(first[0], value.size(-1))}"
-                )
-            if value.dtype != first[1]:
-                raise ValueError(f"cannot batch neural graphs of dtypes {first[1]} and {value.dtype} ({key}): "
-                                 "convert the models (or graphs) to one dtype first")
-        return super().__inc__(key, value, *args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -469,8 +380,6 @@ def _stack_norms(norms, arch: Architecture, B: int, dtype, device) -> Tensor:
 
 def _batch(fields: dict[str, Tensor], arch: Architecture, B: int, state: ModelState) -> Batch:
     """Wrap the fields of B graphs of one architecture as a PyG ``Batch`` (:func:`~neuralgraph.batching.uniform_batch`)."""
-    from .batching import uniform_batch
-
     return uniform_batch({**fields, "arch": [arch] * B, "model_state": [state] * B}, B, arch.num_nodes,
                          arch.num_edges)
 
@@ -720,18 +629,6 @@ def to_models(batch: Data) -> list[nn.Sequential]:
     if not isinstance(batch, Batch):
         return [to_model(batch)]
     return [to_model(batch.get_example(i)) for i in range(batch.num_graphs)]
-
-
-def graph_index(graph: Data) -> Tensor:
-    """Graph id of every node ``[N]`` of a neural graph or a PyG batch of them (zeros for one graph)."""
-    if "batch" in graph and graph.batch is not None:
-        return graph.batch
-    return torch.zeros(graph.num_nodes, dtype=torch.long, device=graph.x.device)
-
-
-def num_graphs(graph: Data) -> int:
-    """Number of graphs of a neural graph (1) or of a PyG batch of them."""
-    return int(graph.num_graphs) if "batch" in graph and graph.batch is not None else 1
 
 
 def parameter_layout(arch: Architecture) -> tuple:

@@ -39,12 +39,9 @@ from torch import Tensor, nn
 from .architecture import Architecture
 from .inr.dataset import INRDataset
 from .inr.files import load_inr_file
+from .inr.splits import SPLITS  # the splits ``split`` may name (INR split files, or a zoo run's split by network)
 
 __all__ = ["load_run", "training_stats", "open_data", "open_zoo", "predict", "embed", "evaluate", "predictions_csv"]
-
-#: The splits ``split`` may name (INR split files, or a zoo run's split by network).
-SPLITS = ("train", "val", "test")
-
 
 def load_run(run: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """The trained model (eval mode) and checkpoint of a run directory or checkpoint file (``best.pt``)."""

@@ -7,7 +7,7 @@ from torch_geometric.data import Data
 
 from ..checks import (check_graph_batch, check_nonnegative_int, check_positive_float, check_positive_int,
                       renamed_argument)
-from neuralgraph.graph import EDGE_FORWARD, EDGE_REVERSE
+from neuralgraph.schema import EDGE_FORWARD, EDGE_REVERSE
 
 from ..reset import ResetChildren
 from ..uniform import UniformBlocks

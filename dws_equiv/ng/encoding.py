@@ -23,11 +23,11 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from ..checks import renamed_argument
+from neuralgraph.architecture import ACTIVATIONS
+from neuralgraph.schema import EDGE_FORWARD, EDGE_RESIDUAL, EDGE_REVERSE, IDENTITY_NORM, NODE_INPUT, NODE_OUTPUT
 
+from ..checks import renamed_argument
 from ..reset import ResetChildren
-from neuralgraph import (ACTIVATIONS, IDENTITY_NORM, EDGE_FORWARD, EDGE_RESIDUAL, EDGE_REVERSE, NODE_INPUT,
-                         NODE_OUTPUT)
 
 __all__ = ["EDGE_REVERSE_RESIDUAL", "NUM_EDGE_KINDS", "NGEncoder", "FourierFeatures", "bidirectional"]
 

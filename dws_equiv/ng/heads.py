@@ -18,11 +18,10 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
-from neuralgraph import EDGE_FORWARD, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT
-
-from neuralgraph.graph import graph_index, num_graphs
+from neuralgraph.schema import EDGE_FORWARD, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT, graph_index, num_graphs
 
 from ..reset import ResetChildren
+
 __all__ = ["InvariantHead", "EquivariantHead", "mlp"]
 
 

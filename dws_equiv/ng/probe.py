@@ -30,9 +30,10 @@ from torch import Tensor, nn
 from torch.func import vmap
 from torch_geometric.data import Data
 
-from neuralgraph import IDENTITY_NORM, Architecture
+from neuralgraph.architecture import Architecture
 from neuralgraph.functional import network_values
-from neuralgraph.graph import graph_archs, graph_index, stacked_by_layout
+from neuralgraph.graph import graph_archs, stacked_by_layout
+from neuralgraph.schema import IDENTITY_NORM, graph_index
 
 __all__ = ["ProbeFeatures", "network_values"]
 

@@ -33,6 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..seeding import derive_seed
+from .images import load_zoo_data
+
 __all__ = ["TARGET_DEFAULTS", "corrupt", "load_target_data"]
 
 #: The documented target domain (see the module docstring).
@@ -102,16 +105,13 @@ def load_target_data(dataset: str, root: str | os.PathLike | None = None, image_
     """Source and target images of a zoo's data set.
 
     Returns ``{"train_x", "train_y", "test_x", "test_y"}`` (source, exactly as
-    :func:`neuralgraph.zoo.load_zoo_data`) and ``"target_train_x"``, ``"target_test_x"``: the
+    :func:`~neuralgraph.data.images.load_zoo_data`) and ``"target_train_x"``, ``"target_test_x"``: the
     corruption (:func:`corrupt` with ``settings``, noise seeds ``derive_seed(seed, 101, 0 / 1)``)
     is applied to the full-resolution 28x28 images (8x8 for ``digits``) and then averaged down to
     ``image_size`` like the source, so one setting defines the target domain at every zoo size.
 
     Shapes: ``*_x [n, 1, S, S]`` in ``[0, 1]``, ``*_y [n]``.
     """
-    from ..inr.siren import derive_seed
-    from ..zoo import load_zoo_data
-
     unknown = sorted(set(settings) - set(TARGET_DEFAULTS))
     if unknown:
         raise ValueError(f"load_target_data: unknown corruption settings {unknown}; accepted: "

@@ -9,7 +9,7 @@ format), :mod:`~neuralgraph.inr.fitting` (resumable fitting into a file),
 from .dataset import INRDataset, INRLoader
 from .files import FORMAT_VERSION, check_labels, load_inr_file, save_inr_dataset
 from .fitting import fit_to_dataset
-from .splits import DIGITS_W0, MANIFEST, SOURCE_NUM_CLASSES, build_inr_splits
+from .splits import DIGITS_W0, MANIFEST, SOURCE_NUM_CLASSES, SPLITS, build_inr_splits, load_splits
 from .stats import RunningMoments, layer_stats, normalize_params
 from .siren import (
     DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS,
@@ -24,5 +24,5 @@ __all__ = [
     "siren_architecture", "siren_forward", "siren_init",
     "FORMAT_VERSION", "MANIFEST", "SOURCE_NUM_CLASSES", "INRDataset", "INRLoader", "RunningMoments",
     "build_inr_splits", "check_labels", "fit_to_dataset", "layer_stats", "load_inr_file", "normalize_params",
-    "save_inr_dataset", "DIGITS_W0",
+    "save_inr_dataset", "DIGITS_W0", "SPLITS", "load_splits",
 ]

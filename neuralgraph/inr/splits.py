@@ -1,4 +1,7 @@
-"""Train / val / test INR splits of an image source (digits, MNIST, Fashion-MNIST) in one directory."""
+"""Train / val / test INR splits of an image source (digits, MNIST, Fashion-MNIST) in one directory.
+
+:func:`build_inr_splits` fits and writes the directory, :func:`load_splits` reads it back.
+"""
 from __future__ import annotations
 
 import json
@@ -12,12 +15,13 @@ import torch
 from torch import Tensor
 
 from ..io import atomic_write_text, lock_directory
+from .dataset import INRDataset
 from .files import FORMAT_VERSION, _check_count
 from .fitting import _check_init, _fingerprint, _tensor_digest, fit_to_dataset
 from .siren import (DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS, _check_target_psnr,
                     check_fit_settings, derive_seed, resolve_device)
 
-__all__ = ["build_inr_splits", "DIGITS_W0", "SOURCE_NUM_CLASSES", "MANIFEST"]
+__all__ = ["build_inr_splits", "load_splits", "SPLITS", "DIGITS_W0", "SOURCE_NUM_CLASSES", "MANIFEST"]
 
 
 #: SIREN frequency for the 8x8 digits: 30 (tuned for 28x28) scaled to the coarser grid.
@@ -28,7 +32,8 @@ SOURCE_NUM_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10}
 #: The file of a split directory that records the settings and inputs of its fit.
 MANIFEST = "manifest.json"
 _STAGING = ".overwrite"                  # where an overwrite is fitted before it replaces the old splits
-_SPLITS = ("train", "val", "test")
+#: The splits of a dataset directory, each a file ``<split>.pt``.
+SPLITS = ("train", "val", "test")
 
 
 def _stratified_split(idx: np.ndarray, size: int | float, labels: np.ndarray, seed: int, what: str, source: str):
@@ -91,7 +96,7 @@ def _read_manifest(directory: Path) -> dict | None:
 def _holds_fitted_data(directory: Path) -> bool:
     """Whether ``directory`` holds split files or finished chunks of one."""
     return any((directory / f"{s}.pt").exists() or any((directory / f"{s}.pt.chunks").glob("chunk_*.pt"))
-               for s in _SPLITS)
+               for s in SPLITS)
 
 
 def _differences(old: dict, new: dict) -> str:
@@ -114,7 +119,7 @@ def _finish_install(out_dir: Path) -> None:
     manifest = _read_manifest(staging)
     if not manifest or manifest != _read_manifest(out_dir):
         return                                          # not committed yet: an overwrite still in progress
-    for name in _SPLITS:
+    for name in SPLITS:
         if (staging / f"{name}.pt").is_file():
             os.replace(staging / f"{name}.pt", out_dir / f"{name}.pt")
         shutil.rmtree(out_dir / f"{name}.pt.chunks", ignore_errors=True)     # chunks of the old settings
@@ -273,3 +278,47 @@ def build_inr_splits(
         if target != out_dir:
             _install(target, out_dir)
     return {name: out_dir / f"{name}.pt" for name in splits}
+
+
+def load_splits(data_dir: str | os.PathLike, normalize: bool = True) -> dict[str, INRDataset]:
+    """The three split files of ``data_dir``; val/test are normalised with *train* statistics.
+
+    ``ValueError`` if the splits do not come from one fit: other architecture,
+    ``num_classes`` or fit settings (see ``meta["fit"]`` / ``meta["dataset"]``).
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"data directory not found: {data_dir} (make one with "
+                                f"`neuralgraph fit-inrs --source digits --out {data_dir}`)")
+    missing = [s for s in SPLITS if not (data_dir / f"{s}.pt").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{data_dir} lacks {', '.join(s + '.pt' for s in missing)}; expected train.pt, "
+                                f"val.pt and test.pt from `neuralgraph fit-inrs --out {data_dir}`")
+    ds = {s: INRDataset(data_dir / f"{s}.pt", normalize=normalize) for s in SPLITS}
+    for s in ("val", "test"):
+        if ds[s].arch != ds["train"].arch:
+            raise ValueError(f"{ds[s].path}: architecture differs from train.pt's: "
+                             f"{ds[s].arch.difference(ds['train'].arch, 'here', 'in train.pt')}; the splits must "
+                             f"come from one dataset")
+        ds[s].stats = ds["train"].stats
+    for s in SPLITS:
+        if len(ds[s]) == 0:
+            raise ValueError(f"{ds[s].path} holds no INRs")
+    # one fit: same number of classes (labels were checked against it on reading) and the same fit
+    # settings, except the per-split seed that build_inr_splits derives from the dataset seed
+    # (meta["dataset"], when present, holds the dataset seed and the rest of the settings)
+    train = ds["train"]
+    for s in ("val", "test"):
+        split = ds[s]
+        if split.num_classes != train.num_classes:
+            raise ValueError(f"{split.path}: num_classes {split.num_classes} differs from train.pt's "
+                             f"{train.num_classes}; the splits must come from one dataset")
+        ours, theirs = ({**{k: v for k, v in (d.meta.get("fit") or {}).items() if k != "seed"},
+                         **(d.meta.get("dataset") or {})} for d in (split, train))
+        diff = [f"{k}={ours.get(k)!r} (train.pt: {theirs.get(k)!r})" for k in sorted(set(ours) | set(theirs))
+                if ours.get(k) != theirs.get(k)]
+        if diff:
+            raise ValueError(f"{split.path} was fitted with other settings than train.pt: {', '.join(diff)}; "
+                             f"refit the directory as one dataset (`neuralgraph fit-inrs --overwrite --out "
+                             f"{data_dir}`)")
+    return ds

@@ -55,7 +55,7 @@ class Task:
     def load_splits(self, data: str | os.PathLike, normalize: bool) -> dict[str, Any]:
         """``{"train", "val", "test"}`` datasets: objects with ``len()``, ``arch`` and
         ``batch(indices, normalize=None, augment=None, generator=None)`` giving a PyG batch."""
-        from ..train.trainer import load_splits
+        from ..inr.splits import load_splits
 
         return load_splits(data, normalize=normalize)
 

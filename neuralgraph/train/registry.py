@@ -1,8 +1,11 @@
 """Model names -> constructors, so the CLI and checkpoints can refer to models by name.
 
-The equivariant models live in ``dws_equiv`` and are imported only when
+The equivariant models live in ``dws_equiv`` and are imported by name, only when
 asked for, so a missing or broken optional model gives a clear error naming
-it instead of breaking ``neuralgraph train --model mlp``.
+it instead of breaking ``neuralgraph train --model mlp``. The import by name is a
+plug-in registry, not a way around a circle: ``dws_equiv`` sits below the trainer
+and never imports it (``tests/test_house.py`` reads these names as imports and checks
+that the graph has no circle).
 
 Every model maps a PyG ``Batch`` of neural graphs to ``[num_graphs, out_dim]``
 logits. ``build_model(name, out_dim, arch, **hparams)`` passes ``arch`` (the

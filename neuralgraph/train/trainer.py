@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from ..augment import Augment
 from ..inr import INRDataset
+from ..inr.splits import load_splits
 from ..tasks import TASKS, Classify, Task, make_task
 from ..io import DirectoryBusy, atomic_write_text, lock_directory
 from ..seeding import derive_seed
@@ -69,7 +70,6 @@ DEFAULT_MODEL = "nggnn"
 #: (they do not change what is computed, or only where it runs).
 RESUME_MAY_CHANGE = frozenset({"data", "out", "device", "eval_batch_size", "n_reconstructions", "amp", "compile"})
 
-SPLITS = ("train", "val", "test")
 
 
 def metric_columns(task: Task) -> tuple[str, ...]:
@@ -189,50 +189,6 @@ class TrainResult:
 # ----------------------------------------------------------------------------
 # data
 # ----------------------------------------------------------------------------
-
-def load_splits(data_dir: str | os.PathLike, normalize: bool = True) -> dict[str, INRDataset]:
-    """The three split files of ``data_dir``; val/test are normalised with *train* statistics.
-
-    ``ValueError`` if the splits do not come from one fit: other architecture,
-    ``num_classes`` or fit settings (see ``meta["fit"]`` / ``meta["dataset"]``).
-    """
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"data directory not found: {data_dir} (make one with "
-                                f"`neuralgraph fit-inrs --source digits --out {data_dir}`)")
-    missing = [s for s in SPLITS if not (data_dir / f"{s}.pt").is_file()]
-    if missing:
-        raise FileNotFoundError(f"{data_dir} lacks {', '.join(s + '.pt' for s in missing)}; expected train.pt, "
-                                f"val.pt and test.pt from `neuralgraph fit-inrs --out {data_dir}`")
-    ds = {s: INRDataset(data_dir / f"{s}.pt", normalize=normalize) for s in SPLITS}
-    for s in ("val", "test"):
-        if ds[s].arch != ds["train"].arch:
-            raise ValueError(f"{ds[s].path}: architecture differs from train.pt's: "
-                             f"{ds[s].arch.difference(ds['train'].arch, 'here', 'in train.pt')}; the splits must "
-                             f"come from one dataset")
-        ds[s].stats = ds["train"].stats
-    for s in SPLITS:
-        if len(ds[s]) == 0:
-            raise ValueError(f"{ds[s].path} holds no INRs")
-    # one fit: same number of classes (labels were checked against it on reading) and the same fit
-    # settings, except the per-split seed that build_inr_splits derives from the dataset seed
-    # (meta["dataset"], when present, holds the dataset seed and the rest of the settings)
-    train = ds["train"]
-    for s in ("val", "test"):
-        split = ds[s]
-        if split.num_classes != train.num_classes:
-            raise ValueError(f"{split.path}: num_classes {split.num_classes} differs from train.pt's "
-                             f"{train.num_classes}; the splits must come from one dataset")
-        ours, theirs = ({**{k: v for k, v in (d.meta.get("fit") or {}).items() if k != "seed"},
-                         **(d.meta.get("dataset") or {})} for d in (split, train))
-        diff = [f"{k}={ours.get(k)!r} (train.pt: {theirs.get(k)!r})" for k in sorted(set(ours) | set(theirs))
-                if ours.get(k) != theirs.get(k)]
-        if diff:
-            raise ValueError(f"{split.path} was fitted with other settings than train.pt: {', '.join(diff)}; "
-                             f"refit the directory as one dataset (`neuralgraph fit-inrs --overwrite --out "
-                             f"{data_dir}`)")
-    return ds
-
 
 def _data_name(ds: dict[str, INRDataset], config: TrainConfig) -> str:
     """``digits INRs`` / ``mnist INRs`` from the split's metadata, else the directory name."""

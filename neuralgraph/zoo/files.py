@@ -19,11 +19,8 @@ architecture (mixed architectures in one file). Train metrics are measured in
 eval mode on the first ``n_train_eval`` training images (the same images for
 every network, whatever its training subset), test metrics on the test split.
 
-Data: MNIST / Fashion-MNIST IDX files (``load_mnist``), images in [0, 1],
-downsampled by averaging ``28 // image_size`` x ``28 // image_size`` blocks
-(14x14 by default, for CPU speed; 28 keeps the originals); ``n_train`` /
-``n_test`` keep the first images of the official splits. ``digits`` (sklearn's
-8x8 digits, 1297 train / 500 test, stratified) needs no files.
+Data: :func:`~neuralgraph.data.images.load_zoo_data` (MNIST / Fashion-MNIST downsampled, or sklearn's
+digits), re-exported here.
 """
 from __future__ import annotations
 
@@ -33,12 +30,12 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 
 from ..architecture import Architecture
 from ..batching import concat_batches, set_graph_attr
+from ..data.images import DATASETS, check_count, load_zoo_data
 from ..graph import stacked_to_batch, to_model
 from ..inr.dataset import _as_index
 from ..inr.files import _compact, _sha256
@@ -52,59 +49,8 @@ __all__ = ["ZOO_FORMAT", "DATASETS", "load_zoo_data", "generate_zoo", "load_zoo_
            "concat_batches", "METRICS"]
 
 ZOO_FORMAT = 1
-DATASETS = ("mnist", "fashion_mnist", "digits")
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 _KEYS = ("format_version", "family", "archs", "groups", "hparams", "epochs", "metrics", "meta", "checksums")
-
-
-def _count(name: str, value: Any, low: int = 1, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def load_zoo_data(dataset: str, root: str | os.PathLike | None = None, image_size: int = 14,
-                  n_train: int | None = None, n_test: int | None = None) -> dict[str, Tensor]:
-    """Training and test images ``[n, 1, S, S]`` in [0, 1] and labels for a zoo.
-
-    ``image_size`` must divide 28 (28, 14, 7) for MNIST-format data and be 8 for ``digits``.
-    """
-    if dataset not in DATASETS:
-        raise ValueError(f"zoo dataset must be one of {DATASETS}, got {dataset!r}")
-    _count("n_train", n_train, optional=True)
-    _count("n_test", n_test, optional=True)
-    if dataset == "digits":
-        if image_size != 8:
-            raise ValueError(f"digits are 8x8: image_size must be 8, got {image_size!r}")
-        from sklearn.model_selection import train_test_split
-
-        from ..data import load_digits
-
-        x, y = load_digits()
-        tr, te = train_test_split(np.arange(len(y)), test_size=500, stratify=y.numpy(), random_state=0)
-        tr, te = torch.from_numpy(np.sort(tr)), torch.from_numpy(np.sort(te))
-        data = {"train_x": x[tr, None], "train_y": y[tr], "test_x": x[te, None], "test_y": y[te]}
-        for split, cap in (("train", n_train), ("test", n_test)):
-            if cap is not None:
-                data[f"{split}_x"], data[f"{split}_y"] = data[f"{split}_x"][:cap], data[f"{split}_y"][:cap]
-        return data
-    if root is None:
-        raise ValueError(f"dataset {dataset!r} needs root= (a directory with its IDX files)")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1 or 28 % image_size:
-        raise ValueError(f"image_size must divide 28 (28, 14 or 7), got {image_size!r}")
-    from ..data import load_mnist
-
-    out = {}
-    for split, cap in (("train", n_train), ("test", n_test)):
-        x, y = load_mnist(root, split, limit=cap)
-        if x.shape[1:] != (28, 28):
-            raise ValueError(f"{root}: expected 28x28 images, got {tuple(x.shape[1:])}")
-        x = x[:, None]
-        if image_size != 28:
-            x = F.avg_pool2d(x, 28 // image_size)
-        out[f"{split}_x"], out[f"{split}_y"] = x.contiguous(), y
-    return out
 
 
 # ----------------------------------------------------------------------------
@@ -262,8 +208,8 @@ def generate_zoo(
         raise ValueError(f"zoo family must be one of {FAMILIES}, got {family!r}")
     for name, value in (("num_networks", num_networks), ("epochs", epochs), ("batch_size", batch_size),
                         ("chunk_size", chunk_size), ("n_train_eval", n_train_eval)):
-        _count(name, value)
-    _count("seed", seed, low=0)
+        check_count(name, value)
+    check_count("seed", seed, low=0)
     if checkpoints is None:
         checkpoints = sorted({0, epochs, *np.linspace(0, epochs, 5).round().astype(int).tolist()})
     checkpoints = sorted(set(int(c) for c in checkpoints))
