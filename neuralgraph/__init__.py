@@ -35,18 +35,20 @@ register_safe_globals()   # plain torch.load(path) (weights_only=True) reads sav
 
 #: Names of the face loaded when first used: inference reads datasets and checkpoints (the INR and
 #: training code), which ``import neuralgraph`` (and the processors below it) need not load.
-_LAZY = {"inference": ("neuralgraph.inference", None), "embed": ("neuralgraph.inference", "embed"),
-         "predict": ("neuralgraph.inference", "predict")}
+_LAZY = {"embed": ("neuralgraph.inference", "embed"), "predict": ("neuralgraph.inference", "predict")}
 
 
 def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'neuralgraph' has no attribute {name!r}")
+    """``ng.predict`` / ``ng.embed`` and every submodule (``ng.inr``, ``ng.inference``, ...), imported when first used."""
     import importlib
+    import importlib.util
 
-    module, attr = _LAZY[name]
-    value = importlib.import_module(module)
-    return value if attr is None else getattr(value, attr)
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ACTIVATIONS", "Architecture", "LayerSpec", "ModuleSpec", "Offset", "Residual", "Sine", "mlp_architecture",
