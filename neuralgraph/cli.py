@@ -9,6 +9,8 @@ Examples::
     neuralgraph train --task edit --data mnist_inrs --model nggnn --out runs/dilate   # INR editing
     neuralgraph zoo generate --family small_cnn --dataset mnist --root ../shared/datasets/mnist --out z.pt
     neuralgraph train --task regress --data z.pt --model ngt --out runs/accuracy      # accuracy from weights
+    neuralgraph l2o meta-train --processor nggnn --data-root ../shared/datasets --out runs/l2o_nggnn
+    neuralgraph l2o evaluate --optimizer runs/l2o_nggnn --data-root ../shared/datasets --out runs/l2o_eval
     neuralgraph train ... --resume                        # continue an interrupted run
     torchrun --nproc-per-node 2 -m neuralgraph train ...  # data-parallel (gloo on CPU, nccl on GPU)
     neuralgraph import-inrs --splits dataset/mnist_splits.json --out mnist_inrs     # DWSNets-layout INRs
@@ -120,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .zoo.cli import add_zoo_parser
 
     add_zoo_parser(sub)
+    from .l2o.cli import add_l2o_parser
+
+    add_l2o_parser(sub)
     _add_use_parsers(sub)
     _add_draw_parser(sub)
     sub.add_parser("models", help="list the models `train --model` accepts")
@@ -419,12 +424,13 @@ def _draw(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (errors print one line, no traceback)."""
     from .io import DirectoryBusy
+    from .l2o.cli import run_l2o
     from .zoo.cli import run_zoo
 
     args = build_parser().parse_args(argv)
     commands = {"fit-inrs": _fit, "train": _train, "quickstart": _quickstart, "models": _models, "zoo": run_zoo,
                 "import-inrs": _import_inrs, "extend": _extend, "predict": _predict, "embed": _embed, "evaluate": _evaluate,
-                "draw": _draw}
+                "draw": _draw, "l2o": run_l2o}
     try:
         return commands[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError, FloatingPointError, DirectoryBusy) as e:
