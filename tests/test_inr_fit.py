@@ -147,7 +147,7 @@ def test_interrupt_stops_all_worker_threads_promptly(digits, monkeypatch):
     import threading
     import time
 
-    import neuralgraph.inr.siren as siren
+    import neuralgraph.inr.runner as runner
 
     x = digits[0].repeat(4, 1, 1)                       # 128 INRs -> 16 batches of 8
     calls = {"n": 0}
@@ -161,7 +161,7 @@ def test_interrupt_stops_all_worker_threads_promptly(digits, monkeypatch):
         def close(self):
             pass
 
-    monkeypatch.setattr(siren, "_progress_bar", lambda total, enabled: InterruptingBar())
+    monkeypatch.setattr(runner, "_progress_bar", lambda total, enabled: InterruptingBar())
     threads_before = torch.get_num_threads()
     alive_before = set(threading.enumerate())
     t = time.perf_counter()

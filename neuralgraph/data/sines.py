@@ -46,7 +46,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from ..inr.siren import psnr_from_mse
+from ..inr.psnr import psnr_from_mse
 from ..io import atomic_write_text, lock_directory
 
 __all__ = ["SINE_WIDTHS", "SINE_POINTS", "sine_grid", "sine_signals", "sample_coefficients", "fit_sines",
@@ -103,7 +103,8 @@ def fit_sines(coefficients: Tensor, *, steps: int = 300, lr: float = 1e-3, w0: f
     Shapes:
         coefficients ``[n, 2]`` -> (weights, biases, mse ``[n]``)
     """
-    from ..inr.siren import fit_sirens_to_signals, siren_forward
+    from ..inr.fit import fit_sirens_to_signals
+    from ..inr.siren import siren_forward
 
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise ValueError(f"fit_sines: scale must be a finite number > 0, got {scale!r}")
@@ -181,7 +182,9 @@ def build_sine_splits(out_dir: str | os.PathLike, n_train: int = 1000, n_val: in
         progress: progress bars.
     """
     from ..inr.files import load_inr_file, save_inr_dataset
-    from ..inr.siren import check_fit_settings, derive_seed, siren_architecture
+    from ..inr.settings import check_fit_settings
+    from ..inr.siren import siren_architecture
+    from ..seeding import derive_seed
 
     for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test), ("steps", steps)):
         _check_int(name, value, 1)

@@ -17,9 +17,10 @@ from torch import Tensor
 from ..io import atomic_write_text, lock_directory
 from .dataset import INRDataset
 from .files import FORMAT_VERSION, _check_count
-from .fitting import _check_init, _fingerprint, _tensor_digest, fit_to_dataset
-from .siren import (DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS, _check_target_psnr,
-                    check_fit_settings, derive_seed, resolve_device)
+from ..seeding import derive_seed
+from .settings import FitSettings
+from .siren import DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS
+from .writer import _fingerprint, _tensor_digest, require_steps, write_fitted_split
 
 __all__ = ["build_inr_splits", "load_splits", "SPLITS", "DIGITS_W0", "SOURCE_NUM_CLASSES", "MANIFEST"]
 
@@ -241,12 +242,11 @@ def build_inr_splits(
                          "(e.g. ../shared/datasets/mnist)")
     if w0 is None:
         w0 = DIGITS_W0 if source == "digits" else DEFAULT_W0
-    check_fit_settings(steps=steps, lr=lr, w0=w0, min_steps=1)
-    resolve_device(device)
-    _check_target_psnr(target_psnr)
-    _check_init(init)
+    fit = FitSettings(widths=widths, w0=w0, steps=steps, lr=lr, init=init, target_psnr=target_psnr,
+                      batch_size=batch_size, device_batch_size=device_batch_size, method=method, workers=workers,
+                      device=device)
+    require_steps(fit)
     _check_count(chunk_size=chunk_size, batch_size=batch_size,
-                 **({} if device_batch_size is None else {"device_batch_size": device_batch_size}),
                  **{k: v for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)) if v is not None})
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
@@ -267,12 +267,10 @@ def build_inr_splits(
     with lock_directory(out_dir, "INR dataset directory", "wait for that fit to finish or choose another --out"):
         target = _prepare_directory(out_dir, manifest, overwrite)
         for k, (name, (imgs, labs, src)) in enumerate(splits.items()):
-            fit_to_dataset(
-                imgs, labs, target / f"{name}.pt", num_classes=num_classes, source_index=src,
-                chunk_size=chunk_size, resume=resume, widths=widths, w0=w0, steps=steps, lr=lr,
-                batch_size=batch_size, seed=derive_seed(seed, 1000 + k), workers=workers, progress=progress,
-                on_chunk=on_chunk, device=device, target_psnr=target_psnr, device_batch_size=device_batch_size,
-                method=method, init=init, meta={"source": source, "split": name, "dataset": settings,
+            write_fitted_split(
+                imgs, labs, target / f"{name}.pt", fit, num_classes=num_classes, source_index=src,
+                chunk_size=chunk_size, seed=derive_seed(seed, 1000 + k), resume=resume, progress=progress,
+                on_chunk=on_chunk, meta={"source": source, "split": name, "dataset": settings,
                                          "source_split": "test" if (name == "test" and source != "digits") else
                                          ("train" if source != "digits" else "all")})
         if target != out_dir:

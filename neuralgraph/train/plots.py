@@ -339,7 +339,8 @@ def plot_reconstructions_with_originals(originals: Tensor | None, reconstruction
         originals ``[n, H, W]``; psnr ``[n]``.
     """
     from ..inr import render
-    from ..inr.siren import DEFAULT_OFFSET, DEFAULT_W0, psnr as _psnr
+    from ..inr.psnr import psnr as _psnr
+    from ..inr.siren import DEFAULT_OFFSET, DEFAULT_W0
 
     if isinstance(upsample, bool) or not isinstance(upsample, int) or upsample < 1:
         raise ValueError(f"upsample must be an int >= 1, got {upsample!r}")

@@ -39,7 +39,7 @@ from ..data.images import DATASETS, check_count, load_zoo_data
 from ..graph import stacked_to_batch, to_model
 from ..inr.dataset import _as_index
 from ..inr.files import _compact, _sha256
-from ..inr.fitting import _chunk_path, _fingerprint, _remove_chunks, _tensor_digest
+from ..inr.writer import _chunk_path, _fingerprint, _remove_chunks, _tensor_digest
 from ..seeding import derive_seed
 from ..io import atomic_save, lock_directory
 from .specs import FAMILIES, sample_zoo
