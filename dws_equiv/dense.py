@@ -29,7 +29,8 @@ def check_uniform_sizes(blocks: UniformBlocks, max_in: int, max_out: int, who: s
     for name, count, limit, arg in (("input", d_in, max_in, "max_in"), ("output", d_out, max_out, "max_out")):
         if count > limit:
             raise ValueError(f"the graphs have {count} {name} neurons but {who} was built with {arg}={limit} "
-                             f"(build it with {arg} >= {count})")
+                             f"(build it with {arg} >= {count}, or let the sizes follow the data: DWSNet.for_data("
+                             f"batch, ...) or DWSNet(..., {arg}=None), sized by its first batch)")
     return blocks
 
 

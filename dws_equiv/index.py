@@ -151,7 +151,9 @@ class DWSIndex:
             if limit is not None and int(count.max()) > limit:
                 g = int(torch.argmax(count))
                 raise ValueError(f"graph {g} has {int(count[g])} {name} neurons but the DWS layer was built with "
-                                 f"{arg}={limit}")
+                                 f"{arg}={limit} (build it with {arg} >= {int(count[g])}, or let the sizes follow the "
+                                 f"data: DWSNet.for_data(batch, ...) or DWSNet(..., {arg}=None), sized by its first "
+                                 f"batch)")
         hidden_nodes = torch.nonzero(~is_in & ~is_out).view(-1)
         hidden_row = torch.full((N,), -1, dtype=torch.long, device=device)   # node id -> hidden row
         hidden_row[hidden_nodes] = torch.arange(hidden_nodes.numel(), device=device)

@@ -49,10 +49,17 @@ class DWSNet(ResetChildren, nn.Module):
     ``tying`` / ``reduce`` / ``max_in`` / ``max_out`` / ``pair_mixing`` / ``max_depth`` /
     ``depths`` are passed to every :class:`DWSLayer`. The default ``tying="relation"``
     serves any depth and mixed-depth batches with one parameter set. ``max_in`` /
-    ``max_out`` size the position tables of the free layers: build the model with the
-    data's input / output widths (the trainer's ``build_model`` does so from the dataset's
-    architecture unless they are given); the generic default 64 costs 32x the parameters
-    of ``max_in=2, max_out=1`` for INRs and refuses networks with more than 64 inputs.
+    ``max_out`` size the position tables of the free layers (one slot per input / output
+    neuron), so they follow the data: left ``None`` (the default), each is set from the
+    **first batch** the model sees (its largest input / output width), as
+    ``torch.nn.LazyLinear`` sizes itself; until then the model has no parameters (run one
+    batch, or load a state dict, whose shapes size it, before making the optimizer).
+    :meth:`for_data` sizes it at construction from a batch, a graph, a dataset or an
+    ``Architecture``, and the trainer's ``build_model`` from the dataset's architecture. A
+    later batch with wider inputs or outputs than the sizes is refused naming both. (A fixed
+    64 would cost 32x the parameters of ``max_in=2, max_out=1`` for INRs and refuse a
+    784-input MLP.) The sized model is built on the device and in the dtype given to
+    ``.to()`` before.
 
     Two paths compute the same function with the same parameters: on a *uniform* batch (every
     graph of one fully connected architecture, stored in canonical order, as INR datasets
@@ -78,8 +85,8 @@ class DWSNet(ResetChildren, nn.Module):
         dropout: float = 0.0,
         norm: bool = True,
         max_depth: int = 8,
-        max_in: int = 64,
-        max_out: int = 64,
+        max_in: int | None = None,
+        max_out: int | None = None,
         pair_mixing: Literal["full", "factorized"] = "factorized",
         depths: Sequence[int] | None = None,
         mlp_hidden: int | None = None,
@@ -94,35 +101,122 @@ class DWSNet(ResetChildren, nn.Module):
             raise ValueError(f"head must be 'invariant', 'equivariant' or None, got {head!r}")
         if head == "invariant" and (out_dim is None or out_dim < 1):
             raise ValueError("an invariant DWSNet needs out_dim >= 1")
-        check_positive_int("DWSNet", in_node=in_node, in_edge=in_edge, hidden=hidden, num_layers=num_layers,
-                           max_in=max_in, max_out=max_out)
-        check_probability("DWSNet", dropout=dropout)
-        for name, value in (("mlp_hidden", mlp_hidden), ("out_node", out_node), ("out_edge", out_edge)):
+        check_positive_int("DWSNet", in_node=in_node, in_edge=in_edge, hidden=hidden, num_layers=num_layers)
+        for name, value in (("max_in", max_in), ("max_out", max_out), ("mlp_hidden", mlp_hidden),
+                            ("out_node", out_node), ("out_edge", out_edge)):
             if value is not None:
                 check_positive_int("DWSNet", **{name: value})
+        check_probability("DWSNet", dropout=dropout)
         self.head, self.in_node, self.in_edge = head, int(in_node), int(in_edge)
-        self.max_in, self.max_out = int(max_in), int(max_out)
+        self.max_in = None if max_in is None else int(max_in)
+        self.max_out = None if max_out is None else int(max_out)
         self.edit_residual = bool(edit_residual)
-        c0 = max(self.in_node, self.in_edge)
-        kw = dict(reduce=reduce, tying=tying, max_depth=max_depth, max_in=max_in, max_out=max_out,
-                  pair_mixing=pair_mixing, depths=depths)
-        self.layers = nn.ModuleList(DWSLayer(c0 if i == 0 else hidden, hidden, **kw) for i in range(num_layers))
-        self.node_norms = nn.ModuleList(nn.LayerNorm(hidden) if norm else nn.Identity() for _ in range(num_layers))
-        self.edge_norms = nn.ModuleList(nn.LayerNorm(hidden) if norm else nn.Identity() for _ in range(num_layers))
         self.dropout = nn.Dropout(dropout)
         if head == "invariant":
-            self.readout = DWSReadout(hidden, reduce=reduce, max_in=max_in, max_out=max_out)
-            mh = mlp_hidden if mlp_hidden is not None else 4 * hidden
-            self.mlp = nn.Sequential(nn.Linear(self.readout.out_features, mh), nn.ReLU(), nn.Dropout(dropout),
-                                     nn.Linear(mh, out_dim))
             self.out_dim = int(out_dim)
         elif head == "equivariant":
             self.out_node = int(out_node) if out_node is not None else self.in_node
             self.out_edge = int(out_edge) if out_edge is not None else self.in_edge
             if edit_residual and (self.out_node != self.in_node or self.out_edge != self.in_edge):
                 raise ValueError("edit_residual=True needs out_node == in_node and out_edge == in_edge")
+        self._config = dict(hidden=int(hidden), num_layers=int(num_layers), norm=bool(norm), dropout=dropout,
+                            mlp_hidden=mlp_hidden,
+                            layer=dict(reduce=reduce, tying=tying, max_depth=max_depth, pair_mixing=pair_mixing,
+                                       depths=depths))
+        if self.max_in is not None and self.max_out is not None:
+            self._build()
+        else:                   # sized by the first batch: this empty buffer follows .to(device, dtype) until then
+            self.register_buffer("_unsized", torch.empty(0), persistent=False)
+            DWSLayer(1, 1, max_in=1, max_out=1, **self._config["layer"])        # the layer arguments, checked now
+
+    @classmethod
+    def for_data(cls, data, out_dim: int | None = None, **kwargs) -> "DWSNet":
+        """A DWSNet sized to ``data``: ``max_in`` / ``max_out`` its largest input / output widths, ``in_edge``
+        its largest kernel (taps), unless given in ``kwargs``.
+
+        Args:
+            data: an ``Architecture``, a neural graph or batch, a dataset with an ``arch``
+                (``INRDataset``), or a list of any of these.
+            out_dim, kwargs: as for the constructor.
+        """
+        from neuralgraph import Architecture, graph_archs
+
+        items = list(data) if isinstance(data, (list, tuple)) else [data]
+        archs = []
+        for item in items:
+            if isinstance(item, Architecture):
+                archs.append(item)
+            elif isinstance(getattr(item, "arch", None), Architecture) and not hasattr(item, "edge_index"):
+                archs.append(item.arch)                              # a dataset
+            else:
+                archs.extend(graph_archs(item, "DWSNet.for_data"))
+        if not archs:
+            raise ValueError("DWSNet.for_data: no networks to size the model from")
+        kwargs.setdefault("max_in", max(a.widths[0] for a in archs))
+        kwargs.setdefault("max_out", max(a.widths[-1] for a in archs))
+        kwargs.setdefault("in_edge", max(a.max_taps for a in archs))
+        return cls(out_dim, **kwargs)
+
+    def _build(self) -> None:
+        """The layers, norms and head at ``max_in`` / ``max_out`` (at construction, or once sized by the data)."""
+        c = self._config
+        hidden, num_layers = c["hidden"], c["num_layers"]
+        kw = dict(max_in=self.max_in, max_out=self.max_out, **c["layer"])
+        c0 = max(self.in_node, self.in_edge)
+        self.layers = nn.ModuleList(DWSLayer(c0 if i == 0 else hidden, hidden, **kw) for i in range(num_layers))
+        self.node_norms = nn.ModuleList(nn.LayerNorm(hidden) if c["norm"] else nn.Identity() for _ in range(num_layers))
+        self.edge_norms = nn.ModuleList(nn.LayerNorm(hidden) if c["norm"] else nn.Identity() for _ in range(num_layers))
+        if self.head == "invariant":
+            self.readout = DWSReadout(hidden, reduce=c["layer"]["reduce"], max_in=self.max_in, max_out=self.max_out)
+            mh = c["mlp_hidden"] if c["mlp_hidden"] is not None else 4 * hidden
+            self.mlp = nn.Sequential(nn.Linear(self.readout.out_features, mh), nn.ReLU(), nn.Dropout(c["dropout"]),
+                                     nn.Linear(mh, self.out_dim))
+        elif self.head == "equivariant":
             self.node_proj = nn.Linear(hidden, self.out_node)
             self.edge_proj = nn.Linear(hidden, self.out_edge)
+
+    @property
+    def sized(self) -> bool:
+        """Whether ``max_in`` / ``max_out`` are set and the parameters exist (see the class docstring)."""
+        return "_unsized" not in self._buffers
+
+    def _size(self, max_in: int, max_out: int) -> None:
+        """Fix the sizes left ``None`` and build the parameters on the device / dtype the model was moved to."""
+        probe = self._buffers.pop("_unsized")
+        self.max_in = max_in if self.max_in is None else self.max_in
+        self.max_out = max_out if self.max_out is None else self.max_out
+        self._build()
+        for name in ("layers", "node_norms", "edge_norms", "readout", "mlp", "node_proj", "edge_proj"):
+            if hasattr(self, name):
+                getattr(self, name).to(device=probe.device, dtype=probe.dtype)
+
+    def _size_from(self, batch) -> None:
+        """Size an unsized model from ``batch`` (its largest input / output widths)."""
+        if self.sized:
+            return
+        check_graph_batch(batch, "DWSNet")
+        blocks = UniformBlocks.detect(batch)
+        if blocks is not None and blocks.depth >= 2:
+            d_in, d_out = blocks.widths[0], blocks.widths[-1]
+        else:
+            idx = DWSIndex.from_batch(batch)
+            d_in, d_out = idx.max_inputs, idx.max_outputs
+        self._size(d_in, d_out)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        """An unsized model takes its sizes from the state dict (the position tables of its first layer)."""
+        if not self.sized:
+            sizes = {}
+            for key, value in state_dict.items():
+                if key.startswith(f"{prefix}layers.0.biases."):
+                    slot = key.rsplit("__", 1)[-1]
+                    if slot in ("F", "L", "O"):
+                        sizes["max_in" if slot == "F" else "max_out"] = int(value.shape[0])
+            if len(sizes) == 2:
+                self._size(sizes["max_in"], sizes["max_out"])
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     #: Take the dense path on uniform batches (see the class docstring). ``False`` forces the
     #: gather/scatter path everywhere (a reference for tests and benchmarks); both compute the
@@ -131,12 +225,14 @@ class DWSNet(ResetChildren, nn.Module):
 
     def index(self, batch) -> DWSIndex:
         """The gather/scatter indices of a batch (computed once per forward, shared by all layers)."""
+        self._size_from(batch)
         return DWSIndex.from_batch(batch, self.max_in, self.max_out)
 
     def layout(self, batch) -> UniformBlocks | DWSIndex:
         """How this model processes ``batch``: its :class:`~dws_equiv.uniform.UniformBlocks` when it is
         uniform (one fully connected architecture in canonical order, with a hidden layer) and
         :attr:`dense_path` is on, else its :class:`DWSIndex`."""
+        self._size_from(batch)
         if not self.dense_path:
             return self.index(batch)
         return resolve_layout(batch, self.max_in, self.max_out, "this DWSNet")
@@ -149,6 +245,7 @@ class DWSNet(ResetChildren, nn.Module):
         path, a :class:`~dws_equiv.uniform.UniformBlocks` the dense one.
         """
         check_graph_batch(batch, "DWSNet")
+        self._size_from(batch)
         layout = index if index is not None else self.layout(batch)
         x, e = self._inputs(batch)
         if isinstance(layout, UniformBlocks):

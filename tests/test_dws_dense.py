@@ -341,5 +341,30 @@ def test_trainer_sizes_dwsnet_from_the_dataset_architecture():
     again.load_state_dict(net.state_dict())                       # same shapes: the checkpoint loads
     with pytest.raises(ValueError, match="max_in=50 is smaller than the dataset needs \\(100"):
         build_model("dwsnet", 4, arch=arch, hidden=4, num_layers=1, max_in=50)
-    with pytest.raises(ValueError, match="100 input neurons.*max_in=64"):
-        DWSNet(4, hidden=4, num_layers=1)(batch)
+    with pytest.raises(ValueError, match="100 input neurons.*max_in=64.*DWSNet.for_data"):
+        DWSNet(4, hidden=4, num_layers=1, max_in=64, max_out=64)(batch)
+
+
+def test_standalone_dwsnet_sizes_follow_the_data():
+    """Without max_in / max_out, a DWSNet takes them from its first batch (a 784-input MLP, which a fixed
+    default of 64 refused), from a state dict, or from DWSNet.for_data; the result is the model the trainer
+    builds for that architecture."""
+    from neuralgraph.train.registry import build_model
+
+    arch = ng.mlp_architecture([784, 6, 10], "relu")
+    batch = uniform_batch([784, 6, 10], B=2)
+    torch.manual_seed(0)
+    net = DWSNet(4, hidden=4, num_layers=1)
+    assert not net.sized and list(net.parameters()) == []
+    out = net(batch)
+    assert net.sized and (net.max_in, net.max_out) == (784, 10) and out.shape == (2, 4)
+    trainer = build_model("dwsnet", 4, arch=arch, hidden=4, num_layers=1)
+    assert {k: v.shape for k, v in trainer.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}
+    fresh = DWSNet(4, hidden=4, num_layers=1)                     # sized by the state dict it loads
+    fresh.load_state_dict(net.state_dict())
+    assert (fresh.max_in, fresh.max_out) == (784, 10) and torch.equal(fresh(batch), out)
+    assert (DWSNet.for_data(arch, 4).max_in, DWSNet.for_data(batch, 4).max_out) == (784, 10)
+    wider = uniform_batch([785, 6, 10], B=2)
+    with pytest.raises(ValueError, match="785 input neurons.*max_in=784"):
+        net(wider)
+    assert DWSNet(4, hidden=4, num_layers=1).double()(batch).dtype == torch.float64

@@ -208,7 +208,8 @@ def test_renamed_arguments_still_build_the_same_models():
     with pytest.warns(DeprecationWarning, match="max_depth"):
         assert DWSLayer(1, 2, max_layers=5).max_depth == 5
     with pytest.warns(DeprecationWarning, match="max_depth"):
-        assert shapes(DWSNet(3, max_layers=5)) == shapes(DWSNet(3, max_depth=5))
+        assert shapes(DWSNet(3, max_layers=5, max_in=2, max_out=1)) == shapes(DWSNet(3, max_depth=5, max_in=2,
+                                                                                         max_out=1))
 
 
 @pytest.mark.parametrize("name", ["dwsnet", "nggnn", "ngt", "mlp"])
