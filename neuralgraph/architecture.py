@@ -24,6 +24,7 @@ __all__ = [
     "Residual",
     "Sine",
     "Offset",
+    "Reorder",
     "ModuleSpec",
     "ModuleKind",
     "MODULE_KINDS",
@@ -107,6 +108,49 @@ class Residual(nn.Sequential):
         Shapes: ``x [*, d]`` -> ``[*, d]`` (the body keeps the width).
         """
         return x + super().forward(x)
+
+
+class Reorder(nn.Module):
+    """``x[..., order]``: a network that reads its inputs in another order.
+
+    The coordinate convention of an INR: this library's image INRs take ``(row, col)``
+    coordinates (:func:`neuralgraph.inr.image_grid`), DWSNets' / neural-graphs' take
+    ``(x, y) = (col, row)``. An INR imported in their convention is stored with
+    ``Reorder((1, 0))`` before its first layer (``Architecture.pre``), so the model that
+    :func:`neuralgraph.to_model` rebuilds takes ``(row, col)`` and renders their image,
+    while its graph keeps their weights and input neurons as they are. Allowed only before
+    the first layer, a Linear one, with one entry per input (``Architecture`` refuses it
+    anywhere else: after a layer it would permute neurons the graph does not permute).
+
+    Args:
+        order: a permutation of ``0 .. d-1`` (``d`` inputs); output ``j`` is input ``order[j]``.
+    """
+
+    def __init__(self, order: Sequence[int] = (1, 0)) -> None:
+        super().__init__()
+        self.order = _permutation(order, "Reorder order")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x[..., order]``.
+
+        Shapes: ``x [*, d]`` -> ``[*, d]``.
+        """
+        if x.shape[-1] != len(self.order):
+            raise ValueError(f"Reorder{self.order} reorders {len(self.order)} inputs, got a tensor of shape "
+                             f"{tuple(x.shape)}")
+        return x[..., list(self.order)]
+
+    def extra_repr(self) -> str:
+        """``order=(...)`` in the module's ``repr``."""
+        return f"order={self.order}"
+
+
+def _permutation(order: Any, what: str) -> tuple[int, ...]:
+    """``order`` as a tuple of ints, or a ``ValueError`` naming ``what`` unless it permutes ``0 .. d-1``."""
+    if isinstance(order, (str, bytes)) or not isinstance(order, Sequence) or not all(_is_int(i) for i in order) \
+            or sorted(int(i) for i in order) != list(range(len(order))) or not order:
+        raise ValueError(f"{what} must be a permutation of 0 .. d-1 (e.g. (1, 0)), got {order!r}")
+    return tuple(int(i) for i in order)
 
 
 _BLOCK_START, _BLOCK_END = object(), object()
@@ -228,6 +272,8 @@ MODULE_KINDS: dict[str, ModuleKind] = {
                        lambda a: (lambda h, w0=(a[0] if a else 30.0): torch.sin(w0 * h))),
     "offset": ModuleKind((Offset,), lambda m, w: (_finite(m.value, f"{w}: Offset value"),),
                          lambda a: Offset(a[0] if a else 0.5), lambda a: (lambda h, v=(a[0] if a else 0.5): h + v)),
+    "reorder": ModuleKind((Reorder,), lambda m, w: _permutation(m.order, f"{w}: Reorder order"),
+                          lambda a: Reorder(a), lambda a: (lambda h, o=list(_permutation(a, "reorder")): h[..., o])),
     "flatten": ModuleKind((nn.Flatten,), lambda m, w: (m.start_dim, m.end_dim), lambda a: nn.Flatten(*a),
                           lambda a: (lambda h, s=(a[0] if a else 1), e=(a[1] if len(a) > 1 else -1):
                                      h.flatten(s, e))),
@@ -391,6 +437,7 @@ class Architecture:
             if problem:
                 raise ValueError(f"residual block ({start}, {end}) changes the spatial size ({problem}), so "
                                  f"x + body(x) cannot add; {_SAME_SIZE}")
+        self._check_reorders()
         for i in range(1, len(self.layers)):
             a, b = self.layers[i - 1], self.layers[i]
             if a.out_features != b.in_features:
@@ -398,6 +445,36 @@ class Architecture:
                     f"layer {i} ({b.kind}) expects {b.in_features} inputs but layer "
                     f"{i - 1} ({a.kind}) has {a.out_features} outputs"
                 )
+
+    def _check_reorders(self) -> None:
+        """:class:`Reorder` only before the first layer, a Linear one, with one entry per input."""
+        for m, l in enumerate(self.layers, start=1):
+            if any(p.kind == "reorder" for p in l.post):
+                raise ValueError(f"layer {m}: Reorder after a layer is not supported (it would permute neurons that "
+                                 "the graph does not permute); a Reorder belongs before the first layer")
+        for p in self.pre:
+            if p.kind != "reorder":
+                continue
+            first = self.layers[0]
+            if first.kind != "linear":
+                raise ValueError(f"a Reorder before a {first.kind} layer is not supported; it reorders the inputs "
+                                 "of a Linear first layer (e.g. an INR's coordinates)")
+            if len(p.args) != first.in_features:
+                raise ValueError(f"Reorder{tuple(p.args)} reorders {len(p.args)} inputs but the first layer has "
+                                 f"{first.in_features}")
+
+    @property
+    def input_order(self) -> tuple[int, ...]:
+        """Which of its inputs the first layer reads at each input neuron: ``(0, 1, ..., d_0 - 1)``
+        unless ``pre`` holds a :class:`Reorder` (``(1, 0)``: an INR of (x = col, y = row) coordinates
+        given this library's (row, col) ones). Input neuron ``i`` of the graph is input
+        ``input_order[i]`` of the model :meth:`build` returns.
+        """
+        order = tuple(range(self.layers[0].in_features))
+        for p in self.pre:
+            if p.kind == "reorder":
+                order = tuple(order[i] for i in p.args)
+        return order
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -446,6 +523,12 @@ class Architecture:
                       "post"):
                 if getattr(a, f) != getattr(b, f):
                     return f"layer {m} {f} {show(getattr(a, f))} {here}, {show(getattr(b, f))} {there}"
+        if self.input_order != other.input_order:
+            a, b = self.input_order, other.input_order
+            return (f"input order {a} {here}, {b} {there}: the networks read their inputs in another order"
+                    + (f" (image INRs of {_COORDS.get(a, a)} coordinates {here}, {_COORDS.get(b, b)} {there}; "
+                       f"neuralgraph.inr.coords.convert_coordinates converts one into the other exactly)"
+                       if len(a) == 2 else ""))
         for f in ("pre", "residuals"):
             if getattr(self, f) != getattr(other, f):
                 return f"{f} {show(getattr(self, f))} {here}, {show(getattr(other, f))} {there}"
@@ -751,6 +834,9 @@ def _close_block(where: str, start: int, layers: list[dict[str, Any]], wheres: l
                          f"add; {_SAME_SIZE}")
     return start, end, len(layers[end - 1]["post"])
 
+
+#: How a 2-input INR reads its coordinates, by :attr:`Architecture.input_order` (named in messages).
+_COORDS = {(0, 1): "(row, col)", (1, 0): "(x = col, y = row)"}
 
 _LAYER_NAMES = {"linear": "Linear", "conv1d": "Conv1d", "conv2d": "Conv2d"}
 _SAME_SIZE = ("convolutions in a residual block need stride 1 and paddings that make up for their kernels "

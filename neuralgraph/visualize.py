@@ -392,6 +392,7 @@ def dataset_report(data_dir: str | Path, out_dir: str | Path | None = None, n_im
     Returns the paths written.
     """
     from .inr import INRDataset
+    from .inr.coords import row_col_params
     from .train.plots import plot_layer_histograms, plot_psnr_histogram, plot_reconstructions_with_originals
 
     data_dir = Path(data_dir)
@@ -410,7 +411,7 @@ def dataset_report(data_dir: str | Path, out_dir: str | Path | None = None, n_im
     shape = fit.get("image_shape")
     if shape and len(shape) >= 2 and dataset.arch.widths[-1] == 1:
         idx = torch.arange(min(n_images, len(dataset)))
-        weights, biases = dataset.params(idx)
+        weights, biases = row_col_params(dataset.arch, *dataset.params(idx))   # rendered on (row, col)
         written.append(plot_reconstructions_with_originals(
             _originals(dataset, idx, root), (weights, biases), dataset.psnr[idx], out / "reconstructions_4x.png",
             upsample=upsample, w0=fit.get("w0"), offset=fit.get("offset"), image_shape=shape[:2],

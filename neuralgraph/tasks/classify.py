@@ -88,6 +88,7 @@ class Classify(Task):
         """``confusion.png`` of the whole test split, and ``reconstructions.png``: the first test INRs
         rendered, titled with predicted / true label."""
         from ..inr import render
+        from ..inr.coords import row_col_params
         from ..train.plots import plot_confusion_matrix, plot_reconstructions
 
         dataset = splits["test"]
@@ -101,7 +102,7 @@ class Classify(Task):
         if n == 0 or not shape or len(shape) < 2:
             return paths                       # not image INRs: no reconstructions
         idx = torch.arange(n)
-        weights, biases = dataset.params(idx)
+        weights, biases = row_col_params(dataset.arch, *dataset.params(idx))   # render() reads (row, col)
         images = render(weights, biases, int(shape[0]), int(shape[1]), w0=float(fit.get("w0", 30.0)),
                         offset=float(fit.get("offset", 0.5)))
         pred = self.predict(model, dataset, idx, device, batch_size)

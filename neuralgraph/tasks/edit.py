@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 from ..graph import batch_to_stacked
 from ..inr.stats import _STAT_KEYS, _scale
-from ..inr.siren import image_grid, siren_forward
+from ..inr.coords import image_coordinates
+from ..inr.siren import siren_forward
 from .base import Task
 
 __all__ = ["Edit", "dilate", "denormalize"]
@@ -105,7 +106,7 @@ class Edit(Task):
         self.shape = (int(shape[0]), int(shape[1]))
         self.w0, self.offset = float(fit["w0"]), float(fit.get("offset", 0.5))
         self.stats = train.stats
-        self.coords = image_grid(*self.shape)
+        self.coords = image_coordinates(train.arch, *self.shape)    # in the INRs' own coordinate convention
 
     def setup_inference(self, dataset: Any, inference: dict[str, Any]) -> None:
         """:meth:`setup` from the evaluated data's fit settings, with the run's training statistics."""
