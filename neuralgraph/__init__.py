@@ -1,5 +1,6 @@
 """neuralgraph: neural networks as PyTorch Geometric graphs, and learning on them."""
-from .architecture import ACTIVATIONS, Architecture, LayerSpec, ModuleSpec, Offset, Residual, Sine, mlp_architecture
+from .architecture import (ACTIVATIONS, Architecture, LayerSpec, ModuleSpec, Offset, Reorder, Residual, Sine,
+                           mlp_architecture)
 from .graph import (
     EDGE_FORWARD,
     EDGE_RESIDUAL,
@@ -25,8 +26,8 @@ from .graph import (
     to_models,
 )
 from .io import load, save
-from .interop import (DEFAULT_ACTIVATION, batch_models, from_weights_biases, register_safe_globals,
-                      state_dict_by_order, to_graph_by_order)
+from .interop import (batch_models, from_weights_biases, register_safe_globals, state_dict_by_order,
+                      to_graph_by_order, to_weights_biases)
 from .symmetry import HiddenPermutation, apply_permutation, permute_hidden, random_hidden_permutation
 
 __version__ = "0.1.0"
@@ -51,12 +52,13 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
-    "ACTIVATIONS", "Architecture", "LayerSpec", "ModuleSpec", "Offset", "Residual", "Sine", "mlp_architecture",
+    "ACTIVATIONS", "Architecture", "LayerSpec", "ModuleSpec", "Offset", "Reorder", "Residual", "Sine",
+    "mlp_architecture",
     "EDGE_FORWARD", "EDGE_RESIDUAL", "EDGE_REVERSE", "IDENTITY_NORM", "NODE_HIDDEN", "NODE_INPUT", "NODE_OUTPUT",
     "NeuralGraph", "ModelState",
     "to_graph", "to_model", "to_models", "graph_from_params", "stacked_to_batch", "batch_to_stacked", "pad_taps",
     "read_params", "group_by_layout", "stacked_by_layout", "graph_index", "graph_archs", "num_graphs",
     "HiddenPermutation", "apply_permutation", "permute_hidden", "random_hidden_permutation",
-    "DEFAULT_ACTIVATION", "batch_models", "from_weights_biases", "state_dict_by_order", "to_graph_by_order",
+    "batch_models", "from_weights_biases", "to_weights_biases", "state_dict_by_order", "to_graph_by_order",
     "embed", "predict", "inference", "save", "load",
 ]

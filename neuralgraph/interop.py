@@ -1,9 +1,11 @@
 """Interoperability: other libraries' weight layouts, order-matched state dicts, mixed batches, safe loading.
 
 * :func:`from_weights_biases` - stacked per-layer weights/biases in the layout of
-  DWSNets (``[B, in, out, 1]`` / ``[B, out, 1]``), NFN (``[B, C, out, in]`` /
-  ``[B, C, out]``) or torch (``[B, out, in]`` / ``[B, out]``) -> a PyG batch
-  through :func:`neuralgraph.stacked_to_batch`.
+  DWSNets (``[B, in, out, 1]`` / ``[B, out, 1]``), NFN (``[B, 1, out, in]`` /
+  ``[B, 1, out]``, conv ``[B, 1, out, in, kh, kw]``) or torch (``[B, out, in, *kernel]`` /
+  ``[B, out]``) -> a PyG batch through :func:`neuralgraph.stacked_to_batch`;
+  :func:`to_weights_biases` is its inverse. The activation (or the whole architecture)
+  must be given: weights do not say it.
 * :func:`state_dict_by_order` / :func:`to_graph_by_order` - state dicts whose key
   names differ from the architecture's (DWSNets' INRs use ``seq.0.weight``, ...),
   matched by order and shape.
@@ -24,17 +26,16 @@ from torch_geometric.data import Batch
 from .architecture import Architecture, LayerSpec, ModuleSpec, mlp_architecture
 from .graph import ModelState, NeuralGraph, graph_archs, pad_taps, stacked_to_batch, to_graph
 
-__all__ = ["LAYOUTS", "DEFAULT_ACTIVATION", "from_weights_biases", "mlp_from_shapes", "state_dict_by_order",
+__all__ = ["LAYOUTS", "from_weights_biases", "to_weights_biases", "mlp_from_shapes", "state_dict_by_order",
            "to_graph_by_order", "mlp_state_dict_params", "batch_models", "register_safe_globals"]
 
-#: Layouts :func:`from_weights_biases` reads: weight / bias shapes per layer.
+#: Layouts :func:`from_weights_biases` reads and :func:`to_weights_biases` writes: weight / bias shapes
+#: per layer (a conv layer's kernel ``*kernel`` = ``kh, kw`` follows ``in``; DWSNets' layout has none).
 LAYOUTS = {
     "dwsnets": ("[B, in, out, 1]", "[B, out, 1]"),
-    "nfn": ("[B, C, out, in]", "[B, C, out]"),
-    "torch": ("[B, out, in]", "[B, out]"),
+    "nfn": ("[B, 1, out, in, *kernel]", "[B, 1, out]"),
+    "torch": ("[B, out, in, *kernel]", "[B, out]"),
 }
-#: Activation of an MLP inferred from shapes alone (pass ``activation="sine"`` for SIRENs / INRs).
-DEFAULT_ACTIVATION = "relu"
 
 
 def _as_list(seq, name: str) -> list[Tensor]:
@@ -47,7 +48,7 @@ def _as_list(seq, name: str) -> list[Tensor]:
 
 
 def _to_torch_layout(weights: list[Tensor], biases: list[Tensor], layout: str) -> tuple[list[Tensor], list[Tensor]]:
-    """Per-layer ``[B, out, in]`` / ``[B, out]`` views of the given layout (no copies)."""
+    """Per-layer ``[B, out, in, *kernel]`` / ``[B, out]`` views of the given layout (no copies)."""
     want_w, want_b = LAYOUTS[layout]
     W, b = [], []
     for m, (w, x) in enumerate(zip(weights, biases)):
@@ -55,13 +56,13 @@ def _to_torch_layout(weights: list[Tensor], biases: list[Tensor], layout: str) -
             ok = w.dim() == 4 and w.shape[-1] == 1 and x.dim() == 3 and x.shape[-1] == 1
             w2, x2 = (w[..., 0].transpose(1, 2), x[..., 0]) if ok else (None, None)
         elif layout == "nfn":
-            ok = w.dim() == 4 and x.dim() == 3 and w.shape[1] == 1 and x.shape[1] == 1
-            if w.dim() == 4 and x.dim() == 3 and (w.shape[1] != 1 or x.shape[1] != 1):
+            ok = w.dim() in (4, 5, 6) and x.dim() == 3 and w.shape[1] == 1 and x.shape[1] == 1
+            if w.dim() in (4, 5, 6) and x.dim() == 3 and (w.shape[1] != 1 or x.shape[1] != 1):
                 raise ValueError(f"layer {m}: nfn weights have {w.shape[1]} / biases {x.shape[1]} channels; "
-                                 "a plain MLP has C=1 (one value per weight)")
+                                 "a network has C=1 (one value per weight)")
             w2, x2 = (w[:, 0], x[:, 0]) if ok else (None, None)
         else:
-            ok = w.dim() == 3 and x.dim() == 2
+            ok = w.dim() in (3, 4, 5) and x.dim() == 2
             w2, x2 = w, x
         if not ok:
             raise ValueError(f"layer {m}: {layout} layout expects weight {want_w} and bias {want_b}, got "
@@ -71,22 +72,31 @@ def _to_torch_layout(weights: list[Tensor], biases: list[Tensor], layout: str) -
     return W, b
 
 
-def mlp_from_shapes(weights: Sequence[Tensor], activation: str = DEFAULT_ACTIVATION, w0: float = 30.0
-                    ) -> Architecture:
+def mlp_from_shapes(weights: Sequence[Tensor], activation: str, w0: float | None = None) -> Architecture:
     """The MLP :class:`Architecture` of per-layer weights ``[B, out, in]`` (or ``[out, in]``).
 
     Args:
         weights: one tensor per layer, torch layout.
-        activation: between layers (:data:`DEFAULT_ACTIVATION`, ``"relu"``; ``"sine"`` for SIRENs).
-        w0: SIREN frequency when ``activation="sine"``.
+        activation: between layers (a kind of :data:`neuralgraph.ACTIVATIONS`, e.g. ``"relu"``;
+            ``"sine"`` for SIRENs / INRs). Required: shapes do not tell it.
+        w0: SIREN frequency, required with ``activation="sine"`` (DWSNets' / neural-graphs' INRs: 30).
     """
+    if not isinstance(activation, str):
+        raise ValueError(f"activation must be the name of an activation (e.g. 'relu', or 'sine' for SIRENs), "
+                         f"got {activation!r}")
+    if activation == "sine" and w0 is None:
+        raise ValueError("activation='sine' needs w0= (the SIREN frequency: sin(w0 * x); DWSNets' and "
+                         "neural-graphs' INRs use 30)")
     widths = [int(weights[0].shape[-1])]
     for m, w in enumerate(weights):
+        if w.dim() not in (2, 3):
+            raise ValueError(f"layer {m}: weight of shape {list(w.shape)} is not a Linear layer's; pass arch= (the "
+                             "architecture of convolutional networks: strides, paddings, pooling) ")
         if int(w.shape[-1]) != widths[-1]:
             raise ValueError(f"layer {m}: weight has {int(w.shape[-1])} inputs but layer {m - 1} has "
                              f"{widths[-1]} outputs")
         widths.append(int(w.shape[-2]))
-    return mlp_architecture(widths, activation, w0=w0)
+    return mlp_architecture(widths, activation, w0=30.0 if w0 is None else w0)
 
 
 def from_weights_biases(
@@ -95,23 +105,29 @@ def from_weights_biases(
     layout: str = "torch",
     arch: Architecture | None = None,
     *,
-    activation: str = DEFAULT_ACTIVATION,
-    w0: float = 30.0,
+    activation: str | None = None,
+    w0: float | None = None,
     state: ModelState | None = None,
 ) -> Batch:
-    """B MLPs given as stacked per-layer weights and biases in another library's layout -> a PyG batch.
+    """B networks given as stacked per-layer weights and biases in another library's layout -> a PyG batch.
 
     Args:
-        weights: one tensor per layer, ``[B, in, out, 1]`` (``"dwsnets"``),
-            ``[B, 1, out, in]`` (``"nfn"``, one channel) or ``[B, out, in]`` (``"torch"``).
+        weights: one tensor per layer, ``[B, in, out, 1]`` (``"dwsnets"``), ``[B, 1, out, in]`` /
+            conv ``[B, 1, out, in, kh, kw]`` (``"nfn"``, one channel: what nfn's
+            ``state_dict_to_tensors`` gives per network, stacked) or ``[B, out, in, *kernel]``
+            (``"torch"``). A conv layer's kernel becomes the ``kh * kw`` taps of its edges.
         biases: one tensor per layer, ``[B, out, 1]``, ``[B, 1, out]`` or ``[B, out]``.
         layout: ``"dwsnets"``, ``"nfn"`` or ``"torch"`` (see :data:`LAYOUTS`).
-        arch: the architecture; ``None`` infers an MLP from the shapes with
-            ``activation`` (default :data:`DEFAULT_ACTIVATION` = ``"relu"``) between layers.
+        arch: the architecture (required for convolutional networks, whose strides, paddings
+            and pooling the shapes do not tell); ``None`` infers an MLP from the shapes with
+            ``activation`` between layers.
+        activation: the MLP's activation when ``arch`` is ``None``: required, since a wrong one
+            changes what the network computes (e.g. ``"relu"``; ``"sine"`` with ``w0=`` for SIRENs).
+        w0: SIREN frequency with ``activation="sine"`` (required there).
         state: the graphs' :class:`ModelState` (default: eval mode).
 
     Shapes:
-        output: a ``Batch`` of B :class:`NeuralGraph` (``x`` ``[B*N, 1]``, ``edge_attr`` ``[B*E, 1]``),
+        output: a ``Batch`` of B :class:`NeuralGraph` (``x`` ``[B*N, 1]``, ``edge_attr`` ``[B*E, taps]``),
         identical to ``stacked_to_batch`` of the torch-layout tensors.
     """
     if layout not in LAYOUTS:
@@ -124,10 +140,60 @@ def from_weights_biases(
     if len(sizes) != 1:
         raise ValueError(f"weights and biases disagree on the number of networks B: {sorted(sizes)}")
     if arch is None:
+        if activation is None:
+            raise ValueError("from_weights_biases: pass activation= (e.g. 'relu', or 'sine' with w0= for SIRENs) or "
+                             "arch=; weights do not say which activation the network applies, and a wrong one "
+                             "changes what it computes")
         arch = mlp_from_shapes(W, activation, w0)
     elif not isinstance(arch, Architecture):
         raise ValueError(f"arch must be an Architecture, got {type(arch).__name__}")
+    elif activation is not None or w0 is not None:
+        raise ValueError("from_weights_biases: pass either arch= or activation= / w0=, not both (the architecture "
+                         "already holds the activations)")
     return stacked_to_batch(W, b, arch, state=state)
+
+
+def to_weights_biases(batch: Batch, layout: str = "torch", arch: Architecture | None = None
+                      ) -> tuple[list[Tensor], list[Tensor]]:
+    """The inverse of :func:`from_weights_biases`: a batch of networks of one layout -> stacked tensors.
+
+    Args:
+        batch: a batch (or one graph) of networks of one parameter layout, e.g. from
+            :func:`from_weights_biases`, :func:`~neuralgraph.stacked_to_batch` or a dataset.
+        layout: ``"dwsnets"`` (MLPs only), ``"nfn"`` or ``"torch"`` (see :data:`LAYOUTS`).
+        arch: read the graphs as this architecture (default: theirs).
+
+    Returns ``(weights, biases)``, one tensor per layer, so that
+    ``from_weights_biases(*to_weights_biases(b, layout), layout, arch=...)`` gives ``b`` back
+    bit for bit (and the other way round). Raw parameters: a batch normalised by a dataset
+    is refused (denormalise it first). Bias-free layers are refused (the layouts have a
+    bias per layer).
+
+    Shapes:
+        weights: ``[B, in, out, 1]`` / ``[B, 1, out, in, *kernel]`` / ``[B, out, in, *kernel]``;
+        biases: ``[B, out, 1]`` / ``[B, 1, out]`` / ``[B, out]``.
+    """
+    from .graph import batch_to_stacked
+
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if "x_raw" in batch:
+        raise ValueError("to_weights_biases: the batch holds standardised parameters (a normalised dataset's "
+                         "batch); take the raw ones (INRDataset(normalize=False) or dataset.batch(i, normalize="
+                         "False))")
+    W, b = batch_to_stacked(batch, arch)
+    archs = graph_archs(batch, "to_weights_biases") if arch is None else [arch]
+    for m, (layer, x) in enumerate(zip(archs[0].layers, b)):
+        if x is None:
+            raise ValueError(f"to_weights_biases: layer {m} has no bias; the {layout} layout holds one per layer")
+        if layout == "dwsnets" and layer.kind != "linear":
+            raise ValueError(f"to_weights_biases: layer {m} is a {layer.kind}; the dwsnets layout holds MLPs only "
+                             f"(use layout='nfn' or 'torch')")
+    if layout == "dwsnets":
+        return [w.transpose(1, 2).unsqueeze(-1) for w in W], [x.unsqueeze(-1) for x in b]
+    if layout == "nfn":
+        return [w.unsqueeze(1) for w in W], [x.unsqueeze(1) for x in b]
+    return list(W), list(b)
 
 
 def state_dict_by_order(state_dict: Mapping[str, Tensor], arch: Architecture) -> dict[str, Tensor]:

@@ -86,8 +86,30 @@ CASES: list[Case] = [
     Case("weights and biases of other B", lambda ctx: ng.from_weights_biases(W, [torch.zeros(3, 4), torch.zeros(2, 1)]),
          ValueError, "number of networks B"),
     Case("fewer biases than weights", lambda ctx: ng.from_weights_biases(W, B[:1]), ValueError, "2 weight and 1 bias"),
-    Case("layers do not chain", lambda ctx: ng.from_weights_biases([W[0], torch.zeros(2, 1, 5)], B), ValueError,
+    Case("layers do not chain", lambda ctx: ng.from_weights_biases([W[0], torch.zeros(2, 1, 5)], B,
+                                                                    activation="relu"), ValueError,
          "layer 1: weight has 5 inputs"),
+    Case("no activation and no arch", lambda ctx: ng.from_weights_biases(W, B), ValueError,
+         "from_weights_biases: pass activation= (e.g. 'relu', or 'sine' with w0= for SIRENs) or arch="),
+    Case("sine without w0", lambda ctx: ng.from_weights_biases(W, B, activation="sine"), ValueError,
+         "activation='sine' needs w0="),
+    Case("arch and activation both", lambda ctx: ng.from_weights_biases(W, B, arch=ARCH, activation="relu"),
+         ValueError, "pass either arch= or activation= / w0=, not both"),
+    Case("nfn conv weights without arch", lambda ctx: ng.from_weights_biases(
+        [torch.zeros(2, 1, 4, 1, 3, 3), torch.zeros(2, 1, 2, 4)], [torch.zeros(2, 1, 4), torch.zeros(2, 1, 2)],
+        layout="nfn", activation="relu"), ValueError, "layer 0: weight of shape [2, 4, 1, 3, 3] is not a Linear "
+                                                      "layer's; pass arch="),
+    Case("to_weights_biases: dwsnets layout of a CNN", lambda ctx: ng.to_weights_biases(ng.to_graph(nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 1))), "dwsnets"), ValueError,
+        "layer 0 is a conv2d; the dwsnets layout holds MLPs only"),
+    Case("to_weights_biases: a normalised batch", lambda ctx: ng.to_weights_biases(
+        __import__("neuralgraph.inr").inr.INRDataset(ctx.data / "train.pt", normalize=True).batch([0]), "torch"),
+        ValueError, "the batch holds standardised parameters"),
+    Case("to_weights_biases: unknown layout", lambda ctx: ng.to_weights_biases(ng.stacked_to_batch(W, B, ARCH),
+                                                                              "keras"), ValueError,
+         "unknown layout 'keras'"),
+    Case("to_weights_biases: bias-free layer", lambda ctx: ng.to_weights_biases(ng.to_graph(nn.Sequential(
+        nn.Linear(2, 3, bias=False), nn.ReLU(), nn.Linear(3, 1))), "nfn"), ValueError, "layer 0 has no bias"),
     Case("arch not an Architecture", lambda ctx: ng.from_weights_biases(W, B, arch="mlp"), ValueError,
          "arch must be an Architecture"),
     # state_dict_by_order

@@ -29,10 +29,10 @@ def test_three_layouts_give_the_same_batch():
     W, b = stacked()
     ref = ng.stacked_to_batch(W, b, ng.mlp_architecture([2, 8, 8, 1], "sine"))
     dws = ng.from_weights_biases([w.transpose(1, 2).unsqueeze(-1) for w in W], [x.unsqueeze(-1) for x in b],
-                                 layout="dwsnets", activation="sine")
+                                 layout="dwsnets", activation="sine", w0=30.0)
     nfn = ng.from_weights_biases([w.unsqueeze(1) for w in W], [x.unsqueeze(1) for x in b], layout="nfn",
-                                 activation="sine")
-    tch = ng.from_weights_biases(W, b, layout="torch", activation="sine")
+                                 activation="sine", w0=30.0)
+    tch = ng.from_weights_biases(W, b, layout="torch", activation="sine", w0=30.0)
     for out in (dws, nfn, tch):
         assert out.num_graphs == 5 and out.arch == ref.arch
         assert torch.equal(out.x, ref.x) and torch.equal(out.edge_attr, ref.edge_attr)
@@ -41,16 +41,42 @@ def test_three_layouts_give_the_same_batch():
     assert all(torch.equal(x, y) for x, y in zip(back_w, W)) and all(torch.equal(x, y) for x, y in zip(back_b, b))
 
 
-def test_inferred_architecture_default_activation_and_given_arch():
+def test_activation_or_arch_is_required():
+    """Weights do not say the activation: none is assumed. A SIREN's tensors read as ReLU would be another
+    function, so from_weights_biases without activation= / arch= is refused."""
     W, b = stacked(widths=(3, 4, 2))
-    out = ng.from_weights_biases(W, b)
-    assert out.arch[0] == ng.mlp_architecture([3, 4, 2], ng.DEFAULT_ACTIVATION)
+    with pytest.raises(ValueError, match="pass activation="):
+        ng.from_weights_biases(W, b)
+    with pytest.raises(ValueError, match="needs w0="):
+        ng.from_weights_biases(W, b, activation="sine")
+    out = ng.from_weights_biases(W, b, activation="relu")
+    assert out.arch[0] == ng.mlp_architecture([3, 4, 2], "relu")
     arch = ng.mlp_architecture([3, 4, 2], "tanh")
     assert ng.from_weights_biases(W, b, arch=arch).arch[0] == arch
+    with pytest.raises(ValueError, match="either arch= or activation="):
+        ng.from_weights_biases(W, b, arch=arch, activation="relu")
     # the graph runs as the network the weights describe
-    model = ng.to_models(out)[2]
     x = torch.randn(7, 3)
+    model = ng.to_models(out)[2]
     assert torch.allclose(model(x), torch.relu(x @ W[0][2].T + b[0][2]) @ W[1][2].T + b[1][2], atol=1e-6)
+    siren = ng.to_models(ng.from_weights_biases(W, b, activation="sine", w0=30.0))[2]
+    assert torch.allclose(siren(x), torch.sin(30 * (x @ W[0][2].T + b[0][2])) @ W[1][2].T + b[1][2], atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["dwsnets", "nfn", "torch"])
+def test_to_weights_biases_inverts_from_weights_biases(layout):
+    """Both directions, bit for bit: tensors -> batch -> tensors, and batch -> tensors -> batch."""
+    W, b = stacked()
+    arch = ng.mlp_architecture([2, 8, 8, 1], "sine")
+    batch = ng.stacked_to_batch(W, b, arch)
+    tw, tb = ng.to_weights_biases(batch, layout)
+    shapes = {"dwsnets": ([5, 2, 8, 1], [5, 8, 1]), "nfn": ([5, 1, 8, 2], [5, 1, 8]), "torch": ([5, 8, 2], [5, 8])}
+    assert [list(tw[0].shape), list(tb[0].shape)] == list(shapes[layout])
+    again = ng.from_weights_biases(tw, tb, layout, arch=arch)
+    for key in ("x", "edge_attr", "edge_index", "node_layer"):
+        assert torch.equal(again[key], batch[key]), key
+    back_w, back_b = ng.to_weights_biases(again, layout)
+    assert all(torch.equal(x, y) for x, y in zip(back_w, tw)) and all(torch.equal(x, y) for x, y in zip(back_b, tb))
 
 
 @pytest.mark.parametrize("layout,w,b,match", [
@@ -62,7 +88,7 @@ def test_inferred_architecture_default_activation_and_given_arch():
 ])
 def test_bad_layouts_are_refused(layout, w, b, match):
     with pytest.raises(ValueError, match=match):
-        ng.from_weights_biases(w, b, layout=layout)
+        ng.from_weights_biases(w, b, layout=layout, activation="relu")
 
 
 def test_state_dict_by_order_converts_dwsnets_inr_state_dicts():
@@ -117,7 +143,7 @@ def test_graphs_and_batches_load_with_plain_torch_load(tmp_path):
     batch = ng.batch_models([nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)),
                              nn.Sequential(nn.Conv1d(1, 2, 3), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(2, 1))])
     W, b = stacked()
-    inrs = ng.from_weights_biases(W, b, activation="sine")
+    inrs = ng.from_weights_biases(W, b, activation="sine", w0=30.0)
     for name, obj in (("g", g), ("batch", batch), ("inrs", inrs)):
         torch.save(obj, tmp_path / f"{name}.pt")
         back = torch.load(tmp_path / f"{name}.pt")        # weights_only=True, torch's default
