@@ -28,24 +28,24 @@ import os
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 
 from ..architecture import Architecture
 from ..batching import concat_batches, set_graph_attr
-from ..data.images import DATASETS, check_count, load_zoo_data
+from ..data.images import DATASETS, load_zoo_data
 from ..graph import stacked_to_batch, to_model
 from ..inr.dataset import _as_index
 from ..inr.files import _compact, _sha256
 from ..inr.writer import _chunk_path, _fingerprint, _remove_chunks, _tensor_digest
 from ..seeding import derive_seed
 from ..io import atomic_save, lock_directory
-from .specs import FAMILIES, sample_zoo
+from .settings import ZooSettings
+from .specs import sample_zoo
 from .train import check_trainable, train_group
 
-__all__ = ["ZOO_FORMAT", "DATASETS", "load_zoo_data", "generate_zoo", "load_zoo_file", "ZooDataset",
+__all__ = ["ZOO_FORMAT", "DATASETS", "load_zoo_data", "generate_zoo", "write_zoo", "load_zoo_file", "ZooDataset",
            "concat_batches", "METRICS"]
 
 ZOO_FORMAT = 1
@@ -193,88 +193,45 @@ def generate_zoo(
     If ``out_path`` already holds this exact zoo nothing is redone; a zoo of
     other settings is refused unless ``overwrite``.
 
-    Args:
-        family: ``small_cnn``, ``wild_park`` or ``mlp`` (see :mod:`neuralgraph.zoo.specs`).
-        dataset, root, image_size, n_train, n_test: the data (:func:`load_zoo_data`).
-        epochs: training epochs; ``checkpoints``: epochs recorded (default ``0, 1, ..., epochs``
-            up to 5 of them, always including 0 and ``epochs``).
-        n_train_eval: training images (the first ones) the train metrics are measured on.
-        device: ``"cpu"``, ``"cuda"``, ... (``"auto"``: CUDA when available).
+    The settings (``family`` ... ``device``) are those of :class:`~neuralgraph.zoo.settings.ZooSettings`,
+    made from these arguments and checked once; :func:`write_zoo` takes the object itself.
     """
+    settings = ZooSettings(family=family, dataset=dataset, root=root, num_networks=num_networks, epochs=epochs,
+                           checkpoints=checkpoints, image_size=image_size, n_train=n_train, n_test=n_test,
+                           n_train_eval=n_train_eval, batch_size=batch_size, seed=seed, chunk_size=chunk_size,
+                           num_architectures=num_architectures, hidden_choices=hidden_choices, device=device)
+    return write_zoo(out_path, settings, resume=resume, overwrite=overwrite, keep_chunks=keep_chunks,
+                     progress=progress, on_chunk=on_chunk)
+
+
+def write_zoo(out_path: str | os.PathLike, settings: ZooSettings, *, resume: bool = True, overwrite: bool = False,
+              keep_chunks: bool = False, progress: bool = True,
+              on_chunk: Callable[[int, int], None] | None = None) -> Path:
+    """:func:`generate_zoo` with the settings as one checked object."""
     out_path = Path(out_path)
     if out_path.is_dir():
         raise ValueError(f"{out_path} is a directory; a zoo is one file: give its path, e.g. {out_path / 'zoo.pt'}")
-    if family not in FAMILIES:
-        raise ValueError(f"zoo family must be one of {FAMILIES}, got {family!r}")
-    for name, value in (("num_networks", num_networks), ("epochs", epochs), ("batch_size", batch_size),
-                        ("chunk_size", chunk_size), ("n_train_eval", n_train_eval)):
-        check_count(name, value)
-    check_count("seed", seed, low=0)
-    if checkpoints is None:
-        checkpoints = sorted({0, epochs, *np.linspace(0, epochs, 5).round().astype(int).tolist()})
-    checkpoints = sorted(set(int(c) for c in checkpoints))
-    if not checkpoints or checkpoints[0] < 0 or checkpoints[-1] > epochs:
-        raise ValueError(f"checkpoints must be epochs in [0, {epochs}], got {checkpoints}")
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                          "cpu" if device == "auto" else device)
-    data = load_zoo_data(dataset, root, image_size, n_train, n_test)
-    if data["train_x"].shape[0] < batch_size:
-        raise ValueError(f"{dataset}: {data['train_x'].shape[0]} training images, fewer than batch_size={batch_size}")
-    archs, hparams = sample_zoo(family, num_networks, seed, in_channels=1, image_size=data["train_x"].shape[-1],
-                                hidden_choices=hidden_choices, num_architectures=num_architectures)
+    z = settings
+    data = load_zoo_data(z.dataset, z.root, z.image_size, z.n_train, z.n_test)
+    if data["train_x"].shape[0] < z.batch_size:
+        raise ValueError(f"{z.dataset}: {data['train_x'].shape[0]} training images, fewer than "
+                         f"batch_size={z.batch_size}")
+    archs, hparams = sample_zoo(z.family, z.num_networks, z.seed, in_channels=1, image_size=data["train_x"].shape[-1],
+                                hidden_choices=z.hidden_choices, num_architectures=z.num_architectures)
     for a in archs:
         check_trainable(a)
-    config = {"family": family, "dataset": dataset, "num_networks": int(num_networks), "epochs": int(epochs),
-              "checkpoints": checkpoints, "image_size": int(data["train_x"].shape[-1]),
-              "n_train": int(data["train_x"].shape[0]), "n_test": int(data["test_x"].shape[0]),
-              "n_train_eval": int(n_train_eval), "batch_size": int(batch_size), "seed": int(seed),
-              "chunk_size": int(chunk_size), "num_architectures": int(num_architectures),
-              "hidden_choices": [list(map(int, h)) for h in hidden_choices], "device_type": device.type}
+    config = z.record(data["train_x"].shape[0], data["test_x"].shape[0], data["train_x"].shape[-1])
     fingerprint = _fingerprint({**config, **{k: _tensor_digest(v) for k, v in data.items()}})
-    if out_path.is_file():
-        try:
-            existing = load_zoo_file(out_path)["meta"].get("fingerprint")
-        except ValueError:
-            existing = None
-        if existing == fingerprint and resume:
-            return out_path
-        if not overwrite:
-            raise ValueError(f"{out_path} holds a zoo of other settings; pass overwrite=True (--overwrite) "
-                             "or choose another output file")
+    if _finished(out_path, fingerprint, resume, overwrite):
+        return out_path
     chunk_dir = out_path.with_name(out_path.name + ".chunks")
-    train_x, train_y = data["train_x"].to(device), data["train_y"].to(device)
-    eval_sets = {"train": (train_x[:n_train_eval], train_y[:n_train_eval]),
-                 "test": (data["test_x"].to(device), data["test_y"].to(device))}
-    bounds = [(k, s, min(num_networks, s + chunk_size)) for k, s in enumerate(range(0, num_networks, chunk_size))]
-    done: dict[int, dict] = {}
+    bounds = [(k, s, min(z.num_networks, s + z.chunk_size))
+              for k, s in enumerate(range(0, z.num_networks, z.chunk_size))]
     with lock_directory(chunk_dir, "zoo chunk directory", "wait for the other zoo run to finish"):
-        if resume:
-            for k, s, e in bounds:
-                c = _chunk_ok(_chunk_path(chunk_dir, k), k, s, e, fingerprint)
-                if c is not None:
-                    done[k] = c
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=num_networks * epochs, unit="net-epoch", desc=f"training {out_path.name}",
-                       initial=sum((e - s) * epochs for k, s, e in bounds if k in done))
-        try:
-            for k, s, e in bounds:
-                if k in done:
-                    continue
-                chunk = _train_chunk(k, s, e, archs, hparams, train_x, train_y, eval_sets, epochs, checkpoints,
-                                     batch_size, seed, bar)
-                chunk.update(chunk=k, start=s, stop=e, fingerprint=fingerprint)
-                chunk["checksums"] = _checksums(chunk)
-                atomic_save(chunk, _chunk_path(chunk_dir, k))
-                done[k] = chunk
-                if on_chunk is not None:
-                    on_chunk(k, len(bounds))
-        finally:
-            if bar is not None:
-                bar.close()
-        obj = _merge(done, bounds, archs, hparams, checkpoints, family,
-                     {**config, "fingerprint": fingerprint})
+        done = {k: c for k, s, e in bounds if resume
+                and (c := _chunk_ok(_chunk_path(chunk_dir, k), k, s, e, fingerprint)) is not None}
+        _train_chunks(out_path, z, data, archs, hparams, bounds, done, chunk_dir, fingerprint, progress, on_chunk)
+        obj = _merge(done, bounds, archs, hparams, z.checkpoints, z.family, {**config, "fingerprint": fingerprint})
         atomic_save(obj, out_path)
         if not keep_chunks:
             _remove_chunks(chunk_dir, len(bounds), rmdir=False)   # the lock file is still in it
@@ -283,6 +240,51 @@ def generate_zoo(
     except OSError:
         pass
     return out_path
+
+
+def _finished(out_path: Path, fingerprint: str, resume: bool, overwrite: bool) -> bool:
+    """Whether ``out_path`` already holds this zoo; ``ValueError`` if it holds another and not ``overwrite``."""
+    if not out_path.is_file():
+        return False
+    try:
+        existing = load_zoo_file(out_path)["meta"].get("fingerprint")
+    except ValueError:
+        existing = None
+    if existing == fingerprint and resume:
+        return True
+    if not overwrite:
+        raise ValueError(f"{out_path} holds a zoo of other settings; pass overwrite=True (--overwrite) "
+                         "or choose another output file")
+    return False
+
+
+def _train_chunks(out_path: Path, z: ZooSettings, data: dict, archs, hparams, bounds, done: dict, chunk_dir: Path,
+                  fingerprint: str, progress: bool, on_chunk) -> None:
+    """Train every chunk not in ``done``, saving each as it finishes (and adding it to ``done``)."""
+    device = z.device
+    train_x, train_y = data["train_x"].to(device), data["train_y"].to(device)
+    eval_sets = {"train": (train_x[:z.n_train_eval], train_y[:z.n_train_eval]),
+                 "test": (data["test_x"].to(device), data["test_y"].to(device))}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=z.num_networks * z.epochs, unit="net-epoch", desc=f"training {out_path.name}",
+                   initial=sum((e - s) * z.epochs for k, s, e in bounds if k in done))
+    try:
+        for k, s, e in bounds:
+            if k in done:
+                continue
+            chunk = _train_chunk(k, s, e, archs, hparams, train_x, train_y, eval_sets, z.epochs, z.checkpoints,
+                                 z.batch_size, z.seed, bar)
+            chunk.update(chunk=k, start=s, stop=e, fingerprint=fingerprint)
+            chunk["checksums"] = _checksums(chunk)
+            atomic_save(chunk, _chunk_path(chunk_dir, k))
+            done[k] = chunk
+            if on_chunk is not None:
+                on_chunk(k, len(bounds))
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _train_chunk(k, s, e, archs, hparams, train_x, train_y, eval_sets, epochs, checkpoints, batch_size, seed,
