@@ -139,7 +139,8 @@ class DWSNet(ResetChildren, nn.Module):
                 (``INRDataset``), or a list of any of these.
             out_dim, kwargs: as for the constructor.
         """
-        from neuralgraph import Architecture, graph_archs
+        from neuralgraph.architecture import Architecture
+        from neuralgraph.graph import graph_archs
 
         items = list(data) if isinstance(data, (list, tuple)) else [data]
         archs = []
