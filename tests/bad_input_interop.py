@@ -71,6 +71,19 @@ def _run_and_zoo(ctx: Ctx) -> None:
     _gen(ctx)
 
 
+def _stats(ctx: Ctx):
+    """A statistics file of their layout for INRs of widths [2, 4, 1] whose values belong to other INRs."""
+    p = ctx.tmp / "stats.pth"
+    torch.save({"weights": {"mean": [torch.full((2, 4, 1), 7.0), torch.zeros(4, 1, 1)],
+                            "std": [torch.ones(2, 4, 1), torch.ones(4, 1, 1)]},
+                "biases": {"mean": [torch.zeros(4, 1), torch.zeros(1, 1)], "std": [torch.ones(4, 1), torch.ones(1, 1)]}},
+               p)
+    return p
+
+
+W2 = [torch.zeros(2, 4, 2), torch.zeros(2, 1, 4)]
+B2 = [torch.zeros(2, 4), torch.zeros(2, 1)]
+ARCH2 = ng.mlp_architecture([2, 4, 1], "sine")
 W = [torch.zeros(2, 4, 3), torch.zeros(2, 1, 4)]
 B = [torch.zeros(2, 4), torch.zeros(2, 1)]
 ARCH = ng.mlp_architecture([3, 4, 1])
@@ -167,6 +180,47 @@ CASES: list[Case] = [
          "holds INRs fitted with other settings (source 'digits' there, 'dwsnets-import' now"),
     Case("import: a failing overwrite keeps the old import", _failing_overwrite, ValueError,
          "label 12 at index 0 is outside [0, 10)"),
+    Case("import: a label that is not a number", lambda ctx: _import(ctx, {**_three(_one_inr(ctx)), "val": {
+        "path": [_one_inr(ctx)], "label": ["five"]}}), ValueError,
+        "split 'val' label 'five' at index 0 is not an integer (a number, or a numeric string such as \"5\""),
+    Case("import: a bool label", lambda ctx: _import(ctx, {**_three(_one_inr(ctx)), "test": {
+        "path": [_one_inr(ctx)], "label": [True]}}), ValueError, "split 'test' label True at index 0 is not an integer"),
+    Case("import: splits of both layouts", lambda ctx: _import(ctx, {**_three(_one_inr(ctx)), "test": [_one_inr(ctx)]}),
+         ValueError, "all of one kind; got {'train': 'labelled', 'val': 'labelled', 'test': 'paths'}"),
+    Case("import: sine INR file without coef", lambda ctx: _import(ctx, {s: [_one_inr(ctx)] for s in
+                                                                          ("train", "val", "test")}),
+         ValueError, "a.pth: a sine INR file (splits JSON of paths, DWSNets' experiments/ssl) needs 'coef'"),
+    Case("import: num_classes for sine INRs", lambda ctx: _import(ctx, {s: [_one_inr(ctx)] for s in
+                                                                         ("train", "val", "test")}, num_classes=10),
+         ValueError, "sine INRs (a splits JSON of paths) have no classes; num_classes=10 does not apply"),
+    Case("import: statistics of other INRs", lambda ctx: _import(ctx, _three(_one_inr(ctx)), statistics=_stats(ctx)),
+         ValueError, "stats.pth does not belong to these splits: weights.mean[0] entry"),
+    Case("import: a file that would run code", lambda ctx: _import(ctx, _three(_one_inr(ctx, {
+        "0.weight": torch.zeros(4, 2), "0.bias": torch.zeros(4), "extra": nn.ReLU()}))),
+        ValueError, "a.pth: not a readable state dict (UnpicklingError: WeightsUnpickler error: Unsupported global: "
+                    "GLOBAL torch.nn.modules.activation.ReLU"),
+    Case("import: unknown coordinate convention", lambda ctx: _import(ctx, _three(_one_inr(ctx)), coords="yx"),
+         ValueError, "coords='yx': choose 'xy'"),
+    Case("Reorder: not a permutation", lambda ctx: ng.Reorder((0, 0)), ValueError,
+         "Reorder order must be a permutation of 0 .. d-1 (e.g. (1, 0)), got (0, 0)"),
+    Case("Reorder: after a layer", lambda ctx: ng.to_graph(nn.Sequential(nn.Linear(2, 2), ng.Reorder((1, 0)),
+                                                                         nn.Linear(2, 1))), ValueError,
+         "layer 1: Reorder after a layer is not supported"),
+    Case("Reorder: other width than the first layer", lambda ctx: ng.to_graph(nn.Sequential(
+        ng.Reorder((1, 0, 2)), nn.Linear(2, 1))), ValueError, "Reorder(1, 0, 2) reorders 3 inputs but the first layer "
+                                                              "has 2"),
+    Case("Reorder: before a convolution", lambda ctx: ng.to_graph(nn.Sequential(
+        ng.Reorder((1, 0)), nn.Conv1d(2, 1, 3))), ValueError, "a Reorder before a conv1d layer is not supported"),
+    Case("coordinate_convention: not an image INR", lambda ctx: __import__("neuralgraph.inr.coords").inr.coords
+         .coordinate_convention(ng.mlp_architecture([3, 4, 1])), ValueError,
+         "coordinate_convention: a coordinate convention belongs to image INRs (a Linear first layer of 2 inputs)"),
+    Case("convert_coordinates: unknown convention", lambda ctx: __import__("neuralgraph.inr.coords").inr.coords
+         .convert_coordinates(W2, B2, ARCH2, "yx"), ValueError, "unknown coordinate convention 'yx'"),
+    cli_case("cli import-inrs: a label that is not a number", ["import-inrs", "--splits", "{tmp}/splits.json",
+                                                               "--out", "{tmp}/o", "--quiet"],
+             "label 'five' at index 0 is not an integer",
+             setup=lambda ctx: _json(ctx, {**_three(_one_inr(ctx)), "train": {"path": [_one_inr(ctx)],
+                                                                             "label": ["five"]}})),
     cli_case("cli import-inrs: into a fitted dataset", ["import-inrs", "--splits", "{tmp}/splits.json", "--out",
                                                        "{tmp}/data_copy"], "neuralgraph import-inrs --overwrite",
              setup=lambda ctx: (_json(ctx, _three(_one_inr(ctx))), ctx.copy_data())),

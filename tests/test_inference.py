@@ -207,13 +207,14 @@ def write_dwsnets_layout(root, counts=(("train", 12), ("val", 4), ("test", 5)), 
 
 def test_import_dwsnets_layout(tmp_path, capsys):
     from neuralgraph.importers import import_inr_splits
+    from neuralgraph.inr.coords import with_coordinates
 
     weights = write_dwsnets_layout(tmp_path)
     paths = import_inr_splits(tmp_path / "splits.json", tmp_path / "out", statistics=tmp_path / "statistics.pth",
                               image_shape=(28, 28), progress=False)
     ds = INRDataset(paths["test"])
     assert len(ds) == 5 and ds.num_classes == 10 and ds.labels.tolist() == [0, 1, 2, 3, 4]
-    assert ds.arch == ng.inr.siren_architecture((2, 32, 32, 1), w0=30.0, offset=0.5)
+    assert ds.arch == with_coordinates(ng.inr.siren_architecture((2, 32, 32, 1), w0=30.0, offset=0.5), "xy")
     # the graph of INR 3 rebuilds into the module their state dict describes
     sd = weights[("test", 3)]
     model = ng.to_model(ds.batch([3]).get_example(0))
