@@ -207,6 +207,21 @@ def test_meta_training_resumes_bit_identically(tmp_path):
 
 
 @needs_data
+def test_recomputing_the_inner_steps_gives_the_same_meta_gradient(tmp_path):
+    from neuralgraph.l2o.metatraining import MetaTrainer
+
+    grads = []
+    for recompute in (False, True):
+        cfg = _tiny_config(tmp_path, recompute=recompute)
+        trainer = MetaTrainer(cfg, l2o.load_task("fashion_mnist", DATA, 7, cfg.n_val, cfg.n_train))
+        surrogate, losses = trainer.unroll()
+        surrogate.backward()
+        grads.append(torch.cat([p.grad.reshape(-1) for p in trainer.opt.parameters() if p.grad is not None]))
+    assert grads[0].abs().max() > 0
+    assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-8)
+
+
+@needs_data
 def test_resume_with_other_settings_is_refused(tmp_path):
     l2o.meta_train(_tiny_config(tmp_path, outer_steps=1), log=None)
     with pytest.raises(ValueError, match="processor: checkpoint 'nggnn' vs now 'ngt'"):

@@ -10,7 +10,7 @@ per-parameter MLP that also reads the processor's equivariant context.
 * :mod:`~neuralgraph.l2o.processors` and :mod:`~neuralgraph.l2o.optimizer`: the learned optimizer.
 * :mod:`~neuralgraph.l2o.tasks`: the optimizee (a small CNN) and its tasks (Fashion-MNIST, MNIST,
   corrupted Fashion-MNIST), vectorised over networks.
-* :mod:`~neuralgraph.l2o.meta_train`: truncated backpropagation through unrolls, resumable.
+* :mod:`~neuralgraph.l2o.metatraining`: truncated backpropagation through unrolls, resumable.
 * :mod:`~neuralgraph.l2o.evaluate`: meta-testing against Adam with a learning-rate grid.
 * :mod:`~neuralgraph.l2o.wrapper`: :class:`L2O`, a ``torch.optim.Optimizer`` for your own ``nn.Sequential``.
 
@@ -20,7 +20,7 @@ from .checkpoint import load_learned_optimizer, load_run
 from .evaluate import evaluate_optimizers
 from .features import DECAYS, TIMESCALES, OptimizerState
 from .layout import ParamLayout, model_parameters, optimizee_architecture
-from .meta_train import MetaTrainConfig, meta_train
+from .metatraining import MetaTrainConfig, meta_train
 from .optimizer import LearnedOptimizer, OptimizerSpec
 from .processors import PROCESSORS
 from .tasks import TASKS, load_task, optimizee_cnn
