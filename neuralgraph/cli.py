@@ -1,5 +1,5 @@
-"""Command line: ``neuralgraph fit-inrs | train | zoo | quickstart | models | import-inrs | predict | embed |
-evaluate | draw`` (also ``python -m neuralgraph``).
+"""Command line: ``neuralgraph fit-inrs | train | zoo | quickstart | models | import-inrs | export-inrs | predict |
+embed | evaluate | draw`` (also ``python -m neuralgraph``).
 
 Examples::
 
@@ -14,6 +14,7 @@ Examples::
     neuralgraph train ... --resume                        # continue an interrupted run
     torchrun --nproc-per-node 2 -m neuralgraph train ...  # data-parallel (gloo on CPU, nccl on GPU)
     neuralgraph import-inrs --splits dataset/mnist_splits.json --out mnist_inrs     # DWSNets-layout INRs
+    neuralgraph export-inrs --data mnist_inrs --out mnist_dwsnets                   # ... and back
     neuralgraph predict --run runs/nggnn --data mnist_inrs/test.pt --out preds.csv
     neuralgraph embed --run runs/nggnn --data mnist_inrs/test.pt --out emb.pt
     neuralgraph evaluate --run runs/nggnn --data mnist_inrs/test.pt
@@ -235,18 +236,41 @@ def _add_use_parsers(sub) -> None:
     i.add_argument("--splits", type=Path, required=True, help="the splits JSON (e.g. mnist_splits.json)")
     i.add_argument("--out", type=Path, required=True, help="output directory for the split files")
     i.add_argument("--root", type=Path, help="directory the JSON's relative paths start from (default: the JSON's)")
-    i.add_argument("--statistics", type=Path, help="their statistics.pth (checked against the INRs' shapes)")
-    i.add_argument("--num-classes", type=_positive(int), default=10)
+    i.add_argument("--statistics", type=Path,
+                   help="their statistics.pth: checked to belong to the training split (refused otherwise); "
+                        "normalisation uses this library's own statistics, recomputed")
+    i.add_argument("--num-classes", type=_positive(int),
+                   help="classes of the task (default 10; sine INRs, a JSON of path lists, have none)")
     i.add_argument("--w0", type=_positive(float), default=30.0, help="SIREN frequency (DWSNets: 30)")
     i.add_argument("--offset", type=_finite, default=0.5, help="output shift of the INRs (DWSNets: 0.5)")
     i.add_argument("--image-shape", type=_positive(int), nargs=2, metavar=("H", "W"),
                    help="image size, to render the INRs (e.g. 28 28)")
+    i.add_argument("--coords", choices=["xy", "rc"], default="xy",
+                   help="how the files' image INRs read their coordinates: xy = (x = col, y = row), DWSNets' and "
+                        "neural-graphs' make_coordinates (default); rc = (row, col)")
+    i.add_argument("--to-coords", choices=["xy", "rc"],
+                   help="convert the INRs to this convention (exact: first-layer columns swapped); default: keep "
+                        "their weights and record their convention, which rendering follows")
     i.add_argument("--val-from-train", type=int, default=0,
                    help="when the JSON has no 'val' split: take the last N training INRs")
     i.add_argument("--overwrite", action="store_true",
                    help="replace a dataset of another fit or import in --out (refused otherwise); the old splits "
                         "stay until the new ones are complete")
     i.add_argument("--quiet", action="store_true", help="no progress bars")
+    e = sub.add_parser("export-inrs", help="write an INR dataset in the DWSNets / neural-graphs layout (splits JSON "
+                                           "of .pth state dicts, statistics.pth)",
+                       description="Write OUT/splits.json, OUT/statistics.pth and one state dict per INR (keys "
+                                   "seq.N.weight / seq.N.bias) that DWSNets' and neural-graphs' INRDataset read; "
+                                   "w0, output offset and coordinates are converted to their INR's where they "
+                                   "differ (listed). Written into a hidden directory and renamed into place.")
+    e.add_argument("--data", type=Path, required=True, help="a directory of split files (fit-inrs / import-inrs)")
+    e.add_argument("--out", type=Path, required=True, help="the directory to write (refused if not empty)")
+    e.add_argument("--layout", choices=["dwsnets"], default="dwsnets",
+                   help="dwsnets: the layout of DWSNets' and neural-graphs' INR datasets")
+    e.add_argument("--relative-paths", action="store_true",
+                   help="paths in the JSON relative to --out (neural-graphs' convention) instead of absolute")
+    e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
     x = sub.add_parser("extend", help="continue a finished training run to more epochs",
                        description="Raise a run's epoch count (its checkpoints are updated explicitly) and continue "
                                    "training from its last epoch with the run's own settings and data. The "
@@ -304,10 +328,29 @@ def _import_inrs(args: argparse.Namespace) -> int:
 
     paths = import_inr_splits(args.splits, args.out, root=args.root, statistics=args.statistics,
                               num_classes=args.num_classes, w0=args.w0, offset=args.offset,
-                              image_shape=args.image_shape, val_from_train=args.val_from_train,
-                              overwrite=args.overwrite, progress=not args.quiet)
+                              image_shape=args.image_shape, coords=args.coords, to_coords=args.to_coords,
+                              val_from_train=args.val_from_train, overwrite=args.overwrite, progress=not args.quiet)
     for name, path in paths.items():
         print(f"{name:5s} {len(INRDataset(path)):6d} INRs -> {path}")
+    fit = INRDataset(paths["train"]).meta.get("fit", {})
+    if "coords" in fit:
+        print(f"coordinates: {'(x = col, y = row), as in the files' if fit['coords'] == 'xy' else '(row, col)'}"
+              f"{' (converted)' if args.to_coords and args.to_coords != args.coords else ''}; rendering follows it")
+    if args.statistics is not None:
+        print(f"{args.statistics}: belongs to the training split (checked); normalisation uses this library's "
+              f"statistics, recomputed from the training split")
+    return 0
+
+
+def _export_inrs(args: argparse.Namespace) -> int:
+    from .exporters import export_inr_splits
+
+    res = export_inr_splits(args.data, args.out, layout=args.layout, relative_paths=args.relative_paths,
+                            overwrite=args.overwrite, progress=not args.quiet)
+    print(", ".join(f"{s} {n} INRs" for s, n in res["counts"].items()) + f" -> {res['splits']}")
+    print(f"statistics: {res['statistics']}")
+    for note in res["conversions"]:
+        print(f"converted: {note}")
     return 0
 
 
@@ -429,7 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     commands = {"fit-inrs": _fit, "train": _train, "quickstart": _quickstart, "models": _models, "zoo": run_zoo,
-                "import-inrs": _import_inrs, "extend": _extend, "predict": _predict, "embed": _embed, "evaluate": _evaluate,
+                "import-inrs": _import_inrs, "export-inrs": _export_inrs, "extend": _extend, "predict": _predict,
+                "embed": _embed, "evaluate": _evaluate,
                 "draw": _draw, "l2o": run_l2o}
     try:
         return commands[args.command](args)

@@ -56,6 +56,29 @@ def _failing_overwrite(ctx: Ctx):
             raise AssertionError(f"the failed import changed {sorted(k for k in after if after[k] != before.get(k))}")
 
 
+def _export(ctx: Ctx, data, existing: bool = False, **kw):
+    from neuralgraph.exporters import export_inr_splits
+
+    if existing:
+        (ctx.tmp / "out").mkdir()
+        (ctx.tmp / "out" / "x.txt").write_text("x")
+    return export_inr_splits(data, ctx.tmp / "out", progress=False, **kw)
+
+
+def _relu_splits(ctx: Ctx):
+    """Split files of ReLU MLPs (not SIRENs)."""
+    from neuralgraph.inr import save_inr_dataset
+
+    d = ctx.tmp / "relu"
+    d.mkdir()
+    arch = ng.mlp_architecture([2, 4, 1], "relu")
+    for s in ("train", "val", "test"):
+        save_inr_dataset(d / f"{s}.pt", [torch.zeros(2, 4, 2), torch.zeros(2, 1, 4)], [torch.zeros(2, 4),
+                                                                                     torch.zeros(2, 1)],
+                         torch.zeros(2, dtype=torch.long), arch, num_classes=10)
+    return d
+
+
 def _damaged_saved_graph(ctx: Ctx):
     g = ng.to_graph(nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 1)))
     ng.save(g, ctx.tmp / "g.pt")
@@ -221,6 +244,16 @@ CASES: list[Case] = [
              "label 'five' at index 0 is not an integer",
              setup=lambda ctx: _json(ctx, {**_three(_one_inr(ctx)), "train": {"path": [_one_inr(ctx)],
                                                                              "label": ["five"]}})),
+    Case("export: into a non-empty directory", lambda ctx: _export(ctx, ctx.data, existing=True), FileExistsError,
+         "exists and is not empty; pass overwrite=True (`neuralgraph export-inrs --overwrite`)"),
+    Case("export: unknown layout", lambda ctx: _export(ctx, ctx.data, layout="nfn"), ValueError,
+         "unknown layout 'nfn'; export writes 'dwsnets'"),
+    Case("export: networks their INR cannot express", lambda ctx: _export(ctx, _relu_splits(ctx)), ValueError,
+         "train.pt: layer 1 is a linear with ['relu'] after it; DWSNets' INR is Linear layers with biases, sin(w0 x) "
+         "between them"),
+    cli_case("cli export-inrs: into a non-empty directory", ["export-inrs", "--data", "{data}", "--out", "{tmp}",
+                                                             "--quiet"], "exists and is not empty",
+             setup=lambda ctx: (ctx.tmp / "x.txt").write_text("x")),
     cli_case("cli import-inrs: into a fitted dataset", ["import-inrs", "--splits", "{tmp}/splits.json", "--out",
                                                        "{tmp}/data_copy"], "neuralgraph import-inrs --overwrite",
              setup=lambda ctx: (_json(ctx, _three(_one_inr(ctx))), ctx.copy_data())),
