@@ -210,3 +210,21 @@ def test_peer_files_are_read_without_running_their_code(tmp_path):
                tmp_path / "code.pth")
     with pytest.raises(ValueError, match=r"code.pth: not a readable state dict .*pathlib"):
         read_peer_file(tmp_path / "code.pth")
+
+
+def test_the_convention_travels_with_the_architecture(imported, tmp_path):
+    """A Reorder survives to_model -> to_graph, ng.save / ng.load and the functional interpreter (probes)."""
+    from neuralgraph.functional import forward
+
+    ds = INRDataset(imported / "val.pt")
+    g = ds.batch([0]).get_example(0)
+    model = ng.to_model(g)
+    assert isinstance(model[0], ng.Reorder) and model[0].order == (1, 0)
+    again = ng.to_graph(model)
+    assert again.arch == ds.arch and torch.equal(again.edge_attr, g.edge_attr) and torch.equal(again.x, g.x)
+    ng.save(g, tmp_path / "g.pt")
+    assert ng.load(tmp_path / "g.pt").arch == ds.arch
+    W, b = ds.params([0])
+    grid = image_grid(28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(forward(ds.arch, [w[0] for w in W], [x[0] for x in b], None, grid), model(grid))
