@@ -56,15 +56,14 @@ from torch import Tensor
 from .inr.coords import COORDINATES, convert_coordinates, with_coordinates
 from .inr.files import FORMAT_VERSION, _check_finite, check_labels, save_inr_dataset
 from .inr.siren import siren_architecture
-from .inr.splits import (MANIFEST, _differences, _finish_install, _holds_fitted_data, _install, _prepare_directory,
-                         _read_manifest)
+from .inr.splits import (MANIFEST, SPLITS, _differences, _finish_install, _holds_fitted_data, _install,
+                         _prepare_directory, _read_manifest)
 from .interop import mlp_state_dict_params
 from .io import lock_directory, tensor_sha256
 
 __all__ = ["import_inr_splits", "read_splits_json", "read_peer_file", "check_statistics", "NUMPY_GLOBALS",
            "STATISTICS_TOLERANCE"]
 
-_SPLITS = ("train", "val", "test")
 _SOURCE = "dwsnets-import"              # meta["source"] and manifest source of imported datasets
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 
@@ -213,14 +212,15 @@ def _table(splits_path: Path, val_from_train: int) -> dict[str, dict[str, list |
         cut = (lambda x, a, b: None if x is None else x[a:b])
         table["val"] = {"path": tr["path"][-val_from_train:], "label": cut(tr["label"], -val_from_train, None)}
         table["train"] = {"path": tr["path"][:-val_from_train], "label": cut(tr["label"], None, -val_from_train)}
-    missing = [s for s in _SPLITS if s not in table]
+    missing = [s for s in SPLITS if s not in table]
     if missing:
         raise ValueError(f"{splits_path} lacks the split(s) {missing}")
     return table
 
 
 def _read_split(split: str, entry: dict, base: Path, splits_path: Path, widths: list[int] | None,
-                num_classes: int, progress: bool) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor | None, list[int]]:
+                num_classes: int, progress: bool
+                ) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor | None, list[int]]:
     """``(weights [n, out, in], biases [n, out], labels [n], coef [n, k] or None, widths)`` of one split."""
     from tqdm.auto import tqdm
 
@@ -398,7 +398,7 @@ def import_inr_splits(
     base = Path(root) if root is not None else splits_path.parent
     out_dir = Path(out_dir)
     data, widths = {}, None
-    for split in _SPLITS:
+    for split in SPLITS:
         *data[split], widths = _read_split(split, table[split], base, splits_path, widths, num_classes, progress)
     if statistics is not None:
         check_statistics(statistics, data["train"][0], data["train"][1])
@@ -443,4 +443,4 @@ def import_inr_splits(
             save_inr_dataset(target / f"{split}.pt", W, b, labels, arch, num_classes=num_classes, meta=meta)
         if target != out_dir:
             _install(target, out_dir)
-    return {split: out_dir / f"{split}.pt" for split in _SPLITS}
+    return {split: out_dir / f"{split}.pt" for split in SPLITS}

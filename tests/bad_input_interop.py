@@ -99,7 +99,8 @@ def _stats(ctx: Ctx):
     p = ctx.tmp / "stats.pth"
     torch.save({"weights": {"mean": [torch.full((2, 4, 1), 7.0), torch.zeros(4, 1, 1)],
                             "std": [torch.ones(2, 4, 1), torch.ones(4, 1, 1)]},
-                "biases": {"mean": [torch.zeros(4, 1), torch.zeros(1, 1)], "std": [torch.ones(4, 1), torch.ones(1, 1)]}},
+                "biases": {"mean": [torch.zeros(4, 1), torch.zeros(1, 1)],
+                           "std": [torch.ones(4, 1), torch.ones(1, 1)]}},
                p)
     return p
 
@@ -207,7 +208,8 @@ CASES: list[Case] = [
         "path": [_one_inr(ctx)], "label": ["five"]}}), ValueError,
         "split 'val' label 'five' at index 0 is not an integer (a number, or a numeric string such as \"5\""),
     Case("import: a bool label", lambda ctx: _import(ctx, {**_three(_one_inr(ctx)), "test": {
-        "path": [_one_inr(ctx)], "label": [True]}}), ValueError, "split 'test' label True at index 0 is not an integer"),
+        "path": [_one_inr(ctx)], "label": [True]}}), ValueError,
+        "split 'test' label True at index 0 is not an integer"),
     Case("import: splits of both layouts", lambda ctx: _import(ctx, {**_three(_one_inr(ctx)), "test": [_one_inr(ctx)]}),
          ValueError, "all of one kind; got {'train': 'labelled', 'val': 'labelled', 'test': 'paths'}"),
     Case("import: sine INR file without coef", lambda ctx: _import(ctx, {s: [_one_inr(ctx)] for s in

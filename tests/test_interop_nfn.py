@@ -33,7 +33,8 @@ def test_nfn_tensors_round_trip(name, make):
         assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), sd.values()))
         with torch.no_grad():
             assert torch.equal(model(case["inputs"]), case["outputs"][i])
-    assert batch.edge_attr.shape[1] == (9 if name == "cnn" else 1) and reference.edge_attr.shape == batch.edge_attr.shape
+    assert batch.edge_attr.shape[1] == (9 if name == "cnn" else 1)
+    assert reference.edge_attr.shape == batch.edge_attr.shape
     # a conv edge's taps are its kernel, row-major (kh, kw), as the torch layout stores it
     if name == "cnn":
         sd = case["state_dicts"][1]
