@@ -20,7 +20,7 @@ from typing import Any, Callable, IO, Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["atomic_write", "atomic_save", "atomic_write_text", "save_figure", "LOCK_NAME", "DirectoryBusy",
+__all__ = ["atomic_write", "atomic_save", "atomic_write_text", "save_figure", "LOCK_NAME", "MANIFEST", "DirectoryBusy",
            "lock_directory", "tensor_sha256", "checksums", "verify_checksums", "save", "load", "SAVED_FORMAT"]
 
 #: The ``format`` entry of a file written by :func:`save`.
@@ -33,6 +33,8 @@ except ImportError:                                 # not POSIX (Windows): direc
 
 #: The lock file :func:`lock_directory` keeps inside the directory it locks (it holds the owner's PID).
 LOCK_NAME = ".lock"
+#: The file of a dataset directory that records the settings and inputs of what it holds (INR splits, sine splits).
+MANIFEST = "manifest.json"
 
 
 def _umask() -> int:
@@ -197,19 +199,22 @@ def save(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_save(record, path)
 
 
-def read_torch_file(path: Path, map_location: Any, what: str, kind: str) -> Any:
-    """``torch.load(path, weights_only=True)`` with one clear error per failure.
+def read_torch_file(path: Path, map_location: Any, what: str, kind: str, **load_kwargs: Any) -> Any:
+    """``torch.load(path, weights_only=True)`` with one clear error per failure: the one checked loader of the
+    library's files (saved graphs, checkpoints, INR splits, zoos, chunks).
 
     Args:
         path: the file.
         map_location: as for ``torch.load``.
         what: how a missing file is named (``"checkpoint"`` -> ``checkpoint not found: PATH``).
         kind: how an unreadable file is named (``PATH: not a readable KIND (...)``).
+        load_kwargs: further ``torch.load`` arguments (``mmap=True``).
     """
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, **load_kwargs)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same message
         raise ValueError(f"{path}: not a readable {kind} ({type(e).__name__}: {e})") from None
 

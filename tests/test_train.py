@@ -11,7 +11,7 @@ import torch
 import neuralgraph as ng
 from neuralgraph.augment import permute_hidden_stacked
 from neuralgraph.inr import INRDataset, build_inr_splits, render, save_inr_dataset
-from neuralgraph.train import (FlatMLP, TrainConfig, build_model, evaluate, flat_params, load_checkpoint,
+from neuralgraph.train import (FlatMLP, TrainConfig, build_model, evaluate_classifier, flat_params, load_checkpoint,
                                load_splits, load_trained, num_params, train)
 from neuralgraph.train.registry import MODELS
 
@@ -91,7 +91,7 @@ def test_run_directory_and_model_selection(data, tmp_path):
     model, ck = load_trained(tmp_path)
     assert ck["epoch"] == res.best_epoch
     splits = load_splits(data)
-    loss, acc = evaluate(model, splits["test"])
+    loss, acc = evaluate_classifier(model, splits["test"])
     assert acc == pytest.approx(res.test_acc) and loss == pytest.approx(res.test_loss, rel=1e-5)
     y = splits["test"].labels
     logits = model(splits["test"].batch(torch.arange(len(y))))
@@ -272,7 +272,7 @@ def test_errors_are_single_lines_naming_what_to_change(data, tmp_path):
     with pytest.raises(ValueError, match="device 'mps' is not supported"):
         load_trained(tmp_path / "r", device="mps")
     with pytest.raises(ValueError, match="batch_size=0"):
-        evaluate(load_trained(tmp_path / "r")[0], load_splits(data)["val"], batch_size=0)
+        evaluate_classifier(load_trained(tmp_path / "r")[0], load_splits(data)["val"], batch_size=0)
     with pytest.raises(ValueError, match="seed"):
         cfg(data, tmp_path / "r", seed=2 ** 70)
 

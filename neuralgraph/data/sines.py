@@ -36,7 +36,6 @@ scale`` (the signals' span ``[-10, 10]``) and the raw MSE.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -46,8 +45,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from ..chunks import fingerprint as _fingerprint
 from ..inr.psnr import psnr_from_mse
-from ..io import atomic_write_text, lock_directory
+from ..io import LOCK_NAME, MANIFEST, atomic_write_text, lock_directory, tensor_sha256
 
 __all__ = ["SINE_WIDTHS", "SINE_POINTS", "sine_grid", "sine_signals", "sample_coefficients", "fit_sines",
            "build_sine_splits", "SPLIT_SEEDS"]
@@ -58,7 +58,6 @@ SINE_WIDTHS: tuple[int, ...] = (1, 32, 32, 1)
 SINE_POINTS = 2000
 #: ``split -> key`` mixed into the seed of its coefficients and of its fit.
 SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
-MANIFEST = "manifest.json"
 _KIND = "sines"
 
 
@@ -137,8 +136,8 @@ def _check_range(name: str, r: Any) -> tuple[float, float]:
     return lo, hi
 
 
-def _digest(t: Tensor) -> str:
-    return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+#: sha256 of a tensor's bytes (``meta["targets_sha256"]``).
+_digest = tensor_sha256
 
 
 def _read_manifest(path: Path) -> dict | None:
@@ -209,7 +208,7 @@ def build_sine_splits(out_dir: str | os.PathLike, n_train: int = 1000, n_val: in
 
     with lock_directory(out_dir, what="sine INR dataset directory"):
         existing = _read_manifest(out_dir / MANIFEST)
-        others = sorted(p.name for p in out_dir.iterdir() if p.name not in (".lock", MANIFEST))
+        others = sorted(p.name for p in out_dir.iterdir() if p.name not in (LOCK_NAME, MANIFEST))
         if existing != manifest and others:
             if not overwrite:
                 what = ("sine INRs fitted with other settings: " + "; ".join(
@@ -224,8 +223,7 @@ def build_sine_splits(out_dir: str | os.PathLike, n_train: int = 1000, n_val: in
         if existing != manifest:
             atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", out_dir / MANIFEST)
         for split, n in sizes.items():
-            fingerprint = hashlib.sha256(json.dumps({**manifest, "split": split}, sort_keys=True).encode()
-                                         ).hexdigest()[:16]
+            fingerprint = _fingerprint({**manifest, "split": split})
             if paths[split].is_file():
                 try:
                     if load_inr_file(paths[split]).get("meta", {}).get("fingerprint") == fingerprint:

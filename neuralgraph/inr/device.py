@@ -1,31 +1,14 @@
-"""Where INRs are fitted: the device a name means here, and how many INRs fit in its memory at once."""
+"""How many INRs the device path fits at once in a device's memory (devices are named as in
+:func:`neuralgraph.device.resolve_device`, re-exported here)."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
 
+from ..device import resolve_device
+
 __all__ = ["resolve_device", "device_batch_size"]
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else checked to be usable here.
-
-    ``ValueError`` naming the device when it is not a device string, or CUDA is asked for but absent.
-    """
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r}: CUDA is not available on this machine (use 'cpu' or 'auto')")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device={str(device)!r}: only {torch.cuda.device_count()} CUDA device(s)")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
-    return dev
 
 
 def _bytes_per_inr(widths: Sequence[int], P: int, grid: tuple[int, int] | None) -> int:

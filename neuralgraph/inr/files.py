@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from ..architecture import Architecture
-from ..io import atomic_save
+from ..io import atomic_save, read_torch_file
 from ..io import tensor_sha256 as _sha256  # the one tensor digest (checkpoints and ng.save use it too)
 from .stats import _STAT_KEYS, layer_stats
 
@@ -214,12 +214,7 @@ def load_inr_file(path: str | os.PathLike, mmap: bool = True, verify: bool = Tru
     unnoticed).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"INR dataset file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear error
-        raise ValueError(f"{path}: not a readable INR dataset file ({type(e).__name__}: {e})") from None
+    obj = read_torch_file(path, "cpu", "INR dataset file", "INR dataset file", mmap=mmap)
     if isinstance(obj, dict) and "groups" in obj and "family" in obj:
         raise ValueError(f"{path}: a model-zoo file (neuralgraph zoo generate), not an INR split; zoo files are read "
                          f"by runs of --task regress / adapt (train --task regress --data {path.name})")

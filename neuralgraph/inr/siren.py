@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..architecture import Architecture, ModuleSpec, mlp_architecture
+from ..deprecation import forward_moved
 
 __all__ = [
     "DEFAULT_WIDTHS", "DEFAULT_W0", "DEFAULT_STEPS", "DEFAULT_LR", "DEFAULT_OFFSET", "SIREN_INITS",
@@ -154,13 +155,4 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str):
-    """The names that moved out of this module (:data:`_MOVED`), for one release, with a ``DeprecationWarning``."""
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    import warnings
-
-    warnings.warn(f"neuralgraph.inr.siren.{name} moved to {_MOVED[name]}.{name} (also neuralgraph.inr.{name})",
-                  DeprecationWarning, stacklevel=2)
-    return getattr(importlib.import_module(_MOVED[name]), name)
+__getattr__ = forward_moved(__name__, _MOVED)

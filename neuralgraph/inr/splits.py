@@ -14,13 +14,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..io import atomic_write_text, lock_directory
+from ..io import MANIFEST, atomic_write_text, lock_directory
 from .dataset import INRDataset
 from .files import FORMAT_VERSION, _check_count
+from ..chunks import fingerprint, tensor_digest
 from ..seeding import derive_seed
 from .settings import FitSettings
 from .siren import DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS
-from .writer import _fingerprint, _tensor_digest, require_steps, write_fitted_split
+from .writer import require_steps, write_fitted_split
 
 __all__ = ["build_inr_splits", "load_splits", "SPLITS", "DIGITS_W0", "SOURCE_NUM_CLASSES", "MANIFEST"]
 
@@ -30,8 +31,6 @@ DIGITS_W0 = 10.0
 
 #: Number of classes of each source (stored in every split: a split may lack some classes).
 SOURCE_NUM_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10}
-#: The file of a split directory that records the settings and inputs of its fit.
-MANIFEST = "manifest.json"
 _STAGING = ".overwrite"                  # where an overwrite is fitted before it replaces the old splits
 #: The splits of a dataset directory, each a file ``<split>.pt``.
 SPLITS = ("train", "val", "test")
@@ -261,8 +260,8 @@ def build_inr_splits(
         settings["target_psnr"] = float(target_psnr)
     if init != "siren":                               # absent = the default init: older manifests stay valid
         settings["init"] = str(init)
-    inputs = {name: _fingerprint({"images": _tensor_digest(x), "labels": _tensor_digest(y),
-                                  "source_index": _tensor_digest(i)}) for name, (x, y, i) in splits.items()}
+    inputs = {name: fingerprint({"images": tensor_digest(x), "labels": tensor_digest(y),
+                                 "source_index": tensor_digest(i)}) for name, (x, y, i) in splits.items()}
     manifest = json.loads(json.dumps({"format_version": FORMAT_VERSION, "settings": settings, "inputs": inputs}))
     with lock_directory(out_dir, "INR dataset directory", "wait for that fit to finish or choose another --out"):
         target = _prepare_directory(out_dir, manifest, overwrite)

@@ -5,8 +5,6 @@ interrupted fit resumes where it stopped and ends with the same bits as an unint
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from pathlib import Path
@@ -16,9 +14,9 @@ import torch
 from torch import Tensor
 
 from ..architecture import Architecture
-from ..io import atomic_save
+from ..chunks import ChunkStore, fingerprint, tensor_digest
 from ..seeding import derive_seed
-from .files import _check_count, _checksums, _sha256, check_labels, load_inr_file, save_inr_dataset
+from .files import _check_count, _checksums, check_labels, load_inr_file, save_inr_dataset
 from .fit import fit_images
 from .settings import FitSettings
 from .siren import DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS, siren_architecture
@@ -27,47 +25,13 @@ from .stats import RunningMoments
 __all__ = ["fit_to_dataset", "write_fitted_split"]
 
 
-def _fingerprint(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _tensor_digest(t: Tensor) -> str:
-    return _sha256(t)[:16]
-
-
-def _chunk_path(chunk_dir: Path, k: int) -> Path:
-    """File of finished chunk ``k`` of a resumable job (INR fitting, zoo training)."""
-    return chunk_dir / f"chunk_{k:05d}.pt"
-
-
-def _remove_chunks(chunk_dir: Path, count: int, rmdir: bool = True) -> None:
-    """Delete the chunk files ``0..count-1`` of a finished job (and the directory when empty and ``rmdir``)."""
-    for k in range(count):
-        _chunk_path(chunk_dir, k).unlink(missing_ok=True)
-    if rmdir:
-        try:
-            chunk_dir.rmdir()
-        except OSError:
-            pass
-
-
-def _chunk_ok(path: Path, k: int, start: int, stop: int, fingerprint: str, arch: Architecture) -> dict | None:
-    """A finished chunk file, or None if missing, corrupt or from another fit."""
-    if not path.is_file():
-        return None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        ok = (obj.get("chunk") == k and obj.get("start") == start and obj.get("stop") == stop
-              and obj.get("fingerprint") == fingerprint
-              and Architecture.from_dict(obj["arch"]) == arch
-              and all(w.shape[0] == stop - start for w in obj["weights"])
-              and all(b.shape[0] == stop - start for b in obj["biases"])
-              and obj["psnr"].shape == (stop - start,)
-              and obj.get("checksums") == _checksums(obj)
-              and all(torch.isfinite(w).all() for w in obj["weights"] + obj["biases"]))
-    except Exception:  # noqa: BLE001 - a half-written or foreign file is refit, never trusted
-        return None
-    return obj if ok else None
+def _valid_chunk(arch: Architecture, count: int):
+    """What a fitted chunk of ``count`` INRs of ``arch`` must hold besides the store's checks."""
+    return lambda obj: (Architecture.from_dict(obj["arch"]) == arch
+                        and all(w.shape[0] == count for w in obj["weights"])
+                        and all(b.shape[0] == count for b in obj["biases"])
+                        and obj["psnr"].shape == (count,)
+                        and all(torch.isfinite(w).all() for w in obj["weights"] + obj["biases"]))
 
 
 def fit_to_dataset(
@@ -162,18 +126,18 @@ def write_fitted_split(images: Tensor, labels: Tensor, out_path: Path, settings:
     arch = siren_architecture(settings.widths, settings.w0, settings.offset)
     config = settings.protocol(seed=int(seed), chunk_size=int(chunk_size), batch_size=int(settings.batch_size),
                                image_shape=list(images.shape[1:]))
-    chunk_dir = out_path.with_name(out_path.name + ".chunks")
+    store = ChunkStore(out_path.with_name(out_path.name + ".chunks"), _checksums)
     bounds = [(k, k * chunk_size, min(n, (k + 1) * chunk_size)) for k in range(max(1, math.ceil(n / chunk_size)))]
     # fingerprint per chunk: settings + the chunk's images and labels
-    fps = {k: _fingerprint({**config, "images": _tensor_digest(images[s:e]), "labels": _tensor_digest(labels[s:e])})
+    fps = {k: fingerprint({**config, "images": tensor_digest(images[s:e]), "labels": tensor_digest(labels[s:e])})
            for k, s, e in bounds}
-    fingerprint = _fingerprint({"chunks": [fps[k] for k, _, _ in bounds],
-                                "source_index": _tensor_digest(source_index), "num_classes": int(num_classes)})
-    if resume and _holds(out_path, fingerprint):       # the whole split is already there
+    whole = fingerprint({"chunks": [fps[k] for k, _, _ in bounds],
+                         "source_index": tensor_digest(source_index), "num_classes": int(num_classes)})
+    if resume and _holds(out_path, whole):             # the whole split is already there
         return out_path
     done = {k: c for k, s, e in bounds if resume
-            and (c := _chunk_ok(_chunk_path(chunk_dir, k), k, s, e, fps[k], arch)) is not None}
-    _fit_chunks(images, out_path, settings, bounds, fps, arch, done, chunk_dir, seed, progress, on_chunk)
+            and (c := store.load(k, s, e, fps[k], _valid_chunk(arch, e - s))) is not None}
+    _fit_chunks(images, out_path, settings, bounds, fps, arch, done, store, seed, progress, on_chunk)
     rm = RunningMoments(arch.num_layers)
     for k, s, e in bounds:
         rm.update(done[k]["weights"], done[k]["biases"])
@@ -181,24 +145,24 @@ def write_fitted_split(images: Tensor, labels: Tensor, out_path: Path, settings:
     biases = [torch.cat([done[k]["biases"][m] for k, _, _ in bounds]) for m in range(arch.num_layers)]
     psnr = torch.cat([done[k]["psnr"] for k, _, _ in bounds])
     save_inr_dataset(out_path, weights, biases, labels, arch, num_classes=num_classes, source_index=source_index,
-                     psnr=psnr, stats=rm.result(), meta={**(meta or {}), "fit": config, "fingerprint": fingerprint})
+                     psnr=psnr, stats=rm.result(), meta={**(meta or {}), "fit": config, "fingerprint": whole})
     if not keep_chunks:
-        _remove_chunks(chunk_dir, len(bounds))
+        store.remove(len(bounds))
     return out_path
 
 
-def _holds(out_path: Path, fingerprint: str) -> bool:
+def _holds(out_path: Path, whole: str) -> bool:
     """Whether ``out_path`` is a readable split file of exactly this fit."""
     if not out_path.is_file():
         return False
     try:
-        return load_inr_file(out_path).get("meta", {}).get("fingerprint") == fingerprint
+        return load_inr_file(out_path).get("meta", {}).get("fingerprint") == whole
     except ValueError:
         return False
 
 
 def _fit_chunks(images: Tensor, out_path: Path, settings: FitSettings, bounds, fps: dict, arch: Architecture,
-                done: dict, chunk_dir: Path, seed: int, progress: bool, on_chunk) -> None:
+                done: dict, store: ChunkStore, seed: int, progress: bool, on_chunk) -> None:
     """Fit every chunk not in ``done``, saving each as it finishes (and adding it to ``done``)."""
     bar = None
     if progress:
@@ -215,8 +179,7 @@ def _fit_chunks(images: Tensor, out_path: Path, settings: FitSettings, bounds, f
                 raise type(err)(f"{out_path}, chunk {k} (images {s}..{e - 1}): {err}") from None
             chunk = {"chunk": k, "start": s, "stop": e, "fingerprint": fps[k], "arch": arch.to_dict(),
                      "weights": res.weights, "biases": res.biases, "psnr": res.psnr}
-            chunk["checksums"] = _checksums(chunk)
-            atomic_save(chunk, _chunk_path(chunk_dir, k))
+            store.save(k, chunk)
             done[k] = chunk
             if bar is not None:
                 bar.update(e - s)

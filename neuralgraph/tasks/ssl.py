@@ -320,7 +320,7 @@ class Contrastive(Task):
         """``tsne.png``: 2-D t-SNE of the test embeddings, one panel per target (colour = its value)."""
         from sklearn.manifold import TSNE
 
-        from ..train.plots import _figure, save_figure
+        from ..train.plots import _figure, save_cropped_figure
 
         dataset = splits["test"]
         m = min(len(dataset), max_points)
@@ -340,4 +340,4 @@ class Contrastive(Task):
             ax.set_xticks([])
             ax.set_yticks([])
         fig.suptitle(title, fontsize=10)
-        return [save_figure(fig, Path(run_dir) / "tsne.png")]
+        return [save_cropped_figure(fig, Path(run_dir) / "tsne.png")]

@@ -33,7 +33,7 @@ def kv(text: str) -> tuple[str, str]:
 
 def device(text: str) -> str:
     """``--device``: cpu, cuda, cuda:N or auto, checked against this machine."""
-    from .trainer import resolve_device
+    from ..device import resolve_device
 
     try:
         resolve_device(text)

@@ -13,11 +13,14 @@ import torch
 from torch import Tensor
 
 from .. import io
+from ..deprecation import forward_moved
 
-__all__ = ["plot_learning_curves", "plot_reconstructions", "plot_image_rows", "plot_scatter", "save_figure",
+__all__ = ["plot_learning_curves", "plot_reconstructions", "plot_image_rows", "plot_scatter", "save_cropped_figure",
            "confusion_matrix", "plot_confusion_matrix", "plot_layer_histograms", "plot_psnr_histogram",
            "plot_reconstructions_with_originals"]
 
+#: ``save_figure`` was this module's cropped save, a second meaning of :func:`neuralgraph.io.save_figure`.
+__getattr__ = forward_moved(__name__, {"save_figure": "neuralgraph.train.plots:save_cropped_figure"})
 
 
 def _image_rows(fig, rows: dict, ncols: int):
@@ -36,8 +39,9 @@ def _image_rows(fig, rows: dict, ncols: int):
         axes[r, 0].set_ylabel(name, fontsize=8)
     return axes
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save a run's figure atomically, cropped to its content."""
+
+def save_cropped_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Save a run's figure atomically (:func:`neuralgraph.io.save_figure`), cropped to its content."""
     return io.save_figure(fig, path, dpi=dpi, bbox_inches="tight")
 
 
@@ -113,7 +117,7 @@ def plot_learning_curves(history: Sequence[Mapping[str, float]], path: str | os.
     fig.subplots_adjust(wspace=0.45 if lr is not None else 0.25)
     if title:
         fig.suptitle(title)
-    return save_figure(fig, path)
+    return save_cropped_figure(fig, path)
 
 
 def plot_image_rows(rows: Mapping[str, Tensor], path: str | os.PathLike, title: str | None = None) -> Path:
@@ -128,7 +132,7 @@ def plot_image_rows(rows: Mapping[str, Tensor], path: str | os.PathLike, title: 
     _image_rows(fig, rows, ncols)
     if title:
         fig.suptitle(title)
-    return save_figure(fig, path)
+    return save_cropped_figure(fig, path)
 
 
 def plot_reconstructions(images: Tensor, predicted: Tensor, true: Tensor, path: str | os.PathLike,
@@ -158,7 +162,7 @@ def plot_reconstructions(images: Tensor, predicted: Tensor, true: Tensor, path: 
         ax.set_title(f"pred {name(p)} / true {name(t)}", fontsize=7, color="tab:green" if p == t else "tab:red")
     if title:
         fig.suptitle(title)
-    return save_figure(fig, path)
+    return save_cropped_figure(fig, path)
 
 
 def plot_scatter(x: Tensor, y: Tensor, path: str | os.PathLike, xlabel: str = "true", ylabel: str = "predicted",
@@ -177,7 +181,7 @@ def plot_scatter(x: Tensor, y: Tensor, path: str | os.PathLike, xlabel: str = "t
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title, fontsize=9)
-    return save_figure(fig, path)
+    return save_cropped_figure(fig, path)
 
 
 def confusion_matrix(predicted: Tensor, true: Tensor, num_classes: int) -> Tensor:
@@ -226,7 +230,7 @@ def plot_confusion_matrix(predicted: Tensor, true: Tensor, path: str | os.PathLi
     ax.set_ylabel("true")
     acc = float(cm.diagonal().sum()) / max(1, int(cm.sum()))
     ax.set_title((f"{title}\n" if title else "") + f"accuracy {acc:.1%} ({int(cm.sum())} networks)", fontsize=9)
-    return save_figure(fig, path)
+    return save_cropped_figure(fig, path)
 
 
 def _weights_biases(data) -> tuple[list[Tensor], list[Tensor]]:
@@ -282,7 +286,7 @@ def plot_layer_histograms(data, path: str | os.PathLike, bins: int = 60, max_net
     axes[-1, 1].set_xlabel("bias value", fontsize=8)
     fig.suptitle((f"{title}\n" if title else "") + f"per-layer parameter histograms ({n} networks)", fontsize=9)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_cropped_figure(fig, path)
 
 
 def plot_psnr_histogram(psnr: Tensor, path: str | os.PathLike, bins: int = 40, target: float | None = None,
@@ -310,7 +314,7 @@ def plot_psnr_histogram(psnr: Tensor, path: str | os.PathLike, bins: int = 40, t
     extra = f", {values.size - finite.size} not finite" if finite.size < values.size else ""
     ax.set_title((f"{title}\n" if title else "") + f"fit quality of {values.size} INRs (min {finite.min():.1f}, "
                  f"max {finite.max():.1f} dB{extra})", fontsize=9)
-    return save_figure(fig, path)
+    return save_cropped_figure(fig, path)
 
 
 def plot_reconstructions_with_originals(originals: Tensor | None, reconstructions, psnr: Tensor | None,
@@ -389,4 +393,4 @@ def plot_reconstructions_with_originals(originals: Tensor | None, reconstruction
     for k in range(n):
         axes[0, k].set_title(f"{float(psnr[k]):.1f} dB", fontsize=8)
     fig.suptitle((f"{title}\n" if title else "") + "originals and their INRs (column title: fit PSNR)", fontsize=9)
-    return save_figure(fig, path)
+    return save_cropped_figure(fig, path)

@@ -37,7 +37,6 @@ import io
 import json
 import math
 import os
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from ..augment import Augment
+from ..device import check_device_name, resolve_device
 from ..inr import INRDataset
 from ..inr.splits import load_splits
 from ..tasks import TASKS, Classify, Task, make_task
@@ -60,7 +60,7 @@ from .options import check_options, dataclass_hints
 from .plots import plot_learning_curves
 from .registry import MODELS, build_model, check_hyperparameters
 
-__all__ = ["TrainConfig", "TrainResult", "train", "evaluate", "evaluate_split", "load_trained", "load_splits",
+__all__ = ["TrainConfig", "TrainResult", "train", "evaluate_classifier", "evaluate_split", "load_trained", "load_splits",
            "DEFAULT_MODEL", "RESUME_MAY_CHANGE", "RunMismatch", "resolve_device", "metric_columns"]
 
 #: The model ``neuralgraph train`` and ``quickstart`` use when none is named.
@@ -125,7 +125,7 @@ class TrainConfig:
         bad = [f"{k}={getattr(self, k)!r} (must be {rule})" for k, (ok, rule) in ranges.items() if not ok]
         if bad:
             raise ValueError("invalid training settings: " + ", ".join(bad))
-        _check_device_name(self.device)
+        check_device_name(self.device)
         check_hyperparameters(self.model, self.model_kwargs)
         self.make_task()                 # task name and options
         check_options(self.augment, dataclass_hints(Augment), owner="augment", noun="option")
@@ -241,8 +241,8 @@ def _gather(values: list[dict[str, Tensor]], info: D.DistInfo) -> dict[str, Tens
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: INRDataset, *, batch_size: int = 256, device: torch.device | str = "cpu",
-             info: D.DistInfo = D.DistInfo()) -> tuple[float, float]:
+def evaluate_classifier(model: nn.Module, dataset: INRDataset, *, batch_size: int = 256,
+                        device: torch.device | str = "cpu", info: D.DistInfo = D.DistInfo()) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of a classifier over the whole split (see :func:`evaluate_split`)."""
     metrics = evaluate_split(model, dataset, Classify(), batch_size=batch_size, device=device, info=info)
     return metrics["loss"], metrics["acc"]
@@ -276,33 +276,6 @@ def _tensorboard(run_dir: Path):
     except ImportError:           # tensorboard is optional: CSV is always written
         return None
     return SummaryWriter(str(run_dir / "tb"))
-
-
-_DEVICE = re.compile(r"cpu|auto|cuda(:\d+)?")
-
-
-def _check_device_name(device: str) -> None:
-    if not _DEVICE.fullmatch(device):
-        raise ValueError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or auto")
-
-
-def resolve_device(device: str) -> str:
-    """``device`` checked against this machine (``auto`` -> ``cuda`` if available, else ``cpu``).
-
-    Accepts ``cpu``, ``cuda``, ``cuda:N`` (``N`` below the number of visible GPUs) and ``auto``;
-    anything else (``mps``, ``meta``, a typo) is a one-line ``ValueError``.
-    """
-    _check_device_name(device)
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available on this machine; use cpu")
-        count = torch.cuda.device_count()
-        if ":" in device and int(device.split(":")[1]) >= count:
-            raise ValueError(f"device {device!r} requested but only {count} CUDA device(s) are visible "
-                             f"(cuda:0..cuda:{count - 1})")
-    return device
 
 
 def _best_of_this_run(best_path: Path, last: dict[str, Any]) -> dict[str, Tensor]:
@@ -368,7 +341,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True, v
                          f"finish without stopping; lower --stop-after-epoch or raise --epochs")
     if threads is not None:
         torch.set_num_threads(threads)
-    device_name = resolve_device(config.device)
+    device_name = str(resolve_device(config.device))
     was_initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
     info, device = D.init_distributed(device_name)
     try:
@@ -619,7 +592,7 @@ def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     path = Path(path)
     if path.is_dir():
         path = path / "best.pt"
-    device = resolve_device(str(device))
+    device = str(resolve_device(str(device)))
     ck = load_checkpoint(path)
     from ..architecture import Architecture
 

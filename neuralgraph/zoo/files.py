@@ -34,13 +34,13 @@ from torch_geometric.data import Batch
 
 from ..architecture import Architecture
 from ..batching import concat_batches, set_graph_attr
+from ..chunks import ChunkStore, fingerprint, tensor_digest
 from ..data.images import DATASETS, load_zoo_data
 from ..graph import stacked_to_batch, to_model
 from ..inr.dataset import _as_index
-from ..inr.files import _compact, _sha256
-from ..inr.writer import _chunk_path, _fingerprint, _remove_chunks, _tensor_digest
+from ..inr.files import _compact
 from ..seeding import derive_seed
-from ..io import atomic_save, lock_directory
+from ..io import atomic_save, lock_directory, read_torch_file, tensor_sha256
 from .settings import ZooSettings
 from .specs import sample_zoo
 from .train import check_trainable, train_group
@@ -73,7 +73,7 @@ def _named_tensors(obj: dict) -> dict[str, Tensor]:
 
 
 def _checksums(obj: dict) -> dict:
-    return {"sha256": {k: _sha256(t) for k, t in _named_tensors(obj).items()}}
+    return {"sha256": {k: tensor_sha256(t) for k, t in _named_tensors(obj).items()}}
 
 
 def load_zoo_file(path: str | os.PathLike, verify: bool = True) -> dict:
@@ -84,12 +84,7 @@ def load_zoo_file(path: str | os.PathLike, verify: bool = True) -> dict:
     and, with ``verify``, the sha256 of every tensor.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"zoo file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear error
-        raise ValueError(f"{path}: not a readable zoo file ({type(e).__name__}: {e})") from None
+    obj = read_torch_file(path, "cpu", "zoo file", "zoo file")
     if not isinstance(obj, dict) or any(k not in obj for k in _KEYS):
         missing = [k for k in _KEYS if not isinstance(obj, dict) or k not in obj]
         raise ValueError(f"{path}: not a zoo file (missing {missing})")
@@ -140,18 +135,9 @@ def load_zoo_file(path: str | os.PathLike, verify: bool = True) -> dict:
 # generation
 # ----------------------------------------------------------------------------
 
-def _chunk_ok(path: Path, k: int, start: int, stop: int, fingerprint: str) -> dict | None:
-    """A finished chunk file, or None if missing, corrupt or from another run."""
-    if not path.is_file():
-        return None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        ok = (obj.get("chunk") == k and obj.get("start") == start and obj.get("stop") == stop
-              and obj.get("fingerprint") == fingerprint and obj.get("checksums") == _checksums(obj)
-              and sorted(i for g in obj["groups"] for i in g["index"].tolist()) == list(range(start, stop)))
-    except Exception:  # noqa: BLE001 - a half-written or foreign file is retrained, never trusted
-        return None
-    return obj if ok else None
+def _valid_chunk(start: int, stop: int):
+    """A trained chunk holds exactly the networks ``start..stop-1`` (besides the store's checks)."""
+    return lambda obj: sorted(i for g in obj["groups"] for i in g["index"].tolist()) == list(range(start, stop))
 
 
 def generate_zoo(
@@ -221,28 +207,28 @@ def write_zoo(out_path: str | os.PathLike, settings: ZooSettings, *, resume: boo
     for a in archs:
         check_trainable(a)
     config = z.record(data["train_x"].shape[0], data["test_x"].shape[0], data["train_x"].shape[-1])
-    fingerprint = _fingerprint({**config, **{k: _tensor_digest(v) for k, v in data.items()}})
-    if _finished(out_path, fingerprint, resume, overwrite):
+    whole = fingerprint({**config, **{k: tensor_digest(v) for k, v in data.items()}})
+    if _finished(out_path, whole, resume, overwrite):
         return out_path
-    chunk_dir = out_path.with_name(out_path.name + ".chunks")
+    store = ChunkStore(out_path.with_name(out_path.name + ".chunks"), _checksums)
     bounds = [(k, s, min(z.num_networks, s + z.chunk_size))
               for k, s in enumerate(range(0, z.num_networks, z.chunk_size))]
-    with lock_directory(chunk_dir, "zoo chunk directory", "wait for the other zoo run to finish"):
+    with lock_directory(store.directory, "zoo chunk directory", "wait for the other zoo run to finish"):
         done = {k: c for k, s, e in bounds if resume
-                and (c := _chunk_ok(_chunk_path(chunk_dir, k), k, s, e, fingerprint)) is not None}
-        _train_chunks(out_path, z, data, archs, hparams, bounds, done, chunk_dir, fingerprint, progress, on_chunk)
-        obj = _merge(done, bounds, archs, hparams, z.checkpoints, z.family, {**config, "fingerprint": fingerprint})
+                and (c := store.load(k, s, e, whole, _valid_chunk(s, e))) is not None}
+        _train_chunks(out_path, z, data, archs, hparams, bounds, done, store, whole, progress, on_chunk)
+        obj = _merge(done, bounds, archs, hparams, z.checkpoints, z.family, {**config, "fingerprint": whole})
         atomic_save(obj, out_path)
         if not keep_chunks:
-            _remove_chunks(chunk_dir, len(bounds), rmdir=False)   # the lock file is still in it
+            store.remove(len(bounds), rmdir=False)   # the lock file is still in it
     try:
-        chunk_dir.rmdir()
+        store.directory.rmdir()
     except OSError:
         pass
     return out_path
 
 
-def _finished(out_path: Path, fingerprint: str, resume: bool, overwrite: bool) -> bool:
+def _finished(out_path: Path, whole: str, resume: bool, overwrite: bool) -> bool:
     """Whether ``out_path`` already holds this zoo; ``ValueError`` if it holds another and not ``overwrite``."""
     if not out_path.is_file():
         return False
@@ -250,7 +236,7 @@ def _finished(out_path: Path, fingerprint: str, resume: bool, overwrite: bool) -
         existing = load_zoo_file(out_path)["meta"].get("fingerprint")
     except ValueError:
         existing = None
-    if existing == fingerprint and resume:
+    if existing == whole and resume:
         return True
     if not overwrite:
         raise ValueError(f"{out_path} holds a zoo of other settings; pass overwrite=True (--overwrite) "
@@ -258,8 +244,8 @@ def _finished(out_path: Path, fingerprint: str, resume: bool, overwrite: bool) -
     return False
 
 
-def _train_chunks(out_path: Path, z: ZooSettings, data: dict, archs, hparams, bounds, done: dict, chunk_dir: Path,
-                  fingerprint: str, progress: bool, on_chunk) -> None:
+def _train_chunks(out_path: Path, z: ZooSettings, data: dict, archs, hparams, bounds, done: dict, store: ChunkStore,
+                  whole: str, progress: bool, on_chunk) -> None:
     """Train every chunk not in ``done``, saving each as it finishes (and adding it to ``done``)."""
     device = z.device
     train_x, train_y = data["train_x"].to(device), data["train_y"].to(device)
@@ -276,9 +262,8 @@ def _train_chunks(out_path: Path, z: ZooSettings, data: dict, archs, hparams, bo
                 continue
             chunk = _train_chunk(k, s, e, archs, hparams, train_x, train_y, eval_sets, z.epochs, z.checkpoints,
                                  z.batch_size, z.seed, bar)
-            chunk.update(chunk=k, start=s, stop=e, fingerprint=fingerprint)
-            chunk["checksums"] = _checksums(chunk)
-            atomic_save(chunk, _chunk_path(chunk_dir, k))
+            chunk.update(chunk=k, start=s, stop=e, fingerprint=whole)
+            store.save(k, chunk)
             done[k] = chunk
             if on_chunk is not None:
                 on_chunk(k, len(bounds))

@@ -328,7 +328,13 @@ class TrainPlan:
 # ----------------------------------------------------------------------------
 
 class _Optim:
-    """SGD / Adam / RMSProp per network (``torch.optim`` formulas), one elementwise update for all."""
+    """SGD / Adam / RMSProp per network (``torch.optim`` formulas), one elementwise update for all.
+
+    Not the SIREN fitter's Adam (:mod:`neuralgraph.inr.kernels`, which says why): here each network has its
+    own optimiser kind, learning rate, L2 and step count (bias corrections are per-network tensors), there
+    one Adam with scalar corrections over a flat buffer; one shared update would change the float order, and
+    so the bits, of every zoo and INR dataset already written.
+    """
 
     def __init__(self, tensors: list[tuple[Tensor, bool]], hparams: Sequence[dict], order: Tensor, device) -> None:
         hp = [hparams[i] for i in order.tolist()]
