@@ -336,21 +336,47 @@ def _check_coordinates(coords: str, to_coords: str | None) -> None:
                              f"make_coordinates) or 'rc' ((row, col): this library's)")
 
 
+def _architecture(data: dict, widths, w0: float, offset: float, coords: str, to_coords: str | None):
+    """The imported SIRENs' architecture with their coordinate convention; converts ``data`` in place to
+    ``to_coords`` when asked."""
+    arch = siren_architecture(widths, w0=w0, offset=offset)
+    if widths[0] != 2:                                    # not an image INR: no coordinate convention
+        return arch
+    arch = with_coordinates(arch, coords)
+    if to_coords is None:
+        return arch
+    for split, (W, b, *rest) in data.items():
+        W, b, new = convert_coordinates(W, b, arch, to_coords)
+        data[split] = [W, b, *rest]
+    return new
+
+
+def _manifest(settings: dict, data: dict) -> dict:
+    """The manifest of an imported directory: the import's settings and a digest of every split's INRs."""
+    inputs = {s: _fingerprint({"weights": [tensor_sha256(w) for w in W], "biases": [tensor_sha256(x) for x in b],
+                               "labels": tensor_sha256(y), "targets": None if t is None else tensor_sha256(t)})
+              for s, (W, b, y, t) in data.items()}
+    return json.loads(json.dumps({"format_version": FORMAT_VERSION, "settings": settings, "inputs": inputs}))
+
+
+def _split_meta(split: str, dataset_meta: dict, fit: dict, splits_path: Path, statistics, targets) -> dict:
+    """``meta`` of an imported split: where it came from and, for sine INRs, their targets."""
+    meta = {"source": _SOURCE, "split": split, "dataset": dataset_meta, "fit": fit,
+            "imported": {"splits": str(splits_path),
+                         "statistics": None if statistics is None else str(statistics),
+                         "statistics_use": None if statistics is None else
+                         "checked against the training split; normalisation recomputed"}}
+    if targets is not None:
+        names = ["a", "b"] if targets.shape[1] == 2 else [f"coef{i}" for i in range(targets.shape[1])]
+        meta.update(targets=targets, target_names=names, targets_sha256=tensor_sha256(targets))
+    return meta
+
+
 def import_inr_splits(
-    splits: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    root: str | os.PathLike | None = None,
-    statistics: str | os.PathLike | None = None,
-    num_classes: int | None = None,
-    w0: float = 30.0,
-    offset: float = 0.5,
-    image_shape: Sequence[int] | None = None,
-    coords: str = "xy",
-    to_coords: str | None = None,
-    val_from_train: int = 0,
-    overwrite: bool = False,
-    progress: bool = True,
+    splits: str | os.PathLike, out_dir: str | os.PathLike, *, root: str | os.PathLike | None = None,
+    statistics: str | os.PathLike | None = None, num_classes: int | None = None, w0: float = 30.0,
+    offset: float = 0.5, image_shape: Sequence[int] | None = None, coords: str = "xy", to_coords: str | None = None,
+    val_from_train: int = 0, overwrite: bool = False, progress: bool = True,
 ) -> dict[str, Path]:
     """Convert a DWSNets / neural-graphs INR dataset (splits JSON of ``.pth`` files) into split files.
 
@@ -402,15 +428,8 @@ def import_inr_splits(
         *data[split], widths = _read_split(split, table[split], base, splits_path, widths, num_classes, progress)
     if statistics is not None:
         check_statistics(statistics, data["train"][0], data["train"][1])
-    arch = siren_architecture(widths, w0=w0, offset=offset)
+    arch = _architecture(data, widths, w0, offset, coords, to_coords)
     image = widths[0] == 2                                # image INRs: (row, col) or (x, y) coordinates
-    if image:
-        arch = with_coordinates(arch, coords)
-        if to_coords is not None:
-            for split, (W, b, *rest) in data.items():
-                W, b, new = convert_coordinates(W, b, arch, to_coords)
-                data[split] = [W, b, *rest]
-            arch = new
     fit = {"w0": float(w0), "offset": float(offset)}
     if image:
         fit["coords"] = coords if to_coords is None else to_coords
@@ -420,26 +439,13 @@ def import_inr_splits(
                 "statistics": None if statistics is None else str(Path(statistics).resolve()),
                 "num_classes": int(num_classes), "val_from_train": int(val_from_train), **fit,
                 "coords_of_files": coords if image else None}
-    inputs = {s: _fingerprint({"weights": [tensor_sha256(w) for w in W], "biases": [tensor_sha256(x) for x in b],
-                               "labels": tensor_sha256(y), "targets": None if t is None else tensor_sha256(t)})
-              for s, (W, b, y, t) in data.items()}
-    manifest = json.loads(json.dumps({"format_version": FORMAT_VERSION, "settings": settings, "inputs": inputs}))
+    manifest = _manifest(settings, data)
     dataset_meta = {"source": _SOURCE, "splits_file": splits_path.name, "w0": float(w0), "offset": float(offset)}
     with lock_directory(out_dir, "INR dataset directory", "wait for that import to finish or choose another --out"):
         _refuse_other_data(out_dir, manifest, overwrite)
         target = _prepare_directory(out_dir, manifest, overwrite)
         for split, (W, b, labels, targets) in data.items():
-            meta = {"source": _SOURCE, "split": split, "dataset": dataset_meta, "fit": fit,
-                    "imported": {"splits": str(splits_path),
-                                 "statistics": None if statistics is None else str(statistics),
-                                 "statistics_use": None if statistics is None else
-                                 "checked against the training split; normalisation recomputed"}}
-            if targets is not None:
-                from .data.sines import _digest
-
-                names = ["a", "b"] if targets.shape[1] == 2 else [f"coef{i}" for i in range(targets.shape[1])]
-                meta.update(targets=targets, target_names=names,
-                            targets_sha256=_digest(targets))
+            meta = _split_meta(split, dataset_meta, fit, splits_path, statistics, targets)
             save_inr_dataset(target / f"{split}.pt", W, b, labels, arch, num_classes=num_classes, meta=meta)
         if target != out_dir:
             _install(target, out_dir)
