@@ -136,7 +136,8 @@ def test_wrapper_step_is_the_learned_update_and_its_state_round_trips():
         nn.functional.cross_entropy(model(x), y).backward()
         wrapper.step()
         twin_loss = nn.functional.cross_entropy(_load(twin, layout, theta)(x), y)
-        grad = torch.cat([t.reshape(1, -1) for t in torch.autograd.grad(twin_loss, l2o.model_parameters(twin, arch))], 1)
+        grads = torch.autograd.grad(twin_loss, l2o.model_parameters(twin, arch))
+        grad = torch.cat([t.reshape(1, -1) for t in grads], 1)
         state = advance(state, grad)
         with torch.no_grad():
             theta = theta - opt(layout, theta, grad, state.momenta, state.step)

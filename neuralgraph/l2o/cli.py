@@ -113,7 +113,8 @@ def run_l2o(args: argparse.Namespace) -> int:
         keys = ("processor", "hidden", "num_layers", "context", "ff_hidden", "image_size", "channels", "cnn_layers",
                 "init", "batch_size", "unroll", "horizon", "optimizees", "outer_steps", "meta_lr", "clip_grad_norm",
                 "seed", "n_val", "n_train", "recompute", "threads")
-        config = MetaTrainConfig(out=str(args.out), data_root=str(args.data_root), **{k: getattr(args, k) for k in keys})
+        config = MetaTrainConfig(out=str(args.out), data_root=str(args.data_root),
+                                 **{k: getattr(args, k) for k in keys})
         res = meta_train(config, resume=not args.no_resume, max_outer_steps=args.max_outer_steps,
                          time_limit=None if args.time_limit is None else 60 * args.time_limit, log=log)
         last = res["history"][-1] if res["history"] else {}

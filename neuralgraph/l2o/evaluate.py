@@ -14,8 +14,6 @@ were made with), so an interrupted evaluation continues where it stopped; ``<out
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import time
@@ -25,6 +23,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from ..chunks import fingerprint, tensor_digest
 from ..io import load, save
 from ..seeding import derive_seed
 from .checkpoint import load_learned_optimizer, load_run, run_path
@@ -77,13 +76,9 @@ def _split_rows(record: dict[str, Tensor], groups: int) -> list[dict[str, Tensor
     return [{k: (v if k == "curve_steps" else v.chunk(groups)[g]) for k, v in record.items()} for g in range(groups)]
 
 
-def _fingerprint(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def _cached(path: Path, settings: dict, make: Callable[[], object], log) -> object:
     """``make()``, or the result cached at ``path`` by an identical earlier call."""
-    fp = _fingerprint(settings)
+    fp = fingerprint(settings)
     if path.is_file():
         obj = load(path)
         if isinstance(obj, dict) and obj.get("fingerprint") == fp:
@@ -164,7 +159,7 @@ def evaluate_optimizers(runs: Sequence[str | os.PathLike], data_root: str | os.P
             layout = opt.layout(arch)
             theta = init_theta(layout, init_seeds, shape["init"])
             make = lambda: train_optimizees(layout, task, LearnedRule(opt, layout, theta), **common)
-            key = _fingerprint({"meta_params": {k: _digest(v) for k, v in opt.state_dict().items()}})
+            key = fingerprint({"meta_params": {k: tensor_digest(v) for k, v in opt.state_dict().items()}})
             rows[label] = _timed(f"{task_name}: {label}", make, log,
                                  None if out is None else Path(out) / "cache" / f"{task_name}__{key}.pt",
                                  {**settings, "task": task_name, "optimizer": key})
@@ -172,12 +167,6 @@ def evaluate_optimizers(runs: Sequence[str | os.PathLike], data_root: str | os.P
     if out is not None:
         write_report(results, out)
     return results
-
-
-def _digest(t: Tensor) -> str:
-    from ..io import tensor_sha256
-
-    return tensor_sha256(t)
 
 
 def _timed(what: str, make: Callable[[], dict], log, path: Path | None, settings: dict) -> dict:

@@ -41,7 +41,8 @@ class OptimizerState(NamedTuple):
     step: Tensor
 
 
-def init_state(B: int, P: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> OptimizerState:
+def init_state(B: int, P: int, device: torch.device | str = "cpu",
+               dtype: torch.dtype = torch.float32) -> OptimizerState:
     """The state before the first step: zero momenta, step 0."""
     return OptimizerState(torch.zeros(B, P, len(DECAYS), device=device, dtype=dtype),
                           torch.zeros(B, dtype=torch.long, device=device))

@@ -145,7 +145,8 @@ class ParamLayout:
         node_param = graph.x[:, 0].long() - 1
         node_param[node_param < 0] = P
         real = (graph.edge_type == EDGE_FORWARD).unsqueeze(-1) & graph.edge_mask
-        edge_param = torch.where(real, graph.edge_attr.long() - 1, torch.full_like(graph.edge_attr, P, dtype=torch.long))
+        none = torch.full_like(graph.edge_attr, P, dtype=torch.long)
+        edge_param = torch.where(real, graph.edge_attr.long() - 1, none)
         N, K = graph.num_nodes, graph.edge_attr.size(-1)
         slot = torch.full((P + 1,), -1, dtype=torch.long)
         slot[node_param] = torch.arange(N)

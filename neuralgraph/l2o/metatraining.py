@@ -284,7 +284,8 @@ def meta_train(config: MetaTrainConfig, *, resume: bool = True, max_outer_steps:
         state = None
         if path.exists():
             if not resume:
-                raise FileExistsError(f"l2o: {out} already holds a meta-training run; resume it or choose another --out")
+                raise FileExistsError(f"l2o: {out} already holds a meta-training run; resume it or choose another "
+                                      "--out")
             state = load_run(path)
             diff = config_mismatch(state["config"], config.to_dict(), ignore=RESUMABLE_CHANGES)
             if diff:

@@ -78,7 +78,7 @@ def plot_curves(results: dict, task: str, path: str | os.PathLike, smooth: int =
         avg = torch.nn.functional.conv1d(loss.unsqueeze(1), kernel).squeeze(1)
         _band(ax_loss, range(k, loss.shape[1] + 1), avg, label)
         _band(ax_acc, r["curve_steps"].numpy(), 100 * r["test_acc_curve"].double(), label)
-    ax_loss.set(xlabel="step", ylabel=f"training loss ({smooth}-step mean)", yscale="log", title=task)
+    ax_loss.set(xlabel="step", ylabel=f"training loss ({smooth}-step mean)", title=task)
     ax_acc.set(xlabel="step", ylabel="test accuracy (%)", title=task)
     ax_acc.legend(fontsize=8)
     for ax in (ax_loss, ax_acc):
