@@ -1,4 +1,4 @@
-"""The shape of the house: no import circles, the processors below the package's upper floors.
+"""The shape of the house: no import circles, the processors below the package's upper floors, short functions.
 
 The import graph is read from the source with ``ast`` (no module is run): an edge ``A -> B``
 for every ``import`` / ``from ... import`` in module ``A`` that names module ``B``, at any depth
@@ -151,3 +151,29 @@ def test_importing_the_processors_loads_no_upper_floor():
     loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     up = [m for m in loaded.stdout.split() if m != "neuralgraph" and _is_under(m, ABOVE_PROCESSORS)]
     assert not up, f"importing dws_equiv loads {up}"
+
+
+#: The longest a function (or method) of the package may be, from its ``def`` line to its last line.
+MAX_FUNCTION_LINES = 80
+
+
+def long_functions(limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``path:line name (N lines)`` of every function of neuralgraph and dws_equiv longer than ``limit``."""
+    out = []
+    for path in _module_files().values():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > limit:
+                    out.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    return sorted(out)
+
+
+def test_long_functions_are_found():
+    assert long_functions(limit=5)                                   # the search sees functions
+    assert not any("(" in f and int(f.rsplit("(", 1)[1].split()[0]) <= 40 for f in long_functions(limit=40))
+
+
+def test_no_function_is_longer_than_80_lines():
+    offenders = long_functions()
+    assert not offenders, f"functions over {MAX_FUNCTION_LINES} lines (split them): {offenders}"

@@ -46,8 +46,12 @@ import torch
 from torch import Tensor
 
 from ..chunks import fingerprint as _fingerprint
+from ..inr.files import load_inr_file, save_inr_dataset
 from ..inr.psnr import psnr_from_mse
+from ..inr.settings import check_fit_settings
+from ..inr.siren import siren_architecture
 from ..io import LOCK_NAME, MANIFEST, atomic_write_text, lock_directory, tensor_sha256
+from ..seeding import derive_seed
 
 __all__ = ["SINE_WIDTHS", "SINE_POINTS", "sine_grid", "sine_signals", "sample_coefficients", "fit_sines",
            "build_sine_splits", "SPLIT_SEEDS"]
@@ -147,6 +151,26 @@ def _read_manifest(path: Path) -> dict | None:
         return None
 
 
+def _claim_directory(out_dir: Path, manifest: dict, paths, overwrite: bool) -> None:
+    """Make ``out_dir`` this fit's (its manifest written first): refuse files of another fit unless
+    ``overwrite``, which deletes the split files ``paths`` first. Called with the directory locked."""
+    existing = _read_manifest(out_dir / MANIFEST)
+    others = sorted(p.name for p in out_dir.iterdir() if p.name not in (LOCK_NAME, MANIFEST))
+    if existing != manifest and others:
+        if not overwrite:
+            what = ("sine INRs fitted with other settings: " + "; ".join(
+                f"{k} {existing['settings'].get(k)!r} there, {v!r} now"
+                for k, v in manifest["settings"].items() if existing["settings"].get(k) != v)
+                if existing and isinstance(existing.get("settings"), dict) and existing.get("kind") == _KIND
+                else f"files of another kind ({', '.join(others[:5])})")
+            raise ValueError(f"{out_dir} holds {what}; refusing to mix them with this fit. Pass "
+                             f"overwrite=True to replace them, or choose another directory")
+        for p in paths:
+            p.unlink(missing_ok=True)
+    if existing != manifest:
+        atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", out_dir / MANIFEST)
+
+
 def build_sine_splits(out_dir: str | os.PathLike, n_train: int = 1000, n_val: int = 200, n_test: int = 500,
                       steps: int = 300, seed: int = 0, *, lr: float = 1e-3, w0: float = 30.0,
                       points: int = SINE_POINTS, scale: float = 10.0, a_range: Sequence[float] = (0.0, 10.0),
@@ -180,11 +204,6 @@ def build_sine_splits(out_dir: str | os.PathLike, n_train: int = 1000, n_val: in
         overwrite: replace a directory fitted with other settings.
         progress: progress bars.
     """
-    from ..inr.files import load_inr_file, save_inr_dataset
-    from ..inr.settings import check_fit_settings
-    from ..inr.siren import siren_architecture
-    from ..seeding import derive_seed
-
     for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test), ("steps", steps)):
         _check_int(name, value, 1)
     _check_int("points", points, 2)
@@ -207,21 +226,7 @@ def build_sine_splits(out_dir: str | os.PathLike, n_train: int = 1000, n_val: in
     paths = {s: out_dir / f"{s}.pt" for s in sizes}
 
     with lock_directory(out_dir, what="sine INR dataset directory"):
-        existing = _read_manifest(out_dir / MANIFEST)
-        others = sorted(p.name for p in out_dir.iterdir() if p.name not in (LOCK_NAME, MANIFEST))
-        if existing != manifest and others:
-            if not overwrite:
-                what = ("sine INRs fitted with other settings: " + "; ".join(
-                    f"{k} {existing['settings'].get(k)!r} there, {v!r} now"
-                    for k, v in manifest["settings"].items() if existing["settings"].get(k) != v)
-                    if existing and isinstance(existing.get("settings"), dict) and existing.get("kind") == _KIND
-                    else f"files of another kind ({', '.join(others[:5])})")
-                raise ValueError(f"{out_dir} holds {what}; refusing to mix them with this fit. Pass "
-                                 f"overwrite=True to replace them, or choose another directory")
-            for p in paths.values():
-                p.unlink(missing_ok=True)
-        if existing != manifest:
-            atomic_write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", out_dir / MANIFEST)
+        _claim_directory(out_dir, manifest, paths.values(), overwrite)
         for split, n in sizes.items():
             fingerprint = _fingerprint({**manifest, "split": split})
             if paths[split].is_file():

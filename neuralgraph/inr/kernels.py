@@ -141,7 +141,7 @@ def fit_batch_autograd(weights, biases, Y, spec: Coords, s: FitSettings, history
 
 
 # ----------------------------------------------------------------------------
-# the fast path: hand-written forward/backward, pre-allocated buffers
+# shared by the hand-written kernels: sin/cos in one pass, the flat parameter and Adam buffers
 # ----------------------------------------------------------------------------
 
 def _sincos_(t: Tensor, sin_out: Tensor) -> None:
@@ -155,10 +155,39 @@ def _sincos_(t: Tensor, sin_out: Tensor) -> None:
         torch.cos(t, out=t)
 
 
-@torch.no_grad()
-def fit_batch_fast(weights, biases, Y, H: int, W: int, s: FitSettings, history, final_mse, tick,
-                   first: int = 0) -> None:
-    """Fit one batch in place (see the module docstring for the tricks).
+class _FlatAdam:
+    """Parameters, gradients and Adam state of ``B`` stacked SIRENs in flat buffers.
+
+    Per-layer views (``Ws``, ``bs``, ``gW``, ``gb``) are contiguous, so the Adam update is a few ops
+    on whole buffers whatever the depth. ``denom`` holds ``sqrt(v_hat) + eps`` after :meth:`moments`.
+    """
+
+    def __init__(self, weights: Sequence[Tensor], biases: Sequence[Tensor], dtype: torch.dtype, device=None) -> None:
+        M = len(weights)
+        shapes = [w.shape for w in weights] + [b.shape for b in biases]
+        sizes = [math.prod(sh) for sh in shapes]
+        self.flat = torch.cat([t.reshape(-1) for t in [*weights, *biases]]).to(device=device, dtype=dtype)
+        self.grad, self.exp_avg, self.exp_avg_sq, self.denom = (torch.zeros_like(self.flat) for _ in range(4))
+        views = lambda buf: [t.view(sh) for t, sh in zip(buf.split(sizes), shapes)]   # noqa: E731
+        self.params, grads, self.denoms = views(self.flat), views(self.grad), views(self.denom)
+        self.Ws, self.bs, self.gW, self.gb = self.params[:M], self.params[M:], grads[:M], grads[M:]
+
+    def moments(self, step: int, betas: tuple[float, float], eps: float) -> float:
+        """This step's moments from ``grad`` (:func:`adam_moments`); returns the first moment's bias correction."""
+        return adam_moments(self.grad, self.exp_avg, self.exp_avg_sq, self.denom, step, betas[0], betas[1], eps)
+
+    def write_back(self, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> None:
+        """Copy the fitted parameters into the caller's tensors."""
+        for dst, src in zip([*weights, *biases], self.params):
+            dst.copy_(src)
+
+
+# ----------------------------------------------------------------------------
+# the fast path: hand-written forward/backward, pre-allocated buffers
+# ----------------------------------------------------------------------------
+
+class _FastKernel:
+    """Forward and backward of :func:`fit_batch_fast` on an ``H x W`` grid, into pre-allocated buffers.
 
     Notation: hidden layer m computes ``T_m = w0 (A_{m-1} W_m^T + b_m)``,
     ``A_m = sin T_m``; the output is ``A_{M-1} W_M^T + b_M``. The backward
@@ -166,281 +195,298 @@ def fit_batch_fast(weights, biases, Y, H: int, W: int, s: FitSettings, history, 
     ``r_m`` (``W_M`` for the last hidden layer of a 1-output INR, else 1), which
     saves one full pass over the activations.
     """
-    w0, steps, lr, offset, betas, eps = s.w0, s.steps, s.lr, s.offset, s.betas, s.eps
-    B, P, C = Y.shape
-    M = len(weights)
-    hid = [w.shape[1] for w in weights[:-1]]          # hidden widths d_1..d_{M-1}
-    dtype = Y.dtype
-    # parameters, gradients and Adam state live in flat buffers (per-layer views are
-    # contiguous), so the Adam update is 7 ops whatever the depth
-    shapes = [w.shape for w in weights] + [b.shape for b in biases]
-    sizes = [math.prod(sh) for sh in shapes]
-    flat = torch.cat([t.reshape(-1) for t in [*weights, *biases]]).to(dtype)
-    gflat = torch.empty_like(flat)
-    params = [t.view(sh) for t, sh in zip(flat.split(sizes), shapes)]
-    grads = [t.view(sh) for t, sh in zip(gflat.split(sizes), shapes)]
-    Ws, bs = params[:M], params[M:]
-    gW, gb = grads[:M], grads[M:]
-    exp_avg, exp_avg_sq, denom = torch.zeros_like(flat), torch.zeros_like(flat), torch.empty_like(flat)
-    beta1, beta2 = betas
 
-    u = torch.linspace(-1.0, 1.0, H, dtype=dtype)
-    v = torch.linspace(-1.0, 1.0, W, dtype=dtype)
-    # [3, P]: rows u_p, v_p, 1 -> one matmul gives dW_1 (both columns) and db_1
-    uv1 = torch.stack([u.repeat_interleave(W), v.repeat(H), torch.ones(P, dtype=dtype)])
-    uv1_b = uv1.expand(B, 3, P)
-    Yo = Y - offset                                   # network output target
-    out = torch.empty(B, P, C, dtype=dtype)
-    mse = torch.empty(B, dtype=dtype)
-    scale = 2.0 / (P * C)
-
-    if M == 1:                                        # a plain linear model (no hidden layer)
-        X = uv1[:2].T.contiguous()
-
-        def forward() -> None:
-            torch.matmul(X, Ws[0].transpose(1, 2), out=out)
-            out.add_(bs[0].unsqueeze(1)).sub_(Yo)
-            torch.mean(out.square(), dim=(1, 2), out=mse)
-
-        def backward() -> None:
-            G = out.mul_(scale)
-            torch.matmul(G.transpose(1, 2), X, out=gW[0])
-            torch.sum(G, 1, out=gb[0])
-    else:
+    def __init__(self, p: _FlatAdam, Y: Tensor, H: int, W: int, w0: float, offset: float) -> None:
+        B, P, C = Y.shape
+        M = len(p.Ws)
+        dtype = Y.dtype
+        self.p, self.w0, self.B, self.M, self.H, self.W = p, w0, B, M, H, W
+        self.u = torch.linspace(-1.0, 1.0, H, dtype=dtype)
+        self.v = torch.linspace(-1.0, 1.0, W, dtype=dtype)
+        # [3, P]: rows u_p, v_p, 1 -> one matmul gives dW_1 (both columns) and db_1
+        uv1 = torch.stack([self.u.repeat_interleave(W), self.v.repeat(H), torch.ones(P, dtype=dtype)])
+        self.uv1_b = uv1.expand(B, 3, P)
+        self.Yo = Y - offset                              # network output target
+        self.out = torch.empty(B, P, C, dtype=dtype)
+        self.mse = torch.empty(B, dtype=dtype)
+        self.scale = 2.0 / (P * C)
+        if M == 1:                                        # a plain linear model (no hidden layer)
+            self.X = uv1[:2].T.contiguous()
+            return
+        hid = [w.shape[1] for w in p.Ws[:-1]]             # hidden widths d_1..d_{M-1}
         # A_m = sin(T_m); Cb_m = cos(T_m), turned into E_m in place by the backward pass
-        A = [torch.empty(B, P, h, dtype=dtype) for h in hid]
-        Cb = [torch.empty(B, P, h, dtype=dtype) for h in hid]
-        tmp = [torch.empty(B, P, h, dtype=dtype) for h in hid[:-1]]
+        self.A = [torch.empty(B, P, h, dtype=dtype) for h in hid]
+        self.Cb = [torch.empty(B, P, h, dtype=dtype) for h in hid]
+        self.tmp = [torch.empty(B, P, h, dtype=dtype) for h in hid[:-1]]
         h1 = hid[0]
-        a1 = torch.empty(B, H, h1, dtype=dtype)
-        b1v = torch.empty(B, W, h1, dtype=dtype)
-        sa, ca = torch.empty_like(a1), torch.empty_like(a1)
-        sb, cb = torch.empty_like(b1v), torch.empty_like(b1v)
-        g1 = torch.empty(B, 3, h1, dtype=dtype)
-        Wsc = [torch.empty_like(w) for w in Ws[:M - 1]]   # w0 * W_m
-        bsc = [torch.empty_like(b) for b in bs[:M - 1]]   # w0 * b_m
-        Wbk = [torch.empty_like(w) for w in Ws[:M - 1]]   # w0 * r_m[:, :, None] * W_m (backward)
-        fold = C == 1                                     # fold W_M into the row scale of layer M-1
-        r = [None] * (M - 1)
-        A4, C4 = A[0].view(B, H, W, h1), Cb[0].view(B, H, W, h1)
+        self.a1 = torch.empty(B, H, h1, dtype=dtype)
+        self.b1v = torch.empty(B, W, h1, dtype=dtype)
+        self.sa, self.ca = torch.empty_like(self.a1), torch.empty_like(self.a1)
+        self.sb, self.cb = torch.empty_like(self.b1v), torch.empty_like(self.b1v)
+        self.g1 = torch.empty(B, 3, h1, dtype=dtype)
+        self.Wsc = [torch.empty_like(w) for w in p.Ws[:M - 1]]   # w0 * W_m
+        self.bsc = [torch.empty_like(b) for b in p.bs[:M - 1]]   # w0 * b_m
+        self.Wbk = [torch.empty_like(w) for w in p.Ws[:M - 1]]   # w0 * r_m[:, :, None] * W_m (backward)
+        self.fold = C == 1                                # fold W_M into the row scale of layer M-1
+        self.r = [None] * (M - 1)
+        self.A4, self.C4 = self.A[0].view(B, H, W, h1), self.Cb[0].view(B, H, W, h1)
 
-        def forward() -> None:
-            for m in range(M - 1):
-                torch.mul(Ws[m], w0, out=Wsc[m])
-                torch.mul(bs[m], w0, out=bsc[m])
-            # layer 1 is separable on the grid: T_1[i, j] = alpha_i + beta_j
-            torch.mul(Wsc[0][:, None, :, 0], u[None, :, None], out=a1)
-            a1.add_(bsc[0][:, None, :])
-            torch.mul(Wsc[0][:, None, :, 1], v[None, :, None], out=b1v)
-            torch.sin(a1, out=sa)
-            torch.cos(a1, out=ca)
-            torch.sin(b1v, out=sb)
-            torch.cos(b1v, out=cb)
-            torch.mul(sa[:, :, None, :], cb[:, None, :, :], out=A4)
-            A4.addcmul_(ca[:, :, None, :], sb[:, None, :, :])
-            torch.mul(ca[:, :, None, :], cb[:, None, :, :], out=C4)
-            C4.addcmul_(sa[:, :, None, :], sb[:, None, :, :], value=-1.0)
-            for m in range(1, M - 1):
-                torch.baddbmm(bsc[m][:, None, :], A[m - 1], Wsc[m].transpose(1, 2), out=Cb[m])
-                _sincos_(Cb[m], A[m])
-            torch.baddbmm(bs[M - 1][:, None, :], A[M - 2], Ws[M - 1].transpose(1, 2), out=out)
-            out.sub_(Yo)                                  # out is now the error
-            torch.mean(out.square(), dim=(1, 2), out=mse)
+    def forward(self) -> None:
+        """``out`` <- the error of every INR at every pixel, ``mse`` <- its mean square."""
+        p, out = self.p, self.out
+        if self.M == 1:
+            torch.matmul(self.X, p.Ws[0].transpose(1, 2), out=out)
+            out.add_(p.bs[0].unsqueeze(1)).sub_(self.Yo)
+        else:
+            self._forward_sine()
+        torch.mean(out.square(), dim=(1, 2), out=self.mse)
 
-        def backward() -> None:
-            G = out.mul_(scale)                           # dL/d(out)
-            torch.bmm(G.transpose(1, 2), A[M - 2], out=gW[M - 1])
-            torch.sum(G, 1, out=gb[M - 1])
-            # E_{M-1} = cos(T_{M-1}) * (G @ W_M) / r_{M-1}
-            if fold:
-                Cb[M - 2].mul_(G)
-                r[M - 2] = Ws[M - 1][:, 0, :]
+    def _forward_sine(self) -> None:
+        p, M, w0, A, Cb, Wsc, bsc = self.p, self.M, self.w0, self.A, self.Cb, self.Wsc, self.bsc
+        sa, ca, sb, cb = self.sa, self.ca, self.sb, self.cb
+        for m in range(M - 1):
+            torch.mul(p.Ws[m], w0, out=Wsc[m])
+            torch.mul(p.bs[m], w0, out=bsc[m])
+        # layer 1 is separable on the grid: T_1[i, j] = alpha_i + beta_j
+        torch.mul(Wsc[0][:, None, :, 0], self.u[None, :, None], out=self.a1)
+        self.a1.add_(bsc[0][:, None, :])
+        torch.mul(Wsc[0][:, None, :, 1], self.v[None, :, None], out=self.b1v)
+        torch.sin(self.a1, out=sa)
+        torch.cos(self.a1, out=ca)
+        torch.sin(self.b1v, out=sb)
+        torch.cos(self.b1v, out=cb)
+        torch.mul(sa[:, :, None, :], cb[:, None, :, :], out=self.A4)
+        self.A4.addcmul_(ca[:, :, None, :], sb[:, None, :, :])
+        torch.mul(ca[:, :, None, :], cb[:, None, :, :], out=self.C4)
+        self.C4.addcmul_(sa[:, :, None, :], sb[:, None, :, :], value=-1.0)
+        for m in range(1, M - 1):
+            torch.baddbmm(bsc[m][:, None, :], A[m - 1], Wsc[m].transpose(1, 2), out=Cb[m])
+            _sincos_(Cb[m], A[m])
+        torch.baddbmm(p.bs[M - 1][:, None, :], A[M - 2], p.Ws[M - 1].transpose(1, 2), out=self.out)
+        self.out.sub_(self.Yo)                            # out is now the error
+
+    def backward(self) -> None:
+        """The gradients of the loss ``sum_i mse_i`` into ``p.grad`` (``out`` is overwritten)."""
+        p, M = self.p, self.M
+        G = self.out.mul_(self.scale)                     # dL/d(out)
+        if M == 1:
+            torch.matmul(G.transpose(1, 2), self.X, out=p.gW[0])
+            torch.sum(G, 1, out=p.gb[0])
+            return
+        A, Cb, r = self.A, self.Cb, self.r
+        torch.bmm(G.transpose(1, 2), A[M - 2], out=p.gW[M - 1])
+        torch.sum(G, 1, out=p.gb[M - 1])
+        # E_{M-1} = cos(T_{M-1}) * (G @ W_M) / r_{M-1}
+        if self.fold:
+            Cb[M - 2].mul_(G)
+            r[M - 2] = p.Ws[M - 1][:, 0, :]
+        else:
+            Cb[M - 2].mul_(torch.bmm(G, p.Ws[M - 1]))
+        for m in range(M - 2, -1, -1):                    # 0-based hidden layer m (weights Ws[m])
+            self._backward_hidden(m)
+
+    def _backward_hidden(self, m: int) -> None:
+        p, w0, r, E = self.p, self.w0, self.r, self.Cb[m]
+        if m > 0:
+            if r[m] is None:
+                torch.mul(p.Ws[m], w0, out=self.Wbk[m])
             else:
-                Cb[M - 2].mul_(torch.bmm(G, Ws[M - 1]))
-            for m in range(M - 2, -1, -1):                # 0-based hidden layer m (weights Ws[m])
-                E = Cb[m]
-                if m > 0:
-                    if r[m] is None:
-                        torch.mul(Ws[m], w0, out=Wbk[m])
-                    else:
-                        torch.mul(Ws[m], (w0 * r[m]).unsqueeze(-1), out=Wbk[m])
-                    torch.bmm(E.transpose(1, 2), A[m - 1], out=gW[m])
-                    torch.sum(E, 1, out=gb[m])
-                    torch.bmm(E, Wbk[m], out=tmp[m - 1])
-                    Cb[m - 1].mul_(tmp[m - 1])
-                else:
-                    torch.bmm(uv1_b, E, out=g1)           # [B, 3, h1]
-                    gW[0].copy_(g1[:, :2, :].transpose(1, 2))
-                    gb[0].copy_(g1[:, 2, :])
-                rs = w0 if r[m] is None else w0 * r[m]
-                if r[m] is None:
-                    gW[m].mul_(w0)
-                    gb[m].mul_(w0)
-                else:
-                    gW[m].mul_(rs.unsqueeze(-1))
-                    gb[m].mul_(rs)
+                torch.mul(p.Ws[m], (w0 * r[m]).unsqueeze(-1), out=self.Wbk[m])
+            torch.bmm(E.transpose(1, 2), self.A[m - 1], out=p.gW[m])
+            torch.sum(E, 1, out=p.gb[m])
+            torch.bmm(E, self.Wbk[m], out=self.tmp[m - 1])
+            self.Cb[m - 1].mul_(self.tmp[m - 1])
+        else:
+            torch.bmm(self.uv1_b, E, out=self.g1)         # [B, 3, h1]
+            p.gW[0].copy_(self.g1[:, :2, :].transpose(1, 2))
+            p.gb[0].copy_(self.g1[:, 2, :])
+        rs = w0 if r[m] is None else w0 * r[m]
+        if r[m] is None:
+            p.gW[m].mul_(w0)
+            p.gb[m].mul_(w0)
+        else:
+            p.gW[m].mul_(rs.unsqueeze(-1))
+            p.gb[m].mul_(rs)
 
-    for step in range(1, steps + 1):
-        forward()
-        raise_if_diverged(mse, step=step - 1, lr=lr, w0=w0, first=first)        # stop at once, not after all steps
+
+@torch.no_grad()
+def fit_batch_fast(weights, biases, Y, H: int, W: int, s: FitSettings, history, final_mse, tick,
+                   first: int = 0) -> None:
+    """Fit one batch in place on an ``H x W`` grid (see the module docstring for the tricks and
+    :class:`_FastKernel` for the notation); arguments as :func:`fit_stack`'s."""
+    p = _FlatAdam(weights, biases, Y.dtype)
+    k = _FastKernel(p, Y, H, W, s.w0, s.offset)
+    for step in range(1, s.steps + 1):
+        k.forward()
+        raise_if_diverged(k.mse, step=step - 1, lr=s.lr, w0=s.w0, first=first)   # stop at once, not after all steps
         if step - 1 in history:
-            history[step - 1].copy_(mse)
-        backward()
-        bc1 = adam_moments(gflat, exp_avg, exp_avg_sq, denom, step, beta1, beta2, eps)
-        flat.addcdiv_(exp_avg, denom, value=-lr / bc1)
-        tick(B)
-    forward()
-    final_mse.copy_(mse)
-    if steps in history:
-        history[steps].copy_(mse)
-    for dst, src in zip([*weights, *biases], params):
-        dst.copy_(src)
+            history[step - 1].copy_(k.mse)
+        k.backward()
+        bc1 = p.moments(step, s.betas, s.eps)
+        p.flat.addcdiv_(p.exp_avg, p.denom, value=-s.lr / bc1)
+        tick(k.B)
+    k.forward()
+    final_mse.copy_(k.mse)
+    if s.steps in history:
+        history[s.steps].copy_(k.mse)
+    p.write_back(weights, biases)
 
 
 # ----------------------------------------------------------------------------
 # the device path: one stream of batched kernels, any device, masks, dense coordinates
 # ----------------------------------------------------------------------------
 
+class _StackKernel:
+    """Forward and backward of :func:`fit_stack`: the same notation as :class:`_FastKernel`, written
+    independently of it. The backward pass keeps ``D_m = cos(T_m) * dL/dA_m / r_m`` with a column
+    scale ``r_m`` (``w0 W_out`` for the last hidden layer of a 1-output INR, so ``dL/dA`` is never
+    materialised, else ``w0``). The first layer is separable on an image grid (``sin(a_i + b_j)``
+    from ``H + W`` sines instead of ``H * W``), dense on arbitrary coordinates.
+    """
+
+    def __init__(self, p: _FlatAdam, Y: Tensor, spec: Coords, w0: float, offset: float) -> None:
+        B, P, C = Y.shape
+        dev, dtype = Y.device, Y.dtype
+        M = len(p.Ws)
+        self.p, self.w0, self.B, self.P, self.M = p, w0, B, P, M
+        self.Yo = Y - offset
+        self.out = torch.empty(B, P, C, device=dev, dtype=dtype)
+        self.mse = torch.empty(B, device=dev, dtype=dtype)
+        self.scale = 2.0 / (P * C)
+        self.X = spec.dense.to(dev, dtype)                              # [P, d]
+        self.d = d = self.X.shape[1]
+        self.Xa = torch.cat([self.X, torch.ones(P, 1, device=dev, dtype=dtype)], 1).T.contiguous()   # [d+1, P]
+        hid = [w.shape[1] for w in p.Ws[:-1]]
+        self.grid = spec.grid if M > 1 and spec.grid is not None else None
+        if M > 1:
+            self.A = [torch.empty(B, P, h, device=dev, dtype=dtype) for h in hid]
+            self.Cb = [torch.empty(B, P, h, device=dev, dtype=dtype) for h in hid]
+            self.dA = [torch.empty(B, P, h, device=dev, dtype=dtype) for h in hid[:-1]]
+            self.g1 = torch.empty(B, d + 1, hid[0], device=dev, dtype=dtype)
+            self.Wsc = [torch.empty_like(w) for w in p.Ws[:-1]]
+            self.bsc = [torch.empty_like(b) for b in p.bs[:-1]]
+            self.Wbk = [torch.empty_like(w) for w in p.Ws[1:-1]]
+        self.fold = M > 1 and C == 1
+        if self.grid is not None:
+            self.u = torch.linspace(-1.0, 1.0, self.grid[0], device=dev, dtype=dtype)
+            self.v = torch.linspace(-1.0, 1.0, self.grid[1], device=dev, dtype=dtype)
+
+    def forward(self) -> None:
+        """``out`` <- the error of every INR at every point, ``mse`` <- its mean square."""
+        p, M, B, P, d = self.p, self.M, self.B, self.P, self.d
+        if M == 1:
+            torch.baddbmm(p.bs[0][:, None, :], self.X.expand(B, P, d), p.Ws[0].transpose(1, 2), out=self.out)
+        else:
+            A, Cb, Wsc, bsc = self.A, self.Cb, self.Wsc, self.bsc
+            for m in range(M - 1):
+                torch.mul(p.Ws[m], self.w0, out=Wsc[m])
+                torch.mul(p.bs[m], self.w0, out=bsc[m])
+            if self.grid is not None:
+                self._first_layer_on_grid()
+            else:
+                torch.baddbmm(bsc[0][:, None, :], self.X.expand(B, P, d), Wsc[0].transpose(1, 2), out=Cb[0])
+                _sincos_(Cb[0], A[0])
+            for m in range(1, M - 1):
+                torch.baddbmm(bsc[m][:, None, :], A[m - 1], Wsc[m].transpose(1, 2), out=Cb[m])
+                _sincos_(Cb[m], A[m])
+            torch.baddbmm(p.bs[-1][:, None, :], A[-1], p.Ws[-1].transpose(1, 2), out=self.out)
+        self.out.sub_(self.Yo)                                           # the error
+        torch.mean(self.out.square(), dim=(1, 2), out=self.mse)
+
+    def _first_layer_on_grid(self) -> None:
+        """``T_1[i, j] = alpha_i + beta_j``: sin and cos of the first layer from ``H + W`` sines."""
+        B, (Hh, Ww), Wsc, bsc = self.B, self.grid, self.Wsc, self.bsc
+        al = torch.addcmul(bsc[0][:, None, :], Wsc[0][:, None, :, 0], self.u[None, :, None])   # [B, H, h]
+        be = Wsc[0][:, None, :, 1] * self.v[None, :, None]                                       # [B, W, h]
+        sa, ca, sb, cb = al.sin(), al.cos(), be.sin(), be.cos()
+        A4, C4 = self.A[0].view(B, Hh, Ww, -1), self.Cb[0].view(B, Hh, Ww, -1)
+        torch.mul(sa[:, :, None], cb[:, None], out=A4).addcmul_(ca[:, :, None], sb[:, None])
+        torch.mul(ca[:, :, None], cb[:, None], out=C4).addcmul_(sa[:, :, None], sb[:, None], value=-1.0)
+
+    def backward(self) -> None:
+        """The gradients of the loss ``sum_i mse_i`` into ``p.grad`` (``out`` is overwritten)."""
+        p, M, B, P, d = self.p, self.M, self.B, self.P, self.d
+        G = self.out.mul_(self.scale)                                    # dL/d(out)
+        prev = self.X.expand(B, P, d) if M == 1 else self.A[-1]
+        torch.bmm(G.transpose(1, 2), prev, out=p.gW[-1])
+        torch.sum(G, 1, out=p.gb[-1])
+        if M == 1:
+            return
+        if self.fold:                                                    # D = cos(T) * G, r = w0 * W_out
+            self.Cb[-1].mul_(G)
+            r = p.Ws[-1][:, 0, :] * self.w0                              # [B, h]
+        else:
+            self.Cb[-1].mul_(torch.bmm(G, p.Ws[-1]))
+            r = None
+        for m in range(M - 2, -1, -1):
+            self._backward_hidden(m, r)
+            r = None
+
+    def _backward_hidden(self, m: int, r: Tensor | None) -> None:
+        p, w0, D = self.p, self.w0, self.Cb[m]
+        if m > 0:
+            torch.bmm(D.transpose(1, 2), self.A[m - 1], out=p.gW[m])
+            torch.sum(D, 1, out=p.gb[m])
+            if r is None:
+                torch.mul(p.Ws[m], w0, out=self.Wbk[m - 1])
+            else:
+                torch.mul(p.Ws[m], r.unsqueeze(-1), out=self.Wbk[m - 1])
+            torch.bmm(D, self.Wbk[m - 1], out=self.dA[m - 1])
+            self.Cb[m - 1].mul_(self.dA[m - 1])
+        else:
+            d = self.d
+            torch.bmm(self.Xa.expand(self.B, d + 1, self.P), D, out=self.g1)   # [B, d+1, h]: weight columns, bias
+            p.gW[0].copy_(self.g1[:, :d, :].transpose(1, 2))
+            p.gb[0].copy_(self.g1[:, d, :])
+        if r is None:
+            p.gW[m].mul_(w0)
+            p.gb[m].mul_(w0)
+        else:
+            p.gW[m].mul_(r.unsqueeze(-1))
+            p.gb[m].mul_(r)
+
+
 @torch.no_grad()
 def fit_stack(weights, biases, Y, spec: Coords, s: FitSettings, history, final_mse, tick, first: int = 0,
               steps_taken: Tensor | None = None, check_every: int | None = None) -> None:
-    """Fit ``B`` stacked SIRENs in place on ``Y.device`` (the device path; see the module docstring).
+    """Fit ``B`` stacked SIRENs in place on ``Y.device`` (the device path; see the module docstring and
+    :class:`_StackKernel`).
 
-    Same notation as :func:`fit_batch_fast`, written independently of it: hidden
-    layer ``m`` has ``T_m = w0 (A_{m-1} W_m^T + b_m)``, ``A_m = sin T_m``;
-    the backward pass keeps ``D_m = cos(T_m) * dL/dA_m / r_m`` with a column
-    scale ``r_m`` (``w0 W_out`` for the last hidden layer of a 1-output INR, so
-    ``dL/dA`` is never materialised, else ``w0``). The first layer is separable
-    on an image grid (``sin(a_i + b_j)`` from ``H + W`` sines instead of
-    ``H * W``), dense on arbitrary coordinates. With ``target_mse`` an INR whose
-    loss reaches it is frozen (mask on the Adam update; ``steps_taken`` records
-    when). Host synchronisation only every ``check_every`` steps (default ``s.check_every``).
+    With ``s.target_psnr`` an INR whose loss reaches it is frozen (mask on the Adam update;
+    ``steps_taken`` records when). Host synchronisation only every ``check_every`` steps (default
+    ``s.check_every``).
 
     Shapes:
         weights[m] ``[B, out, in]``, biases[m] ``[B, out]``, Y ``[B, P, C]``,
         history values / final_mse ``[B]``, steps_taken ``[B]`` int64.
     """
-    w0, steps, lr, offset, betas, eps, target_mse = s.w0, s.steps, s.lr, s.offset, s.betas, s.eps, s.target_mse
+    steps, lr, target_mse = s.steps, s.lr, s.target_mse
     check_every = s.check_every if check_every is None else check_every
-    B, P, C = Y.shape
-    dev, dtype = Y.device, Y.dtype
-    M = len(weights)
-    # flat parameter / gradient / Adam buffers, per-layer contiguous views
-    shapes = [w.shape for w in weights] + [b.shape for b in biases]
-    sizes = [math.prod(sh) for sh in shapes]
-    flat = torch.cat([t.reshape(-1) for t in [*weights, *biases]]).to(dev, dtype)
-    gflat, m1, m2, upd = (torch.zeros_like(flat) for _ in range(4))
-    views = lambda buf: [t.view(sh) for t, sh in zip(buf.split(sizes), shapes)]   # noqa: E731
-    params, grads, upds = views(flat), views(gflat), views(upd)
-    Ws, bs, gW, gb = params[:M], params[M:], grads[:M], grads[M:]
-    beta1, beta2 = betas
-    Yo = Y - offset
-    out = torch.empty(B, P, C, device=dev, dtype=dtype)
-    mse = torch.empty(B, device=dev, dtype=dtype)
-    scale = 2.0 / (P * C)
-    active = torch.ones(B, dtype=torch.bool, device=dev)
+    B = Y.shape[0]
+    p = _FlatAdam(weights, biases, Y.dtype, Y.device)
+    k = _StackKernel(p, Y, spec, s.w0, s.offset)
+    active = torch.ones(B, dtype=torch.bool, device=Y.device)
     if steps_taken is not None:
         steps_taken.fill_(steps)
-    X = spec.dense.to(dev, dtype)                                   # [P, d]
-    d = X.shape[1]
-    Xa = torch.cat([X, torch.ones(P, 1, device=dev, dtype=dtype)], 1).T.contiguous()   # [d+1, P]
-    hid = [w.shape[1] for w in Ws[:-1]]
-    grid = spec.grid if M > 1 and spec.grid is not None else None
-    if M > 1:
-        A = [torch.empty(B, P, h, device=dev, dtype=dtype) for h in hid]
-        Cb = [torch.empty(B, P, h, device=dev, dtype=dtype) for h in hid]
-        dA = [torch.empty(B, P, h, device=dev, dtype=dtype) for h in hid[:-1]]
-        g1 = torch.empty(B, d + 1, hid[0], device=dev, dtype=dtype)
-        Wsc = [torch.empty_like(w) for w in Ws[:-1]]
-        bsc = [torch.empty_like(b) for b in bs[:-1]]
-        Wbk = [torch.empty_like(w) for w in Ws[1:-1]]
-    fold = M > 1 and C == 1
-    if grid is not None:
-        Hh, Ww = grid
-        u = torch.linspace(-1.0, 1.0, Hh, device=dev, dtype=dtype)
-        v = torch.linspace(-1.0, 1.0, Ww, device=dev, dtype=dtype)
-
-    def forward() -> None:
-        if M == 1:
-            torch.baddbmm(bs[0][:, None, :], X.expand(B, P, d), Ws[0].transpose(1, 2), out=out)
-        else:
-            for m in range(M - 1):
-                torch.mul(Ws[m], w0, out=Wsc[m])
-                torch.mul(bs[m], w0, out=bsc[m])
-            if grid is not None:                                    # T_1[i, j] = alpha_i + beta_j
-                al = torch.addcmul(bsc[0][:, None, :], Wsc[0][:, None, :, 0], u[None, :, None])   # [B, H, h]
-                be = Wsc[0][:, None, :, 1] * v[None, :, None]                                       # [B, W, h]
-                sa, ca, sb, cb = al.sin(), al.cos(), be.sin(), be.cos()
-                A4, C4 = A[0].view(B, Hh, Ww, -1), Cb[0].view(B, Hh, Ww, -1)
-                torch.mul(sa[:, :, None], cb[:, None], out=A4).addcmul_(ca[:, :, None], sb[:, None])
-                torch.mul(ca[:, :, None], cb[:, None], out=C4).addcmul_(sa[:, :, None], sb[:, None], value=-1.0)
-            else:
-                torch.baddbmm(bsc[0][:, None, :], X.expand(B, P, d), Wsc[0].transpose(1, 2), out=Cb[0])
-                _sincos_(Cb[0], A[0])
-            for m in range(1, M - 1):
-                torch.baddbmm(bsc[m][:, None, :], A[m - 1], Wsc[m].transpose(1, 2), out=Cb[m])
-                _sincos_(Cb[m], A[m])
-            torch.baddbmm(bs[-1][:, None, :], A[-1], Ws[-1].transpose(1, 2), out=out)
-        out.sub_(Yo)                                                 # the error
-        torch.mean(out.square(), dim=(1, 2), out=mse)
-
-    def backward() -> None:
-        G = out.mul_(scale)                                          # dL/d(out)
-        prev = X.expand(B, P, d) if M == 1 else A[-1]
-        torch.bmm(G.transpose(1, 2), prev, out=gW[-1])
-        torch.sum(G, 1, out=gb[-1])
-        if M == 1:
-            return
-        if fold:                                                     # D = cos(T) * G, r = w0 * W_out
-            Cb[-1].mul_(G)
-            r = Ws[-1][:, 0, :] * w0                                 # [B, h]
-        else:
-            Cb[-1].mul_(torch.bmm(G, Ws[-1]))
-            r = None
-        for m in range(M - 2, -1, -1):
-            D = Cb[m]
-            if m > 0:
-                torch.bmm(D.transpose(1, 2), A[m - 1], out=gW[m])
-                torch.sum(D, 1, out=gb[m])
-                if r is None:
-                    torch.mul(Ws[m], w0, out=Wbk[m - 1])
-                else:
-                    torch.mul(Ws[m], r.unsqueeze(-1), out=Wbk[m - 1])
-                torch.bmm(D, Wbk[m - 1], out=dA[m - 1])
-                Cb[m - 1].mul_(dA[m - 1])
-            else:
-                torch.bmm(Xa.expand(B, d + 1, P), D, out=g1)         # [B, d+1, h]: weight columns and bias
-                gW[0].copy_(g1[:, :d, :].transpose(1, 2))
-                gb[0].copy_(g1[:, d, :])
-            if r is None:
-                gW[m].mul_(w0)
-                gb[m].mul_(w0)
-            else:
-                gW[m].mul_(r.unsqueeze(-1))
-                gb[m].mul_(r)
-            r = None
-
-    def diverged(step: int) -> None:
-        raise_if_diverged(mse, step=step, lr=lr, w0=w0, first=first)
-
+    diverged = lambda step: raise_if_diverged(k.mse, step=step, lr=lr, w0=s.w0, first=first)   # noqa: E731
     done_at = ran = 0
     for step in range(1, steps + 1):
-        forward()
+        k.forward()
         if step - 1 in history:
-            history[step - 1].copy_(mse)
+            history[step - 1].copy_(k.mse)
         if target_mse is not None:
-            newly = active & (mse <= target_mse)
+            newly = active & (k.mse <= target_mse)
             if steps_taken is not None:
                 steps_taken.masked_fill_(newly, step - 1)
             active &= ~newly
-        backward()
-        bc1 = adam_moments(gflat, m1, m2, upd, step, beta1, beta2, eps)
-        torch.div(m1, upd, out=upd)
+        k.backward()
+        bc1 = p.moments(step, s.betas, s.eps)
+        torch.div(p.exp_avg, p.denom, out=p.denom)
         if target_mse is not None:                                   # frozen INRs do not move
-            keep = active.to(dtype)
-            for t in upds:
+            keep = active.to(Y.dtype)
+            for t in p.denoms:
                 t.mul_(keep.view(-1, *([1] * (t.dim() - 1))))
-        flat.add_(upd, alpha=-lr / bc1)
+        p.flat.add_(p.denom, alpha=-lr / bc1)
         ran = step
         if step % check_every == 0 or step == steps:
             diverged(step - 1)                                       # the loss of step-1's parameters
@@ -449,11 +495,10 @@ def fit_stack(weights, biases, Y, spec: Coords, s: FitSettings, history, final_m
             if target_mse is not None and not bool(active.any()):    # everyone converged: stop early
                 tick(B * (steps - step))
                 break
-    forward()
+    k.forward()
     diverged(steps)
-    final_mse.copy_(mse)
-    for k, h in history.items():
-        if k >= ran:                            # the final parameters (also after an all-converged exit)
-            h.copy_(mse)
-    for dst, src in zip([*weights, *biases], params):
-        dst.copy_(src)
+    final_mse.copy_(k.mse)
+    for key, h in history.items():
+        if key >= ran:                          # the final parameters (also after an all-converged exit)
+            h.copy_(k.mse)
+    p.write_back(weights, biases)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import torch
@@ -133,8 +133,11 @@ def _run_in_threads(buffers: FitBuffers, targets: Tensor, spec: Coords, s: FitSe
     torch.set_num_threads(1)
     pool = ThreadPoolExecutor(min(workers, len(starts)))
     try:
-        for f in [pool.submit(job, start) for start in starts]:
-            f.result()
+        futures = [pool.submit(job, start) for start in starts]
+        wait(futures, return_when=FIRST_EXCEPTION)        # the first failure, whichever batch it is in
+        for f in futures:
+            if f.done() and f.exception() is not None:
+                raise f.exception()
     except BaseException:
         stop.set()
         raise

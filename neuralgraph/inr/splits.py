@@ -20,13 +20,16 @@ from .files import FORMAT_VERSION, _check_count
 from ..chunks import fingerprint, tensor_digest
 from ..seeding import derive_seed
 from .settings import FitSettings
-from .siren import DEFAULT_LR, DEFAULT_OFFSET, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS
+from .siren import DEFAULT_LR, DEFAULT_STEPS, DEFAULT_W0, DEFAULT_WIDTHS
 from .writer import require_steps, write_fitted_split
 
 __all__ = ["build_inr_splits", "load_splits", "SPLITS", "DIGITS_W0", "SOURCE_NUM_CLASSES", "MANIFEST"]
 
 
-#: SIREN frequency for the 8x8 digits: 30 (tuned for 28x28) scaled to the coarser grid.
+#: SIREN frequency for the 8x8 digits: 30 (tuned for 28x28) scaled to the coarser grid. An 8x8 grid is 3.5x
+#: coarser, and with ``w0 = 30`` the fitted INRs interpolate noise between pixels (a logistic regression on the
+#: INR's values at pixel midpoints: 28% test accuracy, against 92% at ``w0 = 10``), which starves models that
+#: probe the INR as a function.
 DIGITS_W0 = 10.0
 
 #: Number of classes of each source (stored in every split: a split may lack some classes).
@@ -163,30 +166,49 @@ def _install(staging: Path, out_dir: Path) -> None:
     _finish_install(out_dir)
 
 
+def _check_source(source: str, root) -> None:
+    """``ValueError`` unless ``source`` is known and ``root`` is given exactly when it is read."""
+    if source not in SOURCE_NUM_CLASSES:
+        raise ValueError(f"source must be one of {', '.join(map(repr, SOURCE_NUM_CLASSES))}, got {source!r}")
+    if source == "digits" and root is not None:
+        raise ValueError(f"root={str(root)!r} is only read for mnist / fashion_mnist; source='digits' is "
+                         "sklearn's bundled digits (did you mean source='mnist', `--source mnist`?)")
+    if source != "digits" and root is None:
+        raise ValueError(f"source={source!r} needs root= a directory with the IDX files "
+                         "(e.g. ../shared/datasets/mnist)")
+
+
+def _check_run(fit: FitSettings, chunk_size: int, seed: int, **sizes: int | None) -> None:
+    """What :func:`build_inr_splits` needs besides valid fit settings: steps >= 1, counts >= 1, a seed >= 0."""
+    require_steps(fit)
+    _check_count(chunk_size=chunk_size, batch_size=fit.batch_size, **{k: v for k, v in sizes.items() if v is not None})
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+
+
+def _dataset_settings(source: str, sizes: tuple, fit: FitSettings, seed: int, chunk_size: int,
+                      num_classes: int) -> dict:
+    """The settings a split directory's manifest (and every split's ``meta["dataset"]``) records."""
+    n_train, n_val, n_test = sizes
+    settings = {"source": source, "n_train": n_train, "n_val": n_val, "n_test": n_test, "steps": int(fit.steps),
+                "lr": float(fit.lr), "widths": list(fit.widths), "w0": float(fit.w0), "seed": int(seed),
+                "chunk_size": int(chunk_size), "batch_size": int(fit.batch_size), "offset": fit.offset,
+                "num_classes": num_classes}
+    if fit.target_psnr is not None:                   # absent = fixed steps: older manifests stay valid
+        settings["target_psnr"] = float(fit.target_psnr)
+    if fit.init != "siren":                           # absent = the default init: older manifests stay valid
+        settings["init"] = str(fit.init)
+    return settings
+
+
 def build_inr_splits(
-    source: str = "digits",
-    out_dir: str | os.PathLike = "inr_data",
-    root: str | os.PathLike | None = None,
-    *,
-    n_train: int | None = None,
-    n_val: int | None = None,
-    n_test: int | None = None,
-    steps: int = DEFAULT_STEPS,
-    lr: float = DEFAULT_LR,
-    widths: Sequence[int] = DEFAULT_WIDTHS,
-    w0: float | None = None,
-    seed: int = 0,
-    chunk_size: int = 1024,
-    batch_size: int = 32,
-    workers: int | None = None,
-    resume: bool = True,
-    overwrite: bool = False,
-    progress: bool = True,
-    on_chunk: Callable[[int, int], None] | None = None,
-    device: str | torch.device = "cpu",
-    target_psnr: float | None = None,
-    device_batch_size: int | None = None,
-    method: str | None = None,
+    source: str = "digits", out_dir: str | os.PathLike = "inr_data", root: str | os.PathLike | None = None, *,
+    n_train: int | None = None, n_val: int | None = None, n_test: int | None = None,
+    steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR, widths: Sequence[int] = DEFAULT_WIDTHS,
+    w0: float | None = None, seed: int = 0, chunk_size: int = 1024, batch_size: int = 32, workers: int | None = None,
+    resume: bool = True, overwrite: bool = False, progress: bool = True,
+    on_chunk: Callable[[int, int], None] | None = None, device: str | torch.device = "cpu",
+    target_psnr: float | None = None, device_batch_size: int | None = None, method: str | None = None,
     init: str = "siren",
 ) -> dict[str, Path]:
     """Make ``train.pt``, ``val.pt`` and ``test.pt`` INR splits in ``out_dir``.
@@ -217,11 +239,7 @@ def build_inr_splits(
     chunk of every split (e.g. for logging).
 
     ``w0=None`` picks the SIREN frequency for the image size: 30 (the DWSNets
-    protocol) for 28x28 MNIST / Fashion-MNIST, :data:`DIGITS_W0` for the 8x8
-    digits. An 8x8 grid is 3.5x coarser, and with ``w0 = 30`` the fitted INRs
-    interpolate noise between pixels (a logistic regression on the INR's values
-    at pixel midpoints: 28% test accuracy, against 92% at ``w0 = 10``), which
-    starves models that probe the INR as a function.
+    protocol) for 28x28 MNIST / Fashion-MNIST, :data:`DIGITS_W0` for the 8x8 digits.
 
     ``device`` / ``device_batch_size`` / ``method`` pick where and in what batches the
     INRs are fitted; they are not recorded in the manifest (a split fitted on
@@ -231,50 +249,34 @@ def build_inr_splits(
     :func:`~neuralgraph.inr.siren_init`) are recorded, so datasets of different
     protocols never mix.
     """
-    if source not in SOURCE_NUM_CLASSES:
-        raise ValueError(f"source must be one of {', '.join(map(repr, SOURCE_NUM_CLASSES))}, got {source!r}")
-    if source == "digits" and root is not None:
-        raise ValueError(f"root={str(root)!r} is only read for mnist / fashion_mnist; source='digits' is "
-                         "sklearn's bundled digits (did you mean source='mnist', `--source mnist`?)")
-    if source != "digits" and root is None:
-        raise ValueError(f"source={source!r} needs root= a directory with the IDX files "
-                         "(e.g. ../shared/datasets/mnist)")
-    if w0 is None:
-        w0 = DIGITS_W0 if source == "digits" else DEFAULT_W0
-    fit = FitSettings(widths=widths, w0=w0, steps=steps, lr=lr, init=init, target_psnr=target_psnr,
-                      batch_size=batch_size, device_batch_size=device_batch_size, method=method, workers=workers,
-                      device=device)
-    require_steps(fit)
-    _check_count(chunk_size=chunk_size, batch_size=batch_size,
-                 **{k: v for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)) if v is not None})
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    _check_source(source, root)
+    fit = FitSettings(widths=widths, w0=(DIGITS_W0 if source == "digits" else DEFAULT_W0) if w0 is None else w0,
+                      steps=steps, lr=lr, init=init, target_psnr=target_psnr, batch_size=batch_size,
+                      device_batch_size=device_batch_size, method=method, workers=workers, device=device)
+    _check_run(fit, chunk_size, seed, n_train=n_train, n_val=n_val, n_test=n_test)
     out_dir = Path(out_dir)
     splits = _source_splits(source, root, n_train, n_val, n_test, seed)
     num_classes = SOURCE_NUM_CLASSES[source]
-    settings = {"source": source, "n_train": n_train, "n_val": n_val, "n_test": n_test, "steps": int(steps),
-                "lr": float(lr), "widths": [int(w) for w in widths], "w0": float(w0), "seed": int(seed),
-                "chunk_size": int(chunk_size), "batch_size": int(batch_size), "offset": DEFAULT_OFFSET,
-                "num_classes": num_classes}
-    if target_psnr is not None:                       # absent = fixed steps: older manifests stay valid
-        settings["target_psnr"] = float(target_psnr)
-    if init != "siren":                               # absent = the default init: older manifests stay valid
-        settings["init"] = str(init)
+    settings = _dataset_settings(source, (n_train, n_val, n_test), fit, seed, chunk_size, num_classes)
     inputs = {name: fingerprint({"images": tensor_digest(x), "labels": tensor_digest(y),
                                  "source_index": tensor_digest(i)}) for name, (x, y, i) in splits.items()}
     manifest = json.loads(json.dumps({"format_version": FORMAT_VERSION, "settings": settings, "inputs": inputs}))
     with lock_directory(out_dir, "INR dataset directory", "wait for that fit to finish or choose another --out"):
         target = _prepare_directory(out_dir, manifest, overwrite)
         for k, (name, (imgs, labs, src)) in enumerate(splits.items()):
-            write_fitted_split(
-                imgs, labs, target / f"{name}.pt", fit, num_classes=num_classes, source_index=src,
-                chunk_size=chunk_size, seed=derive_seed(seed, 1000 + k), resume=resume, progress=progress,
-                on_chunk=on_chunk, meta={"source": source, "split": name, "dataset": settings,
-                                         "source_split": "test" if (name == "test" and source != "digits") else
-                                         ("train" if source != "digits" else "all")})
+            write_fitted_split(imgs, labs, target / f"{name}.pt", fit, num_classes=num_classes, source_index=src,
+                               chunk_size=chunk_size, seed=derive_seed(seed, 1000 + k), resume=resume,
+                               progress=progress, on_chunk=on_chunk, meta=_split_meta(source, name, settings))
         if target != out_dir:
             _install(target, out_dir)
     return {name: out_dir / f"{name}.pt" for name in splits}
+
+
+def _split_meta(source: str, name: str, settings: dict) -> dict:
+    """``meta`` of split ``name``: the source, the split, the dataset's settings and the source split it is from."""
+    return {"source": source, "split": name, "dataset": settings,
+            "source_split": "test" if (name == "test" and source != "digits") else
+            ("train" if source != "digits" else "all")}
 
 
 def load_splits(data_dir: str | os.PathLike, normalize: bool = True) -> dict[str, INRDataset]:
