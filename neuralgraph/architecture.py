@@ -273,7 +273,8 @@ MODULE_KINDS: dict[str, ModuleKind] = {
     "offset": ModuleKind((Offset,), lambda m, w: (_finite(m.value, f"{w}: Offset value"),),
                          lambda a: Offset(a[0] if a else 0.5), lambda a: (lambda h, v=(a[0] if a else 0.5): h + v)),
     "reorder": ModuleKind((Reorder,), lambda m, w: _permutation(m.order, f"{w}: Reorder order"),
-                          lambda a: Reorder(a), lambda a: (lambda h, o=list(_permutation(a, "reorder")): h[..., o])),
+                          lambda a: Reorder(a or (1, 0)),
+                          lambda a: (lambda h, o=list(_permutation(a or (1, 0), "reorder")): h[..., o])),
     "flatten": ModuleKind((nn.Flatten,), lambda m, w: (m.start_dim, m.end_dim), lambda a: nn.Flatten(*a),
                           lambda a: (lambda h, s=(a[0] if a else 1), e=(a[1] if len(a) > 1 else -1):
                                      h.flatten(s, e))),

@@ -341,6 +341,9 @@ def _architecture(data: dict, widths, w0: float, offset: float, coords: str, to_
     ``to_coords`` when asked."""
     arch = siren_architecture(widths, w0=w0, offset=offset)
     if widths[0] != 2:                                    # not an image INR: no coordinate convention
+        if to_coords is not None:
+            raise ValueError(f"to_coords={to_coords!r} converts image INRs (2 inputs); these INRs have {widths[0]} "
+                             f"input(s) and no coordinate convention")
         return arch
     arch = with_coordinates(arch, coords)
     if to_coords is None:

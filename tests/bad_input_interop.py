@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -105,6 +106,7 @@ def _stats(ctx: Ctx):
     return p
 
 
+SINE = Path(__file__).parent / "data" / "peer_inrs" / "sines" / "ssl-inrs" / "model_0.pth"
 W2 = [torch.zeros(2, 4, 2), torch.zeros(2, 1, 4)]
 B2 = [torch.zeros(2, 4), torch.zeros(2, 1)]
 ARCH2 = ng.mlp_architecture([2, 4, 1], "sine")
@@ -224,6 +226,9 @@ CASES: list[Case] = [
         "0.weight": torch.zeros(4, 2), "0.bias": torch.zeros(4), "extra": nn.ReLU()}))),
         ValueError, "a.pth: not a readable state dict (UnpicklingError: WeightsUnpickler error: Unsupported global: "
                     "GLOBAL torch.nn.modules.activation.ReLU"),
+    Case("import: to_coords of sine INRs", lambda ctx: _import(ctx, {s: [str(SINE)] for s in ("train", "val", "test")},
+                                                               to_coords="rc"), ValueError,
+         "to_coords='rc' converts image INRs (2 inputs); these INRs have 1 input(s)"),
     Case("import: unknown coordinate convention", lambda ctx: _import(ctx, _three(_one_inr(ctx)), coords="yx"),
          ValueError, "coords='yx': choose 'xy'"),
     Case("Reorder: not a permutation", lambda ctx: ng.Reorder((0, 0)), ValueError,
