@@ -48,12 +48,12 @@ from neuralgraph.l2o.report import results_table, summarise  # noqa: E402
 SCALES = {
     "tiny": {"train": dict(image_size=7, channels=4, cnn_layers=2, hidden=8, num_layers=1, context=4, ff_hidden=16,
                            batch_size=32, unroll=5, horizon=20, optimizees=2, outer_steps=6, meta_lr=1e-3,
-                           n_val=500, n_train=3000),
+                           n_val=500, n_train=3000, validate_every=3, validate_steps=20, validate_seeds=1),
              "test": dict(steps=40, seeds=2, eval_every=20, adam_lrs=(1e-3, 1e-2), batch_size=32, n_train=3000,
                           n_test=500)},
     "cpu": {"train": dict(image_size=14, channels=16, cnn_layers=3, hidden=16, num_layers=2, context=8, ff_hidden=32,
-                          batch_size=128, unroll=20, horizon=1000, optimizees=4, outer_steps=1000, meta_lr=1e-3,
-                          n_val=10000),
+                          batch_size=128, unroll=100, horizon=1000, optimizees=4, outer_steps=300, meta_lr=1e-3,
+                          n_val=10000, validate_every=25, validate_steps=1000, validate_seeds=2),
             "test": dict(steps=1000, seeds=5, eval_every=100, adam_lrs=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2))},
 }
 #: The neural-graphs paper's Fashion-MNIST test accuracies after 1,000 steps (Kofinas et al., 2024, table 5).
@@ -100,13 +100,13 @@ def _meta_training(runs: list[Path]) -> dict[str, dict]:
     """Per run: processor, outer steps, meta-training seconds, last meta-losses."""
     out = {}
     for run in runs:
-        st = load_run(run)
+        st = load_run(run, best=False)
         hist = st["history"]
         tail = [r["meta_loss"] for r in hist[-50:]]
         out[run.name] = {"processor": st["spec"]["processor"], "outer_steps": st["outer_step"],
                          "meta_train_s": round(float(st["elapsed_s"]), 1),
                          "s_per_outer_step": round(float(st["elapsed_s"]) / max(1, st["outer_step"]), 3),
-                         "meta_loss_last50": round(sum(tail) / max(1, len(tail)), 4),
+                         "meta_loss_last50": round(sum(tail) / max(1, len(tail)), 4), "best": st.get("best"),
                          "meta_params": sum(int(v.numel()) for v in st["meta_params"].values())}
     return out
 
@@ -141,12 +141,14 @@ def write_page(work: Path, args, results: dict | None) -> Path:
     lines = [f"# Learning to optimize on Fashion-MNIST ({args.scale} scale)", "",
              f"Commit {_commit()}, {_machine('cpu', args.threads)}. Settings: "
              f"`{json.dumps(SCALES[args.scale]['train'])}`.", "", "## Meta-training", "",
-             "| run | processor | outer steps | wall time (s) | s / outer step | meta-params | meta-loss (last 50) |",
-             "|---|---|---|---|---|---|---|"]
+             "| run | processor | outer steps | wall time (s) | s / outer step | meta-params | meta-loss (last 50) | "
+             "best.pt (outer step: validation accuracy) |", "|---|---|---|---|---|---|---|---|"]
     runs = [work / f"run_{p}" for p in args.processors if (work / f"run_{p}" / "last.pt").is_file()]
     for name, m in _meta_training(runs).items():
+        best = m["best"] or {}
         lines.append(f"| {name} | {m['processor']} | {m['outer_steps']} | {m['meta_train_s']:.0f} | "
-                     f"{m['s_per_outer_step']:.2f} | {m['meta_params']:,} | {m['meta_loss_last50']:.4f} |")
+                     f"{m['s_per_outer_step']:.2f} | {m['meta_params']:,} | {m['meta_loss_last50']:.4f} | "
+                     f"{best.get('outer_step', '')}: {100 * best.get('val_acc', float('nan')):.2f} % |")
     if results is not None:
         lines += ["", "## Meta-test", "", results_table(results), "",
                   f"Paper (Fashion-MNIST, 1,000 steps): {PAPER}. Curves: "

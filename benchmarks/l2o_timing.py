@@ -10,13 +10,15 @@ CNNs plus the meta-update); the parts of one inner step are timed separately, be
 optimizer's update without gradients (meta-testing) and with its backward (meta-training, before
 the activation-checkpointing recompute). Prints a markdown table and one JSON line per processor
 (with the commit and the machine); ``--estimate-outer-steps`` adds the projected meta-training
-time. The machine may be shared: the load average is printed with the table.
+time; ``peak_rss_mb`` is the process's peak memory so far (run one processor per call for its
+own). The machine may be shared: the load average is printed with the table.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -66,7 +68,8 @@ def time_processor(config: MetaTrainConfig, outer: int, repeats: int) -> dict:
     return {"processor": config.processor, "outer_s": per_outer, "inner_ms": 1e3 * per_outer / config.unroll,
             "cnn_ms": 1e3 * _best(lambda: loss_and_grad(tr.layout, tr.theta, x, y), repeats),
             "update_ms": 1e3 * _best(update, repeats), "update_backward_ms": 1e3 * _best(update_backward, repeats),
-            "meta_params": sum(p.numel() for p in tr.opt.parameters()), "optimizee_params": tr.layout.numel}
+            "meta_params": sum(p.numel() for p in tr.opt.parameters()), "optimizee_params": tr.layout.numel,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def main() -> None:
@@ -82,6 +85,7 @@ def main() -> None:
     p.add_argument("--outer", type=int, default=3, help="timed outer steps per processor")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--recompute", action="store_true", help="activation checkpointing of the inner steps")
     p.add_argument("--estimate-outer-steps", type=int, default=1000)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -89,7 +93,8 @@ def main() -> None:
     for proc in args.processors:
         cfg = MetaTrainConfig(out="unused", data_root=str(args.data_root), processor=proc, hidden=args.hidden,
                               num_layers=args.layers, image_size=args.image_size, channels=args.channels,
-                              unroll=args.unroll, horizon=args.unroll * 4, optimizees=args.optimizees)
+                              unroll=args.unroll, horizon=args.unroll * 4, optimizees=args.optimizees,
+                              recompute=args.recompute)
         row = time_processor(cfg, args.outer, args.repeats)
         row.update({"hidden": args.hidden, "layers": args.layers, "image_size": args.image_size,
                     "channels": args.channels, "unroll": args.unroll, "optimizees": args.optimizees,
@@ -98,12 +103,15 @@ def main() -> None:
         rows.append(row)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     print(f"\n{args.optimizees} CNNs ({args.channels} ch, {args.image_size}x{args.image_size}), unroll {args.unroll}, "
-          f"processor hidden {args.hidden} x {args.layers} layers; load average {os.getloadavg()[0]:.1f}\n")
+          f"processor hidden {args.hidden} x {args.layers} layers{', recompute' if args.recompute else ''}; load "
+          f"average {os.getloadavg()[0]:.1f}\n")
     print(f"| processor | meta-params | outer step (s) | inner step (ms) | CNN loss+grad (ms) | update (ms) | "
-          f"update+backward (ms) | {args.estimate_outer_steps} outer steps (h) |\n|---|---|---|---|---|---|---|---|")
+          f"update+backward (ms) | {args.estimate_outer_steps} outer steps (h) | peak RSS (MB) |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['processor']} | {r['meta_params']:,} | {r['outer_s']:.2f} | {r['inner_ms']:.0f} | "
-              f"{r['cnn_ms']:.1f} | {r['update_ms']:.1f} | {r['update_backward_ms']:.1f} | {r['estimated_h']:.2f} |")
+              f"{r['cnn_ms']:.1f} | {r['update_ms']:.1f} | {r['update_backward_ms']:.1f} | {r['estimated_h']:.2f} | "
+              f"{r['peak_rss_mb']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ from neuralgraph.l2o.checkpoint import load_meta_params
 from neuralgraph.l2o.evaluate import evaluate_optimizers
 from neuralgraph.l2o.features import advance, init_state
 from neuralgraph.l2o.layout import ParamLayout
+from neuralgraph.symmetry import apply_permutation, permute_hidden
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-DATA = Path("/work/shared/datasets")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"          # ../shared/datasets, as the other tests
 needs_data = pytest.mark.skipif(not (DATA / "fashion_mnist").is_dir() or not (DATA / "mnist").is_dir(),
-                                reason="needs the Fashion-MNIST and MNIST IDX files in /work/shared/datasets")
+                                reason=f"needs the Fashion-MNIST and MNIST IDX files in {DATA}")
 PROCESSORS = ("none", "nggnn", "ngt", "dwsnet")
 
 
@@ -50,7 +51,8 @@ def _optimizer(processor: str, **kw) -> l2o.LearnedOptimizer:
 def _tiny_config(out, **kw) -> l2o.MetaTrainConfig:
     base = dict(out=str(out), data_root=str(DATA), processor="nggnn", hidden=8, num_layers=1, context=4,
                 ff_hidden=8, image_size=7, channels=4, cnn_layers=2, batch_size=16, unroll=3, horizon=6,
-                optimizees=2, outer_steps=4, meta_lr=1e-3, n_val=100, n_train=600)
+                optimizees=2, outer_steps=4, meta_lr=1e-3, n_val=100, n_train=600, validate_every=2, validate_steps=5,
+                validate_seeds=1)
     return l2o.MetaTrainConfig(**{**base, **kw})
 
 
@@ -83,7 +85,7 @@ def test_layout_puts_every_parameter_where_to_graph_does(model):
 def test_update_is_equivariant_to_hidden_permutations(processor):
     opt = _optimizer(processor, step_mult=1.0)                     # updates of order one: a real test at 1e-5
     model = _cnn()
-    permuted_graph, perm = ng.permute_hidden(ng.to_graph(model), torch.Generator().manual_seed(3))
+    permuted_graph, perm = permute_hidden(ng.to_graph(model), torch.Generator().manual_seed(3))
     permuted = ng.to_model(permuted_graph)
     assert not torch.equal(permuted_graph.edge_attr, ng.to_graph(model).edge_attr)
     x, y = _digits()
@@ -94,7 +96,7 @@ def test_update_is_equivariant_to_hidden_permutations(processor):
             w.zero_grad()
             nn.functional.cross_entropy(m(x), y).backward()
             w.step()
-    a = ng.apply_permutation(ng.to_graph(model), perm.node_perm)[0]
+    a = apply_permutation(ng.to_graph(model), perm.node_perm)[0]
     b = ng.to_graph(permuted)
     assert (ng.to_graph(model).edge_attr - start).abs().max() > 0.1          # the parameters moved
     assert (a.x - b.x).abs().max() < 1e-5
@@ -166,7 +168,7 @@ def test_meta_trained_optimizer_trains_a_users_sequential(tmp_path):
     """A briefly meta-trained FF optimizer trains a user's MLP on digits (another task and architecture);
     the same optimizer before meta-training does not."""
     cfg = _tiny_config(tmp_path / "ff", processor="none", unroll=5, horizon=10, outer_steps=20, meta_lr=3e-2,
-                       batch_size=32)
+                       batch_size=32, validate_every=0)
     l2o.meta_train(cfg, log=None)
     x, y = _digits(512)
     ratios = []
@@ -197,7 +199,7 @@ def test_meta_training_resumes_bit_identically(tmp_path):
     part = l2o.meta_train(_tiny_config(tmp_path / "b"), max_outer_steps=2, log=None)
     assert not part["finished"] and part["outer_step"] == 2
     l2o.meta_train(_tiny_config(tmp_path / "b"), log=None)
-    a, b = l2o.load_run(tmp_path / "a"), l2o.load_run(tmp_path / "b")
+    a, b = l2o.load_run(tmp_path / "a", best=False), l2o.load_run(tmp_path / "b", best=False)
     assert a["outer_step"] == b["outer_step"] == 4
     for key in a["meta_params"]:
         assert torch.equal(a["meta_params"][key], b["meta_params"][key]), key
@@ -205,6 +207,12 @@ def test_meta_training_resumes_bit_identically(tmp_path):
         assert torch.equal(a["optimizees"][key], b["optimizees"][key]), key
     assert [r["meta_loss"] for r in a["history"]] == [r["meta_loss"] for r in b["history"]]
     assert int(a["optimizees"]["life"].sum()) >= 1                  # optimizees were re-initialised
+    vals = [r.get("val_acc") for r in a["history"]]
+    assert vals[1] is not None and vals[3] is not None and vals[0] is None      # meta-validated every 2 outer steps
+    assert [r.get("val_acc") for r in b["history"]] == vals
+    best = l2o.load_run(tmp_path / "a")                              # best.pt: the best meta-validation
+    assert best["best"] == a["best"] and best["outer_step"] == a["best"]["outer_step"]
+    assert a["best"]["val_acc"] == max(v for v in vals if v is not None)
 
 
 @needs_data
@@ -230,7 +238,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     with pytest.raises(FileExistsError, match="already holds"):
         l2o.meta_train(_tiny_config(tmp_path, outer_steps=2), resume=False, log=None)
     l2o.meta_train(_tiny_config(tmp_path, outer_steps=2), log=None)           # more outer steps: allowed
-    assert l2o.load_run(tmp_path)["outer_step"] == 2
+    assert l2o.load_run(tmp_path, best=False)["outer_step"] == 2
 
 
 # ----------------------------------------------------------------------------

@@ -6,7 +6,11 @@
     as dict), arch (the optimizee's Architecture.to_dict()), meta_params (state_dict),
     meta_optimizer (Adam's state_dict), outer_step (completed outer steps), optimizees (theta,
     momenta, step, life, end of the networks being trained), data_rng (generator state),
-    history (one row per outer step), elapsed_s, checksums
+    history (one row per outer step), elapsed_s, best (outer step and validation accuracy of the
+    best meta-validation so far), checksums
+
+``<run>/best.pt`` is the same record at the best meta-validation; :func:`load_learned_optimizer`
+reads it (``last.pt`` when there is none, or when given explicitly).
 
 Written through :func:`neuralgraph.io.atomic_save` with :func:`neuralgraph.io.checksums`, so an
 interrupted write never leaves a truncated file and changed bytes are refused when read.
@@ -22,19 +26,23 @@ import torch
 from ..io import atomic_save, checksums, read_torch_file, verify_checksums
 from .optimizer import LearnedOptimizer, OptimizerSpec
 
-__all__ = ["RUN_FORMAT", "RUN_VERSION", "CHECKPOINT_NAME", "save_run", "load_run", "run_path",
+__all__ = ["RUN_FORMAT", "RUN_VERSION", "CHECKPOINT_NAME", "BEST_NAME", "save_run", "load_run", "run_path",
            "load_learned_optimizer", "load_meta_params"]
 
 RUN_FORMAT = "neuralgraph.l2o.run"
 RUN_VERSION = 1
 CHECKPOINT_NAME = "last.pt"
+BEST_NAME = "best.pt"
 _REQUIRED = ("config", "spec", "arch", "meta_params", "outer_step", "history")
 
 
-def run_path(run: str | os.PathLike) -> Path:
-    """The checkpoint of a run: ``run`` itself if it is a file, else ``run/last.pt``."""
+def run_path(run: str | os.PathLike, best: bool = True) -> Path:
+    """The checkpoint of a run: ``run`` itself if it is a file, else ``run/best.pt`` (with ``best``, when it
+    exists) or ``run/last.pt``."""
     run = Path(run)
-    return run / CHECKPOINT_NAME if run.is_dir() else run
+    if not run.is_dir():
+        return run
+    return run / BEST_NAME if best and (run / BEST_NAME).is_file() else run / CHECKPOINT_NAME
 
 
 def save_run(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -45,13 +53,15 @@ def save_run(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return atomic_save(record, path)
 
 
-def load_run(run: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read and verify the checkpoint of a meta-training run (a run directory or its ``last.pt``).
+def load_run(run: str | os.PathLike, map_location: str | torch.device = "cpu", best: bool = True) -> dict[str, Any]:
+    """Read and verify the checkpoint of a meta-training run (a run directory, its ``best.pt`` or ``last.pt``).
+
+    A directory gives its ``best.pt`` (``best=False``: its ``last.pt``, the end of meta-training).
 
     ``ValueError`` naming the file for anything else: a training checkpoint of ``neuralgraph train``,
     a file of another version, a damaged file.
     """
-    path = run_path(run)
+    path = run_path(run, best)
     obj = read_torch_file(path, map_location, "learned-optimizer checkpoint", "learned-optimizer checkpoint")
     if not isinstance(obj, dict) or obj.get("format") != RUN_FORMAT:
         what = f"format {obj.get('format')!r}" if isinstance(obj, dict) and "format" in obj else (

@@ -46,6 +46,7 @@ def add_l2o_parser(subparsers) -> argparse.ArgumentParser:
             ("--hidden", int, "hidden", "processor width"), ("--layers", int, "num_layers", "processor layers"),
             ("--context", int, "context", "context numbers per parameter from the equivariant head"),
             ("--ff-hidden", int, "ff_hidden", "width of the per-parameter MLP"),
+            ("--step-mult", float, "step_mult", "scale of the update d * exp(0.001 m) * step_mult"),
             ("--image-size", int, "image_size", "optimizee images: 28, 14 or 7 pixels"),
             ("--channels", int, "channels", "optimizee CNN channels"), ("--cnn-layers", int, "cnn_layers",
                                                                          "optimizee convolutions"),
@@ -56,9 +57,14 @@ def add_l2o_parser(subparsers) -> argparse.ArgumentParser:
             ("--outer-steps", int, "outer_steps", "meta-parameter updates in total"),
             ("--meta-lr", float, "meta_lr", "Adam's learning rate on the meta-parameters"),
             ("--clip-grad-norm", float, "clip_grad_norm", "meta-gradient norm clipping"),
-            ("--n-val", int, "n_val", "Fashion-MNIST training images held out for validation")):
+            ("--n-val", int, "n_val", "Fashion-MNIST training images held out for validation"),
+            ("--validate-steps", int, "validate_steps", "steps of a meta-validation"),
+            ("--validate-seeds", int, "validate_seeds", "networks of a meta-validation")):
         m.add_argument(flag, type=positive(kind), default=getattr(d, dest), dest=dest,
                        help=f"{text} (default {getattr(d, dest)})")
+    m.add_argument("--validate-every", type=int, default=d.validate_every,
+                   help=f"outer steps between meta-validations; the best is kept in best.pt (0: only after the last; "
+                        f"default {d.validate_every})")
     m.add_argument("--init", default=d.init, help=f"optimizee initialisation (default {d.init})")
     m.add_argument("--seed", type=int, default=d.seed)
     m.add_argument("--n-train", type=positive(int), help="cap on the training images read (tests)")
@@ -110,9 +116,10 @@ def run_l2o(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     log = None if args.quiet else print
     if args.l2o_command == "meta-train":
-        keys = ("processor", "hidden", "num_layers", "context", "ff_hidden", "image_size", "channels", "cnn_layers",
-                "init", "batch_size", "unroll", "horizon", "optimizees", "outer_steps", "meta_lr", "clip_grad_norm",
-                "seed", "n_val", "n_train", "recompute", "threads")
+        keys = ("processor", "hidden", "num_layers", "context", "ff_hidden", "step_mult", "image_size", "channels",
+                "cnn_layers", "init", "batch_size", "unroll", "horizon", "optimizees", "outer_steps", "meta_lr",
+                "clip_grad_norm", "seed", "n_val", "n_train", "recompute", "validate_every", "validate_steps",
+                "validate_seeds", "threads")
         config = MetaTrainConfig(out=str(args.out), data_root=str(args.data_root),
                                  **{k: getattr(args, k) for k in keys})
         res = meta_train(config, resume=not args.no_resume, max_outer_steps=args.max_outer_steps,
@@ -120,7 +127,8 @@ def run_l2o(args: argparse.Namespace) -> int:
         last = res["history"][-1] if res["history"] else {}
         print(json.dumps({"run": str(args.out), "processor": config.processor, "outer_step": res["outer_step"],
                           "outer_steps": res["outer_steps"], "finished": res["finished"],
-                          "elapsed_s": round(res["elapsed_s"], 1), "last_meta_loss": last.get("meta_loss")}))
+                          "elapsed_s": round(res["elapsed_s"], 1), "last_meta_loss": last.get("meta_loss"),
+                          "best": res["best"]}))
         return 0
     if args.l2o_command == "evaluate":
         shape = {"image_size": args.image_size, "channels": args.channels, "n_val": args.n_val}

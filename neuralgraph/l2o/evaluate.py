@@ -39,20 +39,20 @@ DEFAULT_ADAM_LRS = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 
 
 def train_optimizees(layout: ParamLayout, task: Task, rule, *, steps: int, seeds: int, data_seed: int,
-                     batch_size: int = 128, eval_every: int = 100) -> dict[str, Tensor]:
+                     batch_size: int = 128, eval_every: int = 100, test: bool = True) -> dict[str, Tensor]:
     """Train the networks a rule owns (``rule.theta [G * seeds, P]``) and record their curves.
 
     Row ``g * seeds + s`` sees the batches of seed ``s`` (drawn from ``data_seed``), whatever ``g``.
 
-    Returns ``train_loss [B, steps]`` (the batch loss before each update), ``curve_steps [C]``,
-    ``test_loss_curve`` / ``test_acc_curve [B, C]`` and final ``test_loss``, ``test_acc``,
-    ``val_loss``, ``val_acc [B]``.
+    Returns ``train_loss [B, steps]`` (the batch loss before each update), final ``val_loss``,
+    ``val_acc [B]`` and, with ``test``, ``curve_steps [C]``, ``test_loss_curve`` /
+    ``test_acc_curve [B, C]`` (every ``eval_every`` steps) and final ``test_loss``, ``test_acc``.
     """
     B = rule.theta.shape[0]
     if B % seeds:
         raise ValueError(f"l2o: {B} networks are not a multiple of {seeds} seeds")
     gen = torch.Generator().manual_seed(int(data_seed))
-    curve = sorted(set(range(0, steps, eval_every)) | {steps})
+    curve = sorted(set(range(0, steps, eval_every)) | {steps}) if test else []
     train_loss = torch.empty(B, steps)
     test_curve = []
     for t in range(steps):
@@ -62,13 +62,15 @@ def train_optimizees(layout: ParamLayout, task: Task, rule, *, steps: int, seeds
         loss, grad = loss_and_grad(layout, rule.theta, task.train_x[idx], task.train_y[idx])
         train_loss[:, t] = loss
         rule.step(grad)
-    test = evaluate_theta(layout, rule.theta, task.test_x, task.test_y)
-    test_curve.append(test)
     val = evaluate_theta(layout, rule.theta, task.val_x, task.val_y)
-    return {"train_loss": train_loss, "curve_steps": torch.tensor(curve),
-            "test_loss_curve": torch.stack([c[0] for c in test_curve], 1),
-            "test_acc_curve": torch.stack([c[1] for c in test_curve], 1),
-            "test_loss": test[0], "test_acc": test[1], "val_loss": val[0], "val_acc": val[1]}
+    out = {"train_loss": train_loss, "val_loss": val[0], "val_acc": val[1]}
+    if test:
+        final = evaluate_theta(layout, rule.theta, task.test_x, task.test_y)
+        test_curve.append(final)
+        out.update({"curve_steps": torch.tensor(curve), "test_loss_curve": torch.stack([c[0] for c in test_curve], 1),
+                    "test_acc_curve": torch.stack([c[1] for c in test_curve], 1), "test_loss": final[0],
+                    "test_acc": final[1]})
+    return out
 
 
 def _split_rows(record: dict[str, Tensor], groups: int) -> list[dict[str, Tensor]]:

@@ -19,6 +19,15 @@ step are kept for the backward pass (tens of MB per step for the default optimiz
 ``recompute`` each step is recomputed in the backward pass instead (activation checkpointing: a
 few numbers per parameter and step, about 1.4x the time).
 
+Meta-validation: every ``validate_every`` outer steps (and after the last), ``validate_seeds`` fresh
+networks train for ``validate_steps`` steps with the current optimizer (no meta-gradient; fixed
+initialisations and batches), and their accuracy on the task's held-out validation images is
+recorded; the best optimizer so far is kept in ``<out>/best.pt``, which
+:func:`~neuralgraph.l2o.load_learned_optimizer` reads (as the trainer keeps the best epoch). The
+truncated meta-objective and the 1,000-step goal disagree (short-horizon bias: the optimizer that
+lowers the loss over the next unroll is not the one that trains best for 1,000 steps), so the
+last outer step is often not the best.
+
 Resumable at every outer step: ``<out>/last.pt`` (:mod:`neuralgraph.l2o.checkpoint`) holds the
 meta-parameters, Adam's state, the optimizees, the data generator and the history; a resumed run
 is bit-identical to an uninterrupted one (same thread count).
@@ -39,11 +48,13 @@ from ..architecture import Architecture
 from ..io import lock_directory
 from ..seeding import derive_seed
 from ..train.checkpoint import config_mismatch
-from .checkpoint import CHECKPOINT_NAME, load_meta_params, load_run, save_run
+from .checkpoint import BEST_NAME, CHECKPOINT_NAME, load_meta_params, load_run, save_run
 from .features import DECAYS, OptimizerState, advance
 from .layout import ParamLayout
 from .optimizer import LearnedOptimizer, OptimizerSpec
+from .evaluate import train_optimizees
 from .processors import PROCESSORS
+from .rules import LearnedRule
 from .tasks import Task, init_theta, load_task, loss_and_grad, optimizee_cnn, sample_batch
 
 __all__ = ["MetaTrainConfig", "meta_train", "optimizer_spec", "MetaTrainer"]
@@ -60,7 +71,7 @@ class MetaTrainConfig:
         out: run directory (``last.pt`` is written there).
         data_root: directory holding ``fashion_mnist/`` (IDX files).
         processor: ``none`` (FF), ``nggnn``, ``ngt`` or ``dwsnet``.
-        hidden, num_layers, context, ff_hidden: the learned optimizer (:class:`OptimizerSpec`).
+        hidden, num_layers, context, ff_hidden, step_mult: the learned optimizer (:class:`OptimizerSpec`).
         image_size, channels, cnn_layers, init: the optimizee (``image_size`` 28, 14 or 7).
         batch_size: images per inner step and network.
         unroll: inner steps per outer step (truncation length).
@@ -73,6 +84,8 @@ class MetaTrainConfig:
         n_val: Fashion-MNIST training images held out (never seen in meta-training).
         n_train: cap on the training images read (tests).
         recompute: recompute each inner step of the optimizer in the backward pass (less memory).
+        validate_every: outer steps between meta-validations (0: only after the last).
+        validate_steps, validate_seeds: steps and networks of a meta-validation.
         threads: torch intra-op threads (``None``: leave as is).
     """
 
@@ -83,6 +96,7 @@ class MetaTrainConfig:
     num_layers: int = 3
     context: int = 8
     ff_hidden: int = 32
+    step_mult: float = 1e-3
     image_size: int = 14
     channels: int = 16
     cnn_layers: int = 3
@@ -98,6 +112,9 @@ class MetaTrainConfig:
     n_val: int = 10000
     n_train: int | None = None
     recompute: bool = False
+    validate_every: int = 25
+    validate_steps: int = 1000
+    validate_seeds: int = 2
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -105,8 +122,10 @@ class MetaTrainConfig:
         if self.processor not in PROCESSORS:
             raise ValueError(f"l2o: unknown processor {self.processor!r}; choose one of {', '.join(PROCESSORS)}")
         for name in ("hidden", "num_layers", "context", "ff_hidden", "channels", "cnn_layers", "batch_size",
-                     "unroll", "horizon", "optimizees", "outer_steps", "n_val"):
+                     "unroll", "horizon", "optimizees", "outer_steps", "n_val", "validate_steps", "validate_seeds"):
             _positive_int(name, getattr(self, name))
+        if isinstance(self.validate_every, bool) or not isinstance(self.validate_every, int) or self.validate_every < 0:
+            raise ValueError(f"l2o: validate_every must be an integer >= 0, got {self.validate_every!r}")
         for name in ("n_train", "threads"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
@@ -114,7 +133,7 @@ class MetaTrainConfig:
             raise ValueError(f"l2o: recompute must be a bool, got {self.recompute!r}")
         if self.horizon % self.unroll:
             raise ValueError(f"l2o: horizon ({self.horizon}) must be a multiple of unroll ({self.unroll})")
-        for name in ("meta_lr", "clip_grad_norm"):
+        for name in ("meta_lr", "clip_grad_norm", "step_mult"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise ValueError(f"l2o: {name} must be a finite number > 0, got {v!r}")
@@ -135,7 +154,8 @@ def optimizer_spec(config: MetaTrainConfig, arch: Architecture) -> OptimizerSpec
     """The learned optimizer a config meta-trains; NG-GNN's degree scaler is the optimizee graph's mean degree."""
     degree = 2.0 * arch.num_edges / arch.num_nodes            # messages flow both ways
     return OptimizerSpec(processor=config.processor, hidden=config.hidden, num_layers=config.num_layers,
-                         context=config.context, ff_hidden=config.ff_hidden, avg_degree=round(degree, 3))
+                         context=config.context, ff_hidden=config.ff_hidden, step_mult=config.step_mult,
+                         avg_degree=round(degree, 3))
 
 
 class MetaTrainer:
@@ -161,7 +181,7 @@ class MetaTrainer:
         B, H, T = config.optimizees, config.horizon, config.unroll
         if state is None:
             self.generator.manual_seed(derive_seed(config.seed, 1) % 2 ** 63)
-            self.outer_step, self.history, self.elapsed = 0, [], 0.0
+            self.outer_step, self.history, self.elapsed, self.best = 0, [], 0.0, None
             self.life = torch.zeros(B, dtype=torch.long)
             # first lives end at spread-out multiples of the unroll, then every `horizon` steps
             self.end = torch.tensor([T * max(1, math.ceil((b + 1) * H / (B * T))) for b in range(B)])
@@ -174,6 +194,7 @@ class MetaTrainer:
             self.generator.set_state(state["data_rng"])
             self.outer_step, self.history, self.elapsed = int(state["outer_step"]), list(state["history"]), \
                 float(state["elapsed_s"])
+            self.best = state.get("best")
             o = state["optimizees"]
             self.theta, self.life, self.end = o["theta"], o["life"], o["end"]
             self.opt_state = OptimizerState(o["momenta"], o["step"])
@@ -187,7 +208,7 @@ class MetaTrainer:
         """Everything a resumed run needs (see :mod:`neuralgraph.l2o.checkpoint`)."""
         return {"config": self.config.to_dict(), "spec": self.opt.spec.to_dict(), "arch": self.arch.to_dict(),
                 "meta_params": self.opt.state_dict(), "meta_optimizer": self.meta_opt.state_dict(),
-                "outer_step": self.outer_step, "history": self.history, "elapsed_s": self.elapsed,
+                "outer_step": self.outer_step, "history": self.history, "elapsed_s": self.elapsed, "best": self.best,
                 "data_rng": self.generator.get_state(),
                 "optimizees": {"theta": self.theta, "momenta": self.opt_state.momenta, "step": self.opt_state.step,
                                "life": self.life, "end": self.end}}
@@ -245,6 +266,17 @@ class MetaTrainer:
         self.history.append(row)
         return row
 
+    def validate(self) -> float:
+        """Mean validation accuracy of fresh networks trained by the current optimizer (see the module)."""
+        cfg = self.config
+        seeds = [derive_seed(cfg.seed, 5, s) % 2 ** 63 for s in range(cfg.validate_seeds)]
+        theta = init_theta(self.layout, seeds, cfg.init)
+        rec = train_optimizees(self.layout, self.task, LearnedRule(self.opt, self.layout, theta),
+                               steps=cfg.validate_steps, seeds=len(seeds), data_seed=derive_seed(cfg.seed, 6) % 2 ** 63,
+                               batch_size=cfg.batch_size, test=False)
+        self.opt.train()
+        return float(rec["val_acc"].double().mean())
+
     def _reinit(self, rows: Tensor) -> None:
         rows = rows.nonzero().view(-1)
         if not rows.numel():
@@ -272,7 +304,8 @@ def meta_train(config: MetaTrainConfig, *, resume: bool = True, max_outer_steps:
         log: where progress lines go (``None``: silent).
         log_every: outer steps between progress lines.
 
-    Returns ``{"outer_step", "outer_steps", "finished", "elapsed_s", "history"}``.
+    Returns ``{"outer_step", "outer_steps", "finished", "elapsed_s", "history", "best"}`` (``best``: the
+    outer step and validation accuracy of ``best.pt``).
     """
     if not isinstance(config, MetaTrainConfig):
         raise ValueError(f"l2o: meta_train takes a MetaTrainConfig, got {type(config).__name__}")
@@ -300,13 +333,20 @@ def meta_train(config: MetaTrainConfig, *, resume: bool = True, max_outer_steps:
             if time_limit is not None and time.perf_counter() - start >= time_limit:
                 break
             row = trainer.outer()
+            every = config.validate_every
+            if trainer.outer_step == config.outer_steps or (every and trainer.outer_step % every == 0):
+                row["val_acc"] = trainer.validate()
+                if trainer.best is None or row["val_acc"] > trainer.best["val_acc"]:
+                    trainer.best = {"outer_step": trainer.outer_step, "val_acc": row["val_acc"]}
+                    save_run(trainer.state(), out / BEST_NAME)
             save_run(trainer.state(), path)
             done += 1
             if log is not None and (trainer.outer_step % log_every == 0 or trainer.outer_step == config.outer_steps):
                 recent = trainer.history[-log_every:]
+                val = f", validation accuracy {row['val_acc']:.4f}" if "val_acc" in row else ""
                 log(f"[l2o {config.processor}] outer step {row['outer_step']}/{config.outer_steps}: meta-loss "
                     f"{sum(r['meta_loss'] for r in recent) / len(recent):.4f}, grad norm {row['grad_norm']:.3g}, "
-                    f"{sum(r['seconds'] for r in recent) / len(recent):.2f} s/step")
+                    f"{sum(r['seconds'] for r in recent) / len(recent):.2f} s/step{val}")
         return {"outer_step": trainer.outer_step, "outer_steps": config.outer_steps,
                 "finished": trainer.outer_step >= config.outer_steps, "elapsed_s": trainer.elapsed,
-                "history": trainer.history}
+                "history": trainer.history, "best": trainer.best}
