@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -14,6 +14,8 @@ from torch_geometric.data import Batch
 from ..architecture import Architecture
 from ..augment import Augment
 from ..batching import set_graph_attr
+from ..datasets import NeuralGraphDataset
+from ..datasets import as_index as _as_index  # zoo/files.py and older code import it from here
 from ..graph import stacked_to_batch
 from .files import _check_count, _check_stats, load_inr_file
 from .stats import _normalize_batch
@@ -21,49 +23,7 @@ from .stats import _normalize_batch
 __all__ = ["INRDataset", "INRLoader"]
 
 
-def _as_index(indices: Any, n: int) -> Tensor:
-    """Positions ``[k]`` int64 in ``[0, n)`` selected by ``indices``.
-
-    Accepted: an int, a slice, a 1-D sequence / numpy array / tensor of
-    integers (negative ones count from the end), or a 1-D boolean mask of
-    length ``n``. Anything else (floats, 2-D indices, a mask of another
-    length) raises ``ValueError``; an integer out of range ``IndexError``.
-    """
-    if isinstance(indices, slice):
-        return torch.arange(n)[indices]
-    if isinstance(indices, (bool, np.bool_)):
-        raise ValueError(f"a single bool is not an index; pass a boolean mask of length {n} or integer indices")
-    if isinstance(indices, Tensor):
-        idx = indices.cpu()
-    else:
-        try:
-            arr = np.asarray(indices)
-        except (TypeError, ValueError) as e:                      # ragged lists and the like
-            raise ValueError(f"indices must be integers, a slice or a boolean mask, got {type(indices).__name__} "
-                             f"({e})") from None
-        if arr.size == 0:
-            arr = arr.astype(np.int64)                            # [] is float64 for numpy
-        if arr.dtype.kind not in "biu":
-            raise ValueError(f"indices must be integers or a boolean mask, got {type(indices).__name__} of "
-                             f"dtype {arr.dtype}")
-        idx = torch.from_numpy(arr.astype(np.int64) if arr.dtype.kind in "iu" else arr)
-    if idx.dtype == torch.bool:
-        if idx.dim() != 1 or idx.shape[0] != n:
-            raise ValueError(f"a boolean mask must have shape ({n},) for a dataset of {n} INRs, "
-                             f"got {tuple(idx.shape)}")
-        return idx.nonzero().reshape(-1)
-    if idx.dtype.is_floating_point or idx.dtype.is_complex:
-        raise ValueError(f"indices must be integers or a boolean mask, got dtype {idx.dtype}")
-    if idx.dim() > 1:
-        raise ValueError(f"indices must be 1-D (or a single int), got shape {tuple(idx.shape)}")
-    idx = idx.reshape(-1).long()
-    if idx.numel() and (idx.min() < -n or idx.max() >= n):
-        bad = idx[(idx < -n) | (idx >= n)][0]
-        raise IndexError(f"index {int(bad)} out of range for a dataset of {n} INRs")
-    return torch.where(idx < 0, idx + n, idx)
-
-
-class INRDataset(torch.utils.data.Dataset):
+class INRDataset(NeuralGraphDataset):
     """One split file, loaded lazily (memory-mapped); batches are built without per-item loops.
 
     ``dataset[i]`` is a single :class:`~neuralgraph.NeuralGraph` with ``y``

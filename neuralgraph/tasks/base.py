@@ -53,8 +53,8 @@ class Task:
     metrics: ClassVar[tuple[str, ...]] = ("loss",)
 
     def load_splits(self, data: str | os.PathLike, normalize: bool) -> dict[str, Any]:
-        """``{"train", "val", "test"}`` datasets: objects with ``len()``, ``arch`` and
-        ``batch(indices, normalize=None, augment=None, generator=None)`` giving a PyG batch."""
+        """``{"train", "val", "test"}`` datasets, each a :class:`~neuralgraph.datasets.NeuralGraphDataset`
+        (``len()``, ``arch``, ``meta`` and ``batch(indices, augment=, generator=)`` giving a PyG batch)."""
         from ..inr.splits import load_splits
 
         return load_splits(data, normalize=normalize)

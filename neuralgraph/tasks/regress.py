@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ..architecture import Architecture
 from ..augment import relative_noise_stacked
+from ..datasets import NeuralGraphDataset
 from ..symmetry import permute_hidden
 from .base import Task
 
@@ -68,7 +69,7 @@ def _perturb(weights: list, biases: list, noise: float, dropout: float,
             relative_noise_stacked(biases, noise, dropout, generator))
 
 
-class ZooSplitView:
+class ZooSplitView(NeuralGraphDataset):
     """One split of a zoo as the trainer reads datasets: ``len``, ``arch``, ``meta`` and ``batch``.
 
     ``arch`` is the zoo's architecture with the most kernel taps (what the model

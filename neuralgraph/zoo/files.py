@@ -36,8 +36,8 @@ from ..architecture import Architecture
 from ..batching import concat_batches, set_graph_attr
 from ..chunks import ChunkStore, fingerprint, tensor_digest
 from ..data.images import DATASETS, load_zoo_data
+from ..datasets import as_index
 from ..graph import stacked_to_batch, to_model
-from ..inr.dataset import _as_index
 from ..inr.files import _compact
 from ..seeding import derive_seed
 from ..io import atomic_save, lock_directory, read_torch_file, tensor_sha256
@@ -415,7 +415,7 @@ class ZooDataset:
 
     def params(self, indices: Any, epoch: int | None = None) -> list[tuple[Architecture, Tensor, dict]]:
         """Per group among ``indices``: ``(arch, network ids [b], {"weights", "biases", "norms"} stacked [b, ...])``."""
-        idx = _as_index(indices, len(self))
+        idx = as_index(indices, len(self))
         c = self.checkpoint(epoch)
         out = []
         for g, group in enumerate(self.groups):
