@@ -14,6 +14,7 @@ import torch
 from torch_geometric.data import Batch
 
 import neuralgraph as ng
+from neuralgraph.graph import graph_from_params
 
 
 def best_of(fn, repeats: int = 5) -> float:
@@ -44,7 +45,7 @@ def main() -> None:
         t_perm = best_of(lambda: ng.permute_hidden(batch))
         n_slow = min(B, 512)
         t_slow = best_of(lambda: Batch.from_data_list(
-            [ng.graph_from_params([w[i] for w in W], [x[i] for x in b], arch) for i in range(n_slow)]), repeats=2)
+            [graph_from_params([w[i] for w in W], [x[i] for x in b], arch) for i in range(n_slow)]), repeats=2)
         print(f"| {B} | {B / t_fast:,.0f} | {B / t_back:,.0f} | {B / t_perm:,.0f} | {n_slow / t_slow:,.0f} |")
 
 

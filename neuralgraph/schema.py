@@ -130,7 +130,7 @@ class NeuralGraph(Data):
             if value.size(-1) != first[0]:
                 raise ValueError(
                     f"cannot batch neural graphs with {first[0]} and {value.size(-1)} taps per edge ({key}): "
-                    f"convert with to_graph(..., taps=K) or pad with ng.pad_taps(graph, K), K >= "
+                    f"convert with to_graph(..., taps=K) or pad with neuralgraph.graph.pad_taps(graph, K), K >= "
                     f"{max(first[0], value.size(-1))}"
                 )
             if value.dtype != first[1]:

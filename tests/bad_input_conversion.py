@@ -6,6 +6,9 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 
 import neuralgraph as ng
+from neuralgraph.architecture import LayerSpec, ModuleSpec
+from neuralgraph.graph import graph_archs, graph_from_params, pad_taps
+from neuralgraph.symmetry import apply_permutation
 from bad_input import Case
 from dws_equiv import DWSNet
 from neuralgraph.inr import INRDataset
@@ -93,9 +96,9 @@ CASES: list[Case] = [
     Case("taps negative", lambda ctx: ng.to_graph(mlp(), taps=-1), ValueError, "taps must be a positive integer"),
     Case("taps bool", lambda ctx: ng.to_graph(mlp(), taps=True), ValueError, "taps must be a positive integer"),
     Case("taps below kernel", lambda ctx: ng.to_graph(cnn(), taps=4), ValueError, "smaller than the largest kernel"),
-    Case("pad_taps not an int", lambda ctx: ng.pad_taps(ng.to_graph(mlp()), 2.5), ValueError, "taps must be"),
+    Case("pad_taps not an int", lambda ctx: pad_taps(ng.to_graph(mlp()), 2.5), ValueError, "taps must be"),
     Case("batch of mixed taps", lambda ctx: Batch.from_data_list([ng.to_graph(mlp()), ng.to_graph(cnn())]),
-         ValueError, "ng.pad_taps"),
+         ValueError, "pad_taps"),
     Case("batch of mixed dtypes", lambda ctx: Batch.from_data_list([ng.to_graph(mlp()), ng.to_graph(mlp().double())]),
          ValueError, "dtypes torch.float32 and torch.float64"),
     # models that cannot be described faithfully
@@ -111,7 +114,7 @@ CASES: list[Case] = [
          ValueError, "model[1]: LeakyReLU negative_slope must be a finite number"),
     Case("LeakyReLU nan", lambda ctx: ng.to_graph(nn.Sequential(nn.Linear(2, 2), nn.LeakyReLU(float("nan")))),
          ValueError, "model[1]: LeakyReLU negative_slope must be a finite number"),
-    Case("LeakyReLU spec nan", lambda ctx: ng.ModuleSpec("leaky_relu", (float("nan"),)).build(), ValueError,
+    Case("LeakyReLU spec nan", lambda ctx: ModuleSpec("leaky_relu", (float("nan"),)).build(), ValueError,
          "LeakyReLU negative_slope must be a finite number"),
     Case("shared Linear", lambda ctx: ng.to_graph(_shared_linear()), ValueError,
          "model[3] and model[1] are the same Linear object (tied weights)"),
@@ -161,18 +164,18 @@ CASES: list[Case] = [
     Case("residual block of an unpadded conv", lambda ctx: ng.to_graph(_strided_residual(padding=0)),
          ValueError, "model[2]: residual block changes the spatial size (model[2][0]: Conv2d"),
     Case("Architecture residual of a strided conv", lambda ctx: ng.Architecture(
-        (ng.LayerSpec("conv2d", 4, 4, (3, 3), (2, 2), (1, 1), (1, 1)),), residuals=((0, 1, 0),)), ValueError,
+        (LayerSpec("conv2d", 4, 4, (3, 3), (2, 2), (1, 1), (1, 1)),), residuals=((0, 1, 0),)), ValueError,
          "residual block (0, 1) changes the spatial size (layer 1: conv2d stride (2, 2))"),
     # sizes of an architecture
     Case("mlp_architecture width 4.7", lambda ctx: ng.mlp_architecture([2, 4.7, 1]), ValueError,
          "widths must be integers >= 1, got 4.7 at index 1"),
     Case("mlp_architecture width '4'", lambda ctx: ng.mlp_architecture([2, "4", 1]), ValueError,
          "widths must be integers >= 1, got '4' at index 1"),
-    Case("LayerSpec in_features 2.5", lambda ctx: ng.LayerSpec("linear", 2.5, 4), ValueError,
+    Case("LayerSpec in_features 2.5", lambda ctx: LayerSpec("linear", 2.5, 4), ValueError,
          "LayerSpec (linear): in_features must be an integer >= 1, got 2.5"),
-    Case("LayerSpec kernel of 0", lambda ctx: ng.LayerSpec("conv2d", 1, 2, (0, 3), (1, 1), (0, 0), (1, 1)),
+    Case("LayerSpec kernel of 0", lambda ctx: LayerSpec("conv2d", 1, 2, (0, 3), (1, 1), (0, 0), (1, 1)),
          ValueError, "LayerSpec (conv2d): kernel_size must be a tuple of 2 integers >= 1, got (0, 3)"),
-    Case("LayerSpec stride 1.5", lambda ctx: ng.LayerSpec("conv1d", 1, 2, (3,), (1.5,), (0,), (1,)), ValueError,
+    Case("LayerSpec stride 1.5", lambda ctx: LayerSpec("conv1d", 1, 2, (3,), (1.5,), (0,), (1,)), ValueError,
          "LayerSpec (conv1d): stride must be a tuple of 1 integer >= 1, got (1.5,)"),
     Case("Architecture.from_dict width 4.7", lambda ctx: ng.Architecture.from_dict(
         {"layers": [{"kind": "linear", "in_features": 2, "out_features": 4.7}]}), ValueError,
@@ -211,17 +214,17 @@ CASES: list[Case] = [
          ValueError, "layer 2 (linear): bias is torch.float64 but layer 1's weight is torch.float32"),
     Case("stacked NaN", lambda ctx: ng.stacked_to_batch(*stacked(W0=torch.full((2, 4, 2), float("nan"))), ARCH),
          ValueError, "NaN or inf"),
-    Case("graph_from_params batched weights", lambda ctx: ng.graph_from_params(*stacked(), ARCH), ValueError,
+    Case("graph_from_params batched weights", lambda ctx: graph_from_params(*stacked(), ARCH), ValueError,
          "layer 1 (linear): weight has shape (1, 2, 4, 2)"),
-    Case("graph_from_params bad state", lambda ctx: ng.graph_from_params([torch.randn(4, 2), torch.randn(1, 4)],
+    Case("graph_from_params bad state", lambda ctx: graph_from_params([torch.randn(4, 2), torch.randn(1, 4)],
                                                                            [None, None], ng.mlp_architecture([2, 4, 1], bias=False),
                                                                            state="eval"),
          ValueError, "state must be a ModelState"),
-    Case("graph_archs without arch", lambda ctx: ng.graph_archs(Data(x=torch.zeros(3, 1))), ValueError,
+    Case("graph_archs without arch", lambda ctx: graph_archs(Data(x=torch.zeros(3, 1))), ValueError,
          "graph_archs: the graph has no arch"),
-    Case("graph_archs count", lambda ctx: ng.graph_archs(_set(ng.stacked_to_batch(*stacked(), ARCH), arch=[ARCH])),
+    Case("graph_archs count", lambda ctx: graph_archs(_set(ng.stacked_to_batch(*stacked(), ARCH), arch=[ARCH])),
          ValueError, "graph_archs: the batch has 2 graphs but 1 architectures"),
-    Case("graph_archs not an Architecture", lambda ctx: ng.graph_archs(_set(ng.to_graph(mlp()), arch="mlp")),
+    Case("graph_archs not an Architecture", lambda ctx: graph_archs(_set(ng.to_graph(mlp()), arch="mlp")),
          ValueError, "graph.arch must hold Architecture objects"),
     Case("batch_to_stacked mixed architectures", lambda ctx: ng.batch_to_stacked(Batch.from_data_list(
         [ng.to_graph(mlp()), ng.to_graph(nn.Sequential(nn.Linear(2, 3)))])), ValueError, "one parameter layout"),
@@ -243,12 +246,12 @@ CASES: list[Case] = [
          "generator must be a torch.Generator, got int"),
     Case("permute_hidden plain Data", lambda ctx: ng.permute_hidden(Data(x=torch.zeros(3, 1))), ValueError,
          "the graph has no node_layer"),
-    Case("apply_permutation across layers", lambda ctx: ng.apply_permutation(ng.to_graph(mlp()),
+    Case("apply_permutation across layers", lambda ctx: apply_permutation(ng.to_graph(mlp()),
                                                                               torch.tensor([0, 2, 1, 3, 4, 5, 6])),
          ValueError, "node_perm moves nodes to another layer"),
-    Case("apply_permutation repeated entry", lambda ctx: ng.apply_permutation(ng.to_graph(mlp()), torch.zeros(7, dtype=torch.long)),
+    Case("apply_permutation repeated entry", lambda ctx: apply_permutation(ng.to_graph(mlp()), torch.zeros(7, dtype=torch.long)),
          ValueError, "node_perm is not a permutation"),
-    Case("apply_permutation wrong length", lambda ctx: ng.apply_permutation(ng.to_graph(mlp()), torch.arange(6)),
+    Case("apply_permutation wrong length", lambda ctx: apply_permutation(ng.to_graph(mlp()), torch.arange(6)),
          ValueError, "node_perm must be an int64 tensor of shape [7]"),
 ]
 

@@ -6,6 +6,7 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 
 import neuralgraph as ng
+from neuralgraph.graph import read_params
 from bad_input import Case
 from dws_equiv import DWSLayer, DWSNet, DWSReadout
 from dws_equiv.ng import NGGNN, NGTransformer
@@ -79,7 +80,7 @@ CASES: list[Case] = [
     Case("NGGNN without probes: edge_attr with 0 columns", lambda ctx: NGGNN(3, hidden=8, num_layers=1,
                                                                            use_probes=False)(_no_edge_columns()),
          ValueError, "NGGNN: edge_attr has shape [12, 0]"),
-    Case("probes: read_params of edge_attr with 0 columns", lambda ctx: ng.read_params(
+    Case("probes: read_params of edge_attr with 0 columns", lambda ctx: read_params(
         _no_edge_columns(), _no_edge_columns().arch, torch.zeros(1, dtype=torch.long), 1), ValueError,
          "layer 1 (linear): edge_attr has 0 columns, the layer needs 1 (its kernel taps)"),
     # graphs a processor cannot take

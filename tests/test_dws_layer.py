@@ -12,6 +12,9 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import neuralgraph as ng
+from neuralgraph.graph import pad_taps
+from neuralgraph.schema import EDGE_FORWARD
+from neuralgraph.symmetry import apply_permutation
 from dense_dws_reference import DenseDWS, features_to_stacked, stacked_to_features
 from dws_equiv import DWSIndex, DWSLayer
 from strategies import cnns, mlps, resnets
@@ -52,7 +55,7 @@ def _permutation_matrices(g, layer_perm):
     node_perm = torch.arange(g.num_nodes)
     for nodes, perm in layer_perm:
         node_perm[nodes] = nodes[perm]
-    permuted, hp = ng.apply_permutation(g, node_perm)
+    permuted, hp = apply_permutation(g, node_perm)
     bias = torch.nonzero(weight_space_mask(g)).view(-1)
     E = g.edge_attr.size(0)
     n = E + bias.numel()
@@ -205,7 +208,7 @@ deep_models = st.one_of(mlps(max_layers=6, max_width=6), cnns(max_convs=2, max_w
 
 
 def _hetero_batch(models, taps=9):
-    graphs = [ng.pad_taps(ng.to_graph(m.double()), taps) for m in models]
+    graphs = [pad_taps(ng.to_graph(m.double()), taps) for m in models]
     graphs = [g for g in graphs if g.num_layers >= 2]
     return Batch.from_data_list(graphs) if graphs else None
 
@@ -243,7 +246,7 @@ def test_equivariance_on_heterogeneous_batches(models, seed, tying, reduce, pair
     torch.testing.assert_close(edge2, edge[perm.edge_perm], rtol=1e-9, atol=1e-9)
     # outputs outside weight space are zero: input neurons, residual edges
     assert torch.equal(node[batch.node_layer == 0], torch.zeros_like(node[batch.node_layer == 0]))
-    skip = batch.edge_type != ng.EDGE_FORWARD
+    skip = batch.edge_type != EDGE_FORWARD
     assert torch.equal(edge[skip], torch.zeros_like(edge[skip]))
 
 

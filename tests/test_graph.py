@@ -11,6 +11,9 @@ from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 import neuralgraph as ng
+from neuralgraph.architecture import ACTIVATIONS, LayerSpec
+from neuralgraph.graph import graph_from_params, pad_taps
+from neuralgraph.schema import EDGE_RESIDUAL, IDENTITY_NORM, NODE_INPUT, NODE_OUTPUT
 from strategies import cnns, mlps, model_input, resnets
 
 
@@ -47,8 +50,8 @@ def test_layout_matches_parameters(model):
     assert g.num_edges == sum(l.weight.numel() for l in linears)
     M = len(linears)
     assert torch.equal(torch.bincount(g.node_layer, minlength=M + 1), torch.tensor(widths))
-    assert (g.node_type[g.node_layer == 0] == ng.NODE_INPUT).all()
-    assert (g.node_type[g.node_layer == M] == ng.NODE_OUTPUT).all()
+    assert (g.node_type[g.node_layer == 0] == NODE_INPUT).all()
+    assert (g.node_type[g.node_layer == M] == NODE_OUTPUT).all()
     assert (g.x[g.node_layer == 0] == 0).all()
     src, dst = g.edge_index
     assert torch.equal(g.node_layer[dst], g.edge_layer)
@@ -71,8 +74,8 @@ def test_activation_ids_and_conv_taps():
     assert set(per_layer_taps[g.edge_layer == 1].tolist()) == {15}
     assert set(per_layer_taps[g.edge_layer == 2].tolist()) == {1}
     assert (g.edge_attr[~g.edge_mask] == 0).all()
-    assert set(g.node_act[g.node_layer == 1].tolist()) == {ng.ACTIVATIONS["gelu"]}
-    assert set(g.node_act[g.node_layer == 2].tolist()) == {ng.ACTIVATIONS["sine"]}
+    assert set(g.node_act[g.node_layer == 1].tolist()) == {ACTIVATIONS["gelu"]}
+    assert set(g.node_act[g.node_layer == 2].tolist()) == {ACTIVATIONS["sine"]}
     assert set(g.node_act[g.node_layer == 3].tolist()) == {0}
     assert g.arch.layers[0].stride == (2, 2) and g.arch.layers[0].padding == (1, 1)
 
@@ -121,7 +124,7 @@ def test_edited_graph_becomes_working_model():
 @settings(max_examples=15, deadline=None)
 @given(st.lists(st.one_of(mlps(max_layers=3), cnns(max_convs=2)), min_size=2, max_size=5))
 def test_heterogeneous_batch_unbatches_losslessly(models):
-    graphs = [ng.pad_taps(ng.to_graph(m), 9) for m in models]
+    graphs = [pad_taps(ng.to_graph(m), 9) for m in models]
     batch = Batch.from_data_list(graphs)
     assert batch.num_graphs == len(models)
     for i, (m, rebuilt) in enumerate(zip(models, ng.to_models(batch))):
@@ -141,7 +144,7 @@ def test_stacked_fast_path_matches_per_graph_conversion():
     biases = [torch.randn(B, o, generator=gen) for o in arch.widths[1:]]
     fast = ng.stacked_to_batch(weights, biases, arch)
     slow = Batch.from_data_list([
-        ng.graph_from_params([w[b] for w in weights], [x[b] for x in biases], arch) for b in range(B)])
+        graph_from_params([w[b] for w in weights], [x[b] for x in biases], arch) for b in range(B)])
     for key in ("x", "edge_index", "edge_attr", "edge_mask", "node_layer", "node_pos", "node_type",
                 "node_act", "edge_layer", "edge_type", "batch", "ptr"):
         assert torch.equal(fast[key], slow[key]), key
@@ -226,7 +229,7 @@ def test_normalisation_layers_become_node_features():
         assert torch.equal(rows[:, k], t.detach())
     ln_rows = g.node_norm[g.node_layer == 2]
     assert torch.equal(ln_rows[:, 0], model[6].weight.detach()) and (ln_rows[:, 2:] == torch.tensor([0.0, 1.0])).all()
-    identity = torch.tensor(ng.IDENTITY_NORM)
+    identity = torch.tensor(IDENTITY_NORM)
     assert (g.node_norm[g.node_layer == 0] == identity).all() and (g.node_norm[g.node_layer == 3] == identity).all()
     rebuilt = ng.to_model(g).eval()
     assert_same_params(model, rebuilt)
@@ -241,7 +244,7 @@ def test_residual_blocks_become_skip_edges():
     model = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), ng.Residual(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 6)),
                           nn.ReLU(), nn.Linear(6, 2))
     g = ng.to_graph(model)
-    skip = g.edge_type == ng.EDGE_RESIDUAL
+    skip = g.edge_type == EDGE_RESIDUAL
     assert int(skip.sum()) == 6 and g.num_edges == 3 * 6 + 6 * 4 + 4 * 6 + 6 * 2 + 6
     src, dst = g.edge_index[:, skip]
     assert (g.node_layer[src] == 1).all() and (g.node_layer[dst] == 3).all()
@@ -405,7 +408,7 @@ def test_graphs_from_parameters_default_to_eval_mode():
     norms = [torch.rand(2, 6, 4) + 0.5, None]
     batch = ng.stacked_to_batch(W, b, arch, norms=norms)
     assert not any(m.training for m in ng.to_models(batch))
-    assert not ng.to_model(ng.graph_from_params([w[0] for w in W], [x[0] for x in b], arch,
+    assert not ng.to_model(graph_from_params([w[0] for w in W], [x[0] for x in b], arch,
                                                 norms=[norms[0][0], None])).training
 
 
@@ -521,7 +524,7 @@ def test_architecture_sizes_are_integers_and_differences_are_named():
     with pytest.raises(ValueError, match="got 8.0 at index 1"):
         ng.mlp_architecture([2, 8.0, 1])
     with pytest.raises(ValueError, match="bias must be a bool"):
-        ng.LayerSpec("linear", 2, 3, bias=1)
+        LayerSpec("linear", 2, 3, bias=1)
     sine = ng.mlp_architecture([2, 8, 1], "sine", w0=10.0)
     assert sine.difference(arch, "here", "there") == "layer 1 post sine(10.0) here, relu() there"
     assert arch.difference(ng.mlp_architecture([2, 8, 8, 1])) == "2 layers here, 3 in the other"

@@ -177,3 +177,52 @@ def test_long_functions_are_found():
 def test_no_function_is_longer_than_80_lines():
     offenders = long_functions()
     assert not offenders, f"functions over {MAX_FUNCTION_LINES} lines (split them): {offenders}"
+
+
+def test_the_three_splits_implement_the_dataset_contract():
+    import inspect
+
+    from neuralgraph.datasets import NeuralGraphDataset
+    from neuralgraph.inr import INRDataset
+    from neuralgraph.tasks.adapt import AdaptSplitView
+    from neuralgraph.tasks.regress import ZooSplitView
+
+    for cls in (INRDataset, ZooSplitView, AdaptSplitView):
+        assert issubclass(cls, NeuralGraphDataset), cls
+        assert not inspect.isabstract(cls), f"{cls.__name__} leaves {sorted(cls.__abstractmethods__)} unimplemented"
+        params = inspect.signature(cls.batch).parameters
+        assert {"indices", "augment", "generator"} <= set(params), cls
+
+
+def test_a_dataset_without_batch_cannot_be_made():
+    import pytest
+
+    from neuralgraph.datasets import NeuralGraphDataset
+
+    class Incomplete(NeuralGraphDataset):
+        def __len__(self) -> int:
+            return 0
+
+    with pytest.raises(TypeError, match="batch"):
+        Incomplete()
+
+
+def test_the_face_is_small_and_its_old_names_still_work_with_a_warning():
+    import importlib
+    import warnings
+
+    import pytest
+
+    import neuralgraph as ng
+
+    assert len(ng.__all__) <= 22
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        for name in ng.__all__:
+            getattr(ng, name)                                       # the face itself warns of nothing
+    for name, module in ng._MOVED.items():
+        with pytest.warns(DeprecationWarning, match=f"neuralgraph.{name} is deprecated.*{module}.{name}"):
+            old = getattr(ng, name)
+        assert old is getattr(importlib.import_module(module), name)
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        ng.no_such_name

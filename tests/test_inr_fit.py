@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import neuralgraph as ng
+from neuralgraph.graph import graph_from_params
 from neuralgraph.data import load_digits, load_mnist
 from neuralgraph.inr import (derive_seed, fit_sirens, image_grid, psnr, render, siren_architecture,
                              siren_forward, siren_init)
@@ -42,7 +43,7 @@ def test_grid_and_init_conventions():
     bound = (6 / 32) ** 0.5 / 30
     assert 0.99 * bound < float(w[1].abs().max()) <= bound
     # stacked evaluation is exactly the nn.Sequential the architecture builds
-    model = ng.to_model(ng.graph_from_params([t[7] for t in w], [t[7] for t in b], siren_architecture()))
+    model = ng.to_model(graph_from_params([t[7] for t in w], [t[7] for t in b], siren_architecture()))
     coords = image_grid(5, 6)
     torch.testing.assert_close(siren_forward(w, b, coords)[7], model(coords), rtol=0, atol=1e-6)
 
@@ -61,7 +62,7 @@ def test_fits_digits_and_reconstructs(digits):
     torch.testing.assert_close(psnr(img, x), res.psnr, rtol=1e-4, atol=1e-3)
     # a fitted INR is an ordinary model / neural graph that reproduces the image
     i = 5
-    g = ng.graph_from_params([w[i] for w in res.weights], [b[i] for b in res.biases], res.arch)
+    g = graph_from_params([w[i] for w in res.weights], [b[i] for b in res.biases], res.arch)
     with torch.no_grad():
         out = ng.to_model(g)(image_grid(8, 8)).reshape(8, 8)           # res.arch ends with the +0.5 offset
     assert float((out - x[i]).abs().max()) < 0.02

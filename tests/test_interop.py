@@ -7,6 +7,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import neuralgraph as ng
+from neuralgraph.interop import state_dict_by_order, to_graph_by_order
 from neuralgraph.inr import INRDataset, save_inr_dataset
 
 
@@ -99,7 +100,7 @@ def test_state_dict_by_order_converts_dwsnets_inr_state_dicts():
     arch = ng.mlp_architecture([2, 8, 8, 1], "sine")
     with pytest.raises(ValueError, match="state dict does not match"):
         ng.to_graph(sd, arch)                       # the names differ
-    g = ng.to_graph_by_order(sd, arch)
+    g = to_graph_by_order(sd, arch)
     model = ng.to_model(g)
     x = torch.rand(10, 2)
     h = x
@@ -107,7 +108,7 @@ def test_state_dict_by_order_converts_dwsnets_inr_state_dicts():
         h = layer(h)
         h = torch.sin(30 * h) if i < 2 else h
     assert torch.allclose(model(x), h, atol=1e-6)
-    renamed = ng.state_dict_by_order(sd, arch)
+    renamed = state_dict_by_order(sd, arch)
     assert list(renamed) == list(arch.build().state_dict()) and all(
         renamed[k] is v for k, v in zip(renamed, sd.values()))
 
@@ -116,10 +117,10 @@ def test_state_dict_by_order_refuses_mismatches():
     arch = ng.mlp_architecture([2, 8, 8, 1])
     sd = DWSNetsStyleINR((2, 8, 4, 1)).state_dict()
     with pytest.raises(ValueError, match=r"tensor 2 \('seq.1.weight'\) has shape \[4, 8\]"):
-        ng.state_dict_by_order(sd, arch)
+        state_dict_by_order(sd, arch)
     sd = DWSNetsStyleINR((2, 8, 8)).state_dict()
     with pytest.raises(ValueError, match="has 4 tensors, the architecture"):
-        ng.state_dict_by_order(sd, arch)
+        state_dict_by_order(sd, arch)
 
 
 def test_batch_models_mixes_mlps_and_cnns_and_rebuilds_them():

@@ -9,6 +9,8 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import neuralgraph as ng
+from neuralgraph.graph import pad_taps
+from neuralgraph.schema import EDGE_RESIDUAL, EDGE_REVERSE, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT
 from dws_equiv.ng import EDGE_REVERSE_RESIDUAL, FourierFeatures, NGEncoder, ProbeFeatures, bidirectional
 from strategies import cnns, mlps, resnets
 
@@ -87,14 +89,14 @@ def test_positional_embeddings_respect_the_symmetry():
     enc = NGEncoder(8, max_in=4, max_out=4, max_depth=4, max_taps=1)
     pos = enc.positional(batch)
     for layer in range(1, 3):  # hidden neurons of one layer share an embedding, across graphs too
-        sel = (batch.node_type == ng.NODE_HIDDEN) & (batch.node_layer == layer)
+        sel = (batch.node_type == NODE_HIDDEN) & (batch.node_layer == layer)
         assert torch.equal(pos[sel], pos[sel][:1].expand_as(pos[sel]))
     first = batch.batch == 0
-    inputs = pos[first & (batch.node_type == ng.NODE_INPUT)]
-    outputs = pos[first & (batch.node_type == ng.NODE_OUTPUT)]
+    inputs = pos[first & (batch.node_type == NODE_INPUT)]
+    outputs = pos[first & (batch.node_type == NODE_OUTPUT)]
     assert len({tuple(r.tolist()) for r in torch.cat([inputs, outputs])}) == 5  # every in/out neuron its own
     # input position p of graph 0 and of graph 1 share the embedding
-    torch.testing.assert_close(pos[(batch.batch == 1) & (batch.node_type == ng.NODE_INPUT)], inputs[:2])
+    torch.testing.assert_close(pos[(batch.batch == 1) & (batch.node_type == NODE_INPUT)], inputs[:2])
     permuted, perm = ng.permute_hidden(batch, torch.Generator().manual_seed(0))
     h, e = enc(batch)
     hp, ep = enc(permuted)
@@ -123,9 +125,9 @@ def test_bidirectional_edges_and_kinds():
     assert ei2.shape == (2, 2 * E)
     assert torch.equal(ei2[:, :E], g.edge_index) and torch.equal(ei2[:, E:], g.edge_index.flip(0))
     assert torch.equal(kind2[:E], g.edge_type)
-    residual = g.edge_type == ng.EDGE_RESIDUAL
+    residual = g.edge_type == EDGE_RESIDUAL
     assert residual.sum() == 4
-    assert (kind2[E:][residual] == EDGE_REVERSE_RESIDUAL).all() and (kind2[E:][~residual] == ng.EDGE_REVERSE).all()
+    assert (kind2[E:][residual] == EDGE_REVERSE_RESIDUAL).all() and (kind2[E:][~residual] == EDGE_REVERSE).all()
 
 
 def test_fourier_features_and_tap_padding():
@@ -140,7 +142,7 @@ def test_fourier_features_and_tap_padding():
     enc = NGEncoder(8, max_taps=9, rff_features=3)
     g = ng.to_graph(model)
     h1, e1 = enc(g)
-    h9, e9 = enc(ng.pad_taps(g, 9))
+    h9, e9 = enc(pad_taps(g, 9))
     torch.testing.assert_close(e1, e9)
     torch.testing.assert_close(h1, h9)
 

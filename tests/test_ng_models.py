@@ -9,6 +9,8 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import neuralgraph as ng
+from neuralgraph.graph import pad_taps
+from neuralgraph.schema import EDGE_RESIDUAL, NODE_INPUT
 from dws_equiv.ng import NGGNN, NGTransformer
 from neuralgraph.inr import fit_sirens
 from strategies import cnns, mlps, model_input, resnets
@@ -60,9 +62,9 @@ def test_equivariant_head_edits_permute_with_the_graph(cls, models, seed, use_pr
     torch.testing.assert_close(out_p.edge_attr, out.edge_attr[perm.edge_perm], rtol=1e-5, atol=1e-5)
     # the input is not modified, the edit is real, and what must stay fixed stays fixed
     assert out is not batch and not torch.equal(out.edge_attr, batch.edge_attr)
-    inputs = batch.node_type == ng.NODE_INPUT
+    inputs = batch.node_type == NODE_INPUT
     assert torch.equal(out.x[inputs], batch.x[inputs])
-    residual = batch.edge_type == ng.EDGE_RESIDUAL
+    residual = batch.edge_type == EDGE_RESIDUAL
     assert torch.equal(out.edge_attr[residual], batch.edge_attr[residual])
     assert (out.edge_attr[~batch.edge_mask.bool()] == 0).all()
     # the edited graphs rebuild into working models, and the edited permuted graphs compute the
@@ -84,7 +86,7 @@ def test_each_graph_is_processed_independently_of_its_batch(cls, head, models, s
     with torch.no_grad():
         out = net(batch)
         for i, m in enumerate(models):
-            alone = net(ng.pad_taps(ng.to_graph(m), 9))  # a plain graph, no batch vector
+            alone = net(pad_taps(ng.to_graph(m), 9))  # a plain graph, no batch vector
             if head == "invariant":
                 torch.testing.assert_close(out[i:i + 1], alone, rtol=1e-5, atol=1e-5)
             else:

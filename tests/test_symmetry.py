@@ -8,6 +8,8 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import neuralgraph as ng
+from neuralgraph.graph import pad_taps
+from neuralgraph.schema import NODE_HIDDEN
 from strategies import cnns, mlps, model_input, resnets
 
 
@@ -22,7 +24,7 @@ def test_permuted_model_computes_same_function(model, seed):
     torch.testing.assert_close(rebuilt(x), model(x), rtol=1e-9, atol=1e-9)
     # the permutation relabels nodes inside hidden layers only
     assert torch.equal(graph.node_layer[perm.node_perm], graph.node_layer)
-    fixed = graph.node_type != ng.NODE_HIDDEN
+    fixed = graph.node_type != NODE_HIDDEN
     assert torch.equal(perm.node_perm[fixed], torch.arange(graph.num_nodes)[fixed])
     assert torch.equal(permuted.x, graph.x[perm.node_perm])
     assert torch.equal(permuted.edge_attr, graph.edge_attr[perm.edge_perm])
@@ -45,7 +47,7 @@ def test_permutation_actually_moves_hidden_neurons():
        st.integers(0, 1000))
 def test_batch_permutation_is_per_graph_and_preserves_functions(models, seed):
     models = [m.double() for m in models]
-    batch = Batch.from_data_list([ng.pad_taps(ng.to_graph(m), 9) for m in models])
+    batch = Batch.from_data_list([pad_taps(ng.to_graph(m), 9) for m in models])
     permuted, perm = ng.permute_hidden(batch, generator=torch.Generator().manual_seed(seed))
     # nodes never leave their graph or layer
     assert torch.equal(batch.batch[perm.node_perm], batch.batch)

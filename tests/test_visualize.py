@@ -10,6 +10,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import neuralgraph as ng  # noqa: E402
+from neuralgraph.schema import NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT
 from neuralgraph.visualize import draw, to_networkx  # noqa: E402
 
 
@@ -21,7 +22,7 @@ def test_to_networkx_carries_weights_and_biases():
     # node 3 + i is neuron i of layer 1; node j is input j
     assert G.edges[1, 3 + 2]["weight"] == model[0].weight[2, 1].item()
     assert G.nodes[3 + 1]["bias"] == model[0].bias[1].item()
-    assert [G.nodes[n]["type"] for n in (0, 3, 8)] == [ng.NODE_INPUT, ng.NODE_HIDDEN, ng.NODE_OUTPUT]
+    assert [G.nodes[n]["type"] for n in (0, 3, 8)] == [NODE_INPUT, NODE_HIDDEN, NODE_OUTPUT]
 
 
 def test_conv_edges_keep_their_kernels():

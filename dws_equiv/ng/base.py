@@ -48,8 +48,8 @@ class DirectedEdgeProjection(ResetChildren, nn.Module):
                    offset: tuple[float, ...] | None = None) -> list[list[Tensor]]:
         """:meth:`forward` for a batch of forward edges only (no residual edges), by direction and chunk.
 
-        Every forward edge has kind :data:`~neuralgraph.EDGE_FORWARD` and every reverse copy
-        :data:`~neuralgraph.EDGE_REVERSE`, so the kind embedding is one row per direction. Each
+        Every forward edge has kind :data:`~neuralgraph.schema.EDGE_FORWARD` and every reverse copy
+        :data:`~neuralgraph.schema.EDGE_REVERSE`, so the kind embedding is one row per direction. Each
         of the ``chunks`` equal parts of the output is its own product (no copy to split it),
         plus ``offset[c]`` (e.g. ``1`` for a FiLM scale ``1 + gamma``), folded into its bias.
         Equal to ``forward(e, kind).chunk(chunks, -1)`` (plus the offsets) up to float rounding.
