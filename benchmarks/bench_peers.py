@@ -265,7 +265,9 @@ def run_child(model: Model, env: dict[str, str] | None = None, **fmt) -> dict:
                          env={**os.environ, "OMP_NUM_THREADS": str(fmt["threads"]), "PYTHONWARNINGS": "ignore",
                               **(env or {})})
     if out.returncode != 0:
-        raise RuntimeError(f"{model.label} failed:\n{out.stderr[-3000:]}")
+        why = (f"killed by signal {-out.returncode}" + (" (out of memory?)" if out.returncode == -9 else "")
+               if out.returncode < 0 else f"exit status {out.returncode}")
+        raise RuntimeError(f"{model.label} failed ({why}):\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
