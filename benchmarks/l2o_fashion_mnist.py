@@ -157,4 +157,7 @@ def write_page(work: Path, args, results: dict | None) -> Path:
 
 
 if __name__ == "__main__":
+    from neuralgraph.allocator import keep_freed_memory
+
+    keep_freed_memory()  # a long run: large tensors stay on the heap (docs/processor-speed.md)
     main()

@@ -450,4 +450,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
+    from neuralgraph.allocator import keep_freed_memory
+
+    keep_freed_memory()  # a long run: large tensors stay on the heap (docs/processor-speed.md)
     main()

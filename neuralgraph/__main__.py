@@ -1,6 +1,6 @@
 """``python -m neuralgraph ...`` is the ``neuralgraph`` command (also ``torchrun -m neuralgraph ...``)."""
 import sys
 
-from .cli import main
+from .cli import entry
 
-sys.exit(main())
+sys.exit(entry())

@@ -486,5 +486,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> int:
+    """The process entry of the ``neuralgraph`` command (and ``python -m neuralgraph``): :func:`main` in a process
+    whose allocator keeps large tensors on the heap (:func:`neuralgraph.allocator.keep_freed_memory`). ``main``
+    itself leaves the allocator alone, so calling it inside another program changes nothing there."""
+    from .allocator import keep_freed_memory
+
+    keep_freed_memory()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())
