@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-from neuralgraph.schema import EDGE_FORWARD, graph_index, num_graphs
+from neuralgraph.schema import EDGE_FORWARD, batch_vector, num_graphs
 
 __all__ = ["DWSIndex"]
 
@@ -135,7 +135,7 @@ class DWSIndex:
         layer, pos = batch.node_layer, batch.node_pos
         device = layer.device
         N = layer.numel()
-        node_graph, G = graph_index(batch), num_graphs(batch)
+        node_graph, G = batch_vector(batch), num_graphs(batch)
         depth = scatter(layer, node_graph, 0, dim_size=G, reduce="max")
         if bool((depth < 2).any()):
             g = int(torch.nonzero(depth < 2)[0])

@@ -155,7 +155,7 @@ class DWSNet(ResetChildren, nn.Module):
             raise ValueError("DWSNet.for_data: no networks to size the model from")
         kwargs.setdefault("max_in", max(a.widths[0] for a in archs))
         kwargs.setdefault("max_out", max(a.widths[-1] for a in archs))
-        kwargs.setdefault("in_edge", max(a.max_taps for a in archs))
+        kwargs.setdefault("in_edge", max(a.edge_dim for a in archs))
         return cls(out_dim, **kwargs)
 
     def _build(self) -> None:

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     mlp = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 2))
     cnn = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 5, 3), nn.GELU(),
                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3))
-    graphs = [ng.to_graph(mlp, taps=9), ng.to_graph(cnn, taps=9)]
+    graphs = [ng.to_graph(mlp, edge_dim=9), ng.to_graph(cnn, edge_dim=9)]
     batch = Batch.from_data_list(graphs)
     print(f"batch of 2 graphs: {batch.num_nodes} neurons, {batch.num_edges} weights")
 

@@ -43,12 +43,15 @@ _MOVED = {
     **{name: "neuralgraph.architecture" for name in ("ACTIVATIONS", "LayerSpec", "ModuleSpec")},
     **{name: "neuralgraph.schema" for name in ("EDGE_FORWARD", "EDGE_RESIDUAL", "EDGE_REVERSE", "IDENTITY_NORM",
                                                "NODE_HIDDEN", "NODE_INPUT", "NODE_OUTPUT")},
-    **{name: "neuralgraph.graph" for name in ("ModelState", "graph_from_params", "pad_taps", "read_params",
-                                              "group_by_layout", "stacked_by_layout", "graph_index", "graph_archs",
+    **{name: "neuralgraph.graph" for name in ("ModelState", "graph_from_params", "read_params", "graph_archs",
                                               "num_graphs")},
     **{name: "neuralgraph.symmetry" for name in ("HiddenPermutation", "apply_permutation",
                                                  "random_hidden_permutation")},
-    **{name: "neuralgraph.interop" for name in ("state_dict_by_order", "to_graph_by_order")},
+    # moved and renamed to explain themselves
+    "pad_taps": "neuralgraph.graph:pad_edge_features", "group_by_layout": "neuralgraph.graph:group_graphs",
+    "stacked_by_layout": "neuralgraph.graph:batch_to_stacked_groups", "graph_index": "neuralgraph.schema:batch_vector",
+    "state_dict_by_order": "neuralgraph.interop:rename_state_dict",
+    "to_graph_by_order": "neuralgraph.interop:from_state_dict",
 }
 
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .deprecation import warn_renamed
+
 __all__ = [
     "ACTIVATIONS",
     "NORM_KINDS",
@@ -71,8 +73,9 @@ class Sine(nn.Module):
         return f"w0={self.w0}"
 
 
+# Named as its module kind "offset", which dataset and checkpoint files store, and the INR fits' ``offset``.
 class Offset(nn.Module):
-    """``x + value``: a constant shift, e.g. the ``+0.5`` that maps a SIREN's output to pixel values.
+    """``x + value``: a constant added to every output, e.g. the ``+0.5`` that maps a SIREN's output to pixel values.
 
     Parameter-free (the value is part of the architecture, like ``Sine``'s ``w0``),
     so an INR rebuilt from its neural graph renders the image itself.
@@ -365,9 +368,15 @@ class LayerSpec:
             raise ValueError(f"{who}: post must be a tuple of ModuleSpec, got {self.post!r}")
 
     @property
-    def taps(self) -> int:
-        """Number of weights per (out, in) pair: 1 for Linear, kernel area for conv."""
+    def weights_per_edge(self) -> int:
+        """Number of weights per (out, in) pair, i.e. per edge of the graph: 1 for Linear, kernel area for conv."""
         return math.prod(self.kernel_size) if self.kernel_size else 1
+
+    @property
+    def taps(self) -> int:
+        """Deprecated name of :attr:`weights_per_edge`."""
+        warn_renamed("LayerSpec.taps", "LayerSpec.weights_per_edge")
+        return self.weights_per_edge
 
     @property
     def is_conv(self) -> bool:
@@ -493,9 +502,16 @@ class Architecture:
         return any(l.norm is not None for l in self.layers)
 
     @property
+    def edge_dim(self) -> int:
+        """Edge features of its graphs unpadded (``to_graph``'s default ``edge_dim``): the largest
+        :attr:`LayerSpec.weights_per_edge` over the layers (1 for an MLP, the largest kernel area for a CNN)."""
+        return max(l.weights_per_edge for l in self.layers)
+
+    @property
     def max_taps(self) -> int:
-        """The largest number of weights per (out, in) pair over the layers (1 for an MLP, kernel area for conv)."""
-        return max(l.taps for l in self.layers)
+        """Deprecated name of :attr:`edge_dim`."""
+        warn_renamed("Architecture.max_taps", "Architecture.edge_dim")
+        return self.edge_dim
 
     @property
     def num_nodes(self) -> int:

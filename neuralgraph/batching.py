@@ -71,7 +71,7 @@ def set_attr_like(batch: Batch, key: str, value: Tensor, like: str) -> None:
 def concat_batches(batches: Sequence[Batch]) -> Batch:
     """One PyG ``Batch`` holding the graphs of several (e.g. one per architecture), without a per-graph loop.
 
-    Every batch must have the same keys and edge-feature width (pad with ``taps=``).
+    Every batch must have the same keys and edge-feature width (pad with ``edge_dim=``).
     """
     if len(batches) == 1:
         return batches[0]
@@ -81,7 +81,7 @@ def concat_batches(batches: Sequence[Batch]) -> Batch:
             raise ValueError(f"cannot concatenate batches with different fields: {sorted(keys ^ set(b._slice_dict))}")
         if b.edge_attr.size(-1) != batches[0].edge_attr.size(-1):
             raise ValueError(f"cannot concatenate batches with {batches[0].edge_attr.size(-1)} and "
-                             f"{b.edge_attr.size(-1)} taps per edge; build them with the same taps=")
+                             f"{b.edge_attr.size(-1)} features per edge; build them with the same edge_dim=")
     node_off, graph_off = [0], [0]
     for b in batches:
         node_off.append(node_off[-1] + b.num_nodes)

@@ -16,17 +16,28 @@ from torch_geometric.data import Batch, Data
 
 from .architecture import Architecture, leaf_modules
 from .batching import uniform_batch
+from .deprecation import forward_moved, renamed_keywords, warn_renamed
 from .schema import (EDGE_FORWARD, EDGE_RESIDUAL, EDGE_REVERSE, IDENTITY_NORM, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT,
-                     STRUCTURE_KEYS, NeuralGraph, graph_index, num_graphs)
+                     STRUCTURE_KEYS, NeuralGraph, batch_vector, num_graphs)
 
 __all__ = [
     "NODE_INPUT", "NODE_HIDDEN", "NODE_OUTPUT", "EDGE_FORWARD", "EDGE_REVERSE", "EDGE_RESIDUAL",
     "STRUCTURE_KEYS",
     "NeuralGraph", "ModelState", "to_graph", "to_model", "to_models",
-    "graph_from_params", "stacked_to_batch", "batch_to_stacked", "pad_taps", "IDENTITY_NORM",
-    "read_params", "group_by_layout", "group_architectures", "stacked_by_layout", "graph_index", "num_graphs",
-    "graph_archs",
+    "graph_from_params", "stacked_to_batch", "batch_to_stacked", "pad_edge_features", "IDENTITY_NORM",
+    "read_params", "parameter_shapes", "group_graphs", "group_architectures", "batch_to_stacked_groups",
+    "batch_vector", "num_graphs", "graph_archs",
 ]
+
+#: Names renamed to explain themselves (kept for one release): ``taps`` is the edge-feature width
+#: (``edge_dim``), a "parameter layout" is the layer kinds and shapes that decide what stacks together.
+__getattr__ = forward_moved(__name__, {
+    "pad_taps": "neuralgraph.graph:pad_edge_features",
+    "parameter_layout": "neuralgraph.graph:parameter_shapes",
+    "group_by_layout": "neuralgraph.graph:group_graphs",
+    "stacked_by_layout": "neuralgraph.graph:batch_to_stacked_groups",
+    "graph_index": "neuralgraph.schema:batch_vector",
+})
 
 
 @dataclass(frozen=True)
@@ -133,47 +144,50 @@ def _structure(arch: Architecture, device=None) -> dict[str, Tensor]:
                 node_act=acts[node_layer], edge_layer=edge_layer, edge_type=edge_type)
 
 
-def _edge_mask(arch: Architecture, taps: int, device=None) -> Tensor:
-    mask = torch.empty(arch.num_edges, taps, dtype=torch.bool, device=device)
-    real = lambda k: torch.arange(taps, device=device) < k
+def _edge_mask(arch: Architecture, edge_dim: int, device=None) -> Tensor:
+    mask = torch.empty(arch.num_edges, edge_dim, dtype=torch.bool, device=device)
+    real = lambda k: torch.arange(edge_dim, device=device) < k
     e = 0
     for l in arch.layers:
         n = l.in_features * l.out_features
-        mask[e:e + n] = real(l.taps)
+        mask[e:e + n] = real(l.weights_per_edge)
         e += n
-    mask[e:] = real(1)  # residual edges: one tap
+    mask[e:] = real(1)  # residual edges: one weight
     return mask
 
 
-def _check_taps(arch: Architecture, taps: int | None) -> int:
-    need = arch.max_taps
-    if taps is None:
+def _check_edge_dim(arch: Architecture, edge_dim: int | None) -> int:
+    need = arch.edge_dim
+    if edge_dim is None:
         return need
-    _check_taps_value(taps)
-    if taps < need:
-        raise ValueError(f"taps={taps} is smaller than the largest kernel ({need} taps)")
-    return taps
+    _check_edge_dim_value(edge_dim)
+    if edge_dim < need:
+        raise ValueError(f"edge_dim={edge_dim} is smaller than the largest kernel ({need} weights per edge)")
+    return edge_dim
 
 
-def _check_taps_value(taps) -> None:
-    if isinstance(taps, bool) or not isinstance(taps, int) or taps < 1:
-        raise ValueError(f"taps must be a positive integer (edge features per weight), got {taps!r}")
+def _check_edge_dim_value(edge_dim) -> None:
+    if isinstance(edge_dim, bool) or not isinstance(edge_dim, int) or edge_dim < 1:
+        raise ValueError(f"edge_dim must be a positive integer (edge features, one per kernel weight), "
+                         f"got {edge_dim!r}")
 
 
 # ----------------------------------------------------------------------------
 # model -> graph
 # ----------------------------------------------------------------------------
 
+@renamed_keywords(taps="edge_dim")
 def to_graph(
     model: nn.Module | Mapping[str, Tensor],
     arch: Architecture | None = None,
     *,
-    taps: int | None = None,
+    edge_dim: int | None = None,
 ) -> NeuralGraph:
     """Convert an ``nn.Sequential`` (or a state dict plus ``arch``) to a :class:`NeuralGraph`.
 
-    ``taps`` pads edge features to a common kernel size so that graphs of
-    different CNNs batch together (default: the largest kernel of this model).
+    ``edge_dim`` is the width ``K`` of ``edge_attr``: a conv kernel's ``kh * kw`` weights are
+    zero-padded to it, so that graphs of different CNNs batch together (default: the
+    largest kernel of this model, :attr:`Architecture.edge_dim`).
     The graph keeps the model's :class:`ModelState` (train/eval mode and
     BatchNorm step counters); a state dict gives an eval-mode graph.
     Unsupported modules, shape mismatches, non-float, mixed-dtype or non-finite
@@ -190,8 +204,8 @@ def to_graph(
         model = module.eval()  # trained weights: eval mode, as documented
     if arch is not None and not isinstance(arch, Architecture):
         raise ValueError(f"arch must be an Architecture, got {type(arch).__name__}")
-    if taps is not None:
-        _check_taps_value(taps)
+    if edge_dim is not None:
+        _check_edge_dim_value(edge_dim)
     found = Architecture.from_module(model)
     if arch is not None and arch != found:
         raise ValueError("model does not match the given architecture")
@@ -201,7 +215,7 @@ def to_graph(
         [layer.weight.detach() for layer, _ in modules],
         [None if layer.bias is None else layer.bias.detach() for layer, _ in modules],
         found,
-        taps=taps,
+        edge_dim=edge_dim,
         norms=norms if found.has_norm else None,
         state=ModelState.of(model),
     )
@@ -223,12 +237,13 @@ def _module_device(module: nn.Module) -> torch.device:
     return t.device if t is not None else torch.device("cpu")
 
 
+@renamed_keywords(taps="edge_dim")
 def graph_from_params(
     weights: Sequence[Tensor],
     biases: Sequence[Tensor | None],
     arch: Architecture,
     *,
-    taps: int | None = None,
+    edge_dim: int | None = None,
     norms: Sequence[Tensor | None] | None = None,
     state: ModelState | None = None,
 ) -> NeuralGraph:
@@ -239,7 +254,7 @@ def graph_from_params(
     """
     weights, biases, norms = _as_layer_lists(arch, weights, biases, norms)
     add = lambda t: None if t is None else t.unsqueeze(0)
-    fields = _fields([add(w) for w in weights], [add(b) for b in biases], arch, taps,
+    fields = _fields([add(w) for w in weights], [add(b) for b in biases], arch, edge_dim,
                      None if norms is None else [add(n) for n in norms])
     g = NeuralGraph(**fields)
     g.arch = arch
@@ -274,12 +289,13 @@ def _as_layer_lists(arch, weights, biases, norms):
     return list(weights), list(biases), None if norms is None else list(norms)
 
 
+@renamed_keywords(taps="edge_dim")
 def stacked_to_batch(
     weights: Sequence[Tensor],
     biases: Sequence[Tensor | None],
     arch: Architecture,
     *,
-    taps: int | None = None,
+    edge_dim: int | None = None,
     norms: Sequence[Tensor | None] | None = None,
     state: ModelState | None = None,
 ) -> Batch:
@@ -294,15 +310,15 @@ def stacked_to_batch(
     """
     weights, biases, norms = _as_layer_lists(arch, weights, biases, norms)
     state = _check_state(state)
-    fields = _fields(weights, biases, arch, taps, norms)
+    fields = _fields(weights, biases, arch, edge_dim, norms)
     return _batch(fields, arch, weights[0].shape[0], state)
 
 
-def _fields(weights: list[Tensor], biases: list[Tensor | None], arch: Architecture, taps: int | None,
+def _fields(weights: list[Tensor], biases: list[Tensor | None], arch: Architecture, edge_dim: int | None,
             norms: list[Tensor | None] | None) -> dict[str, Tensor]:
     """All tensor fields of B graphs of one architecture, each allocated once at its final size."""
     B = weights[0].shape[0]
-    K = _check_taps(arch, taps)
+    K = _check_edge_dim(arch, edge_dim)
     dtype, device = weights[0].dtype, weights[0].device
     if not dtype.is_floating_point:
         raise ValueError(f"weights must be floating point, got {dtype}")
@@ -318,8 +334,8 @@ def _fields(weights: list[Tensor], biases: list[Tensor | None], arch: Architectu
             raise ValueError(f"layer {m} ({layer.kind}): weight has shape {tuple(w.shape)}, expected {want}")
         _same_kind(w, dtype, device, f"layer {m} ({layer.kind}): weight")
         n = layer.out_features * layer.in_features
-        edge_attr[:, e:e + n, : layer.taps] = w.reshape(B, n, layer.taps)
-        edge_attr[:, e:e + n, layer.taps:] = 0
+        edge_attr[:, e:e + n, : layer.weights_per_edge] = w.reshape(B, n, layer.weights_per_edge)
+        edge_attr[:, e:e + n, layer.weights_per_edge:] = 0
         e += n
         if layer.bias:
             if b is None or tuple(b.shape) != (B, layer.out_features):
@@ -388,7 +404,7 @@ def _batch(fields: dict[str, Tensor], arch: Architecture, B: int, state: ModelSt
 # graph -> model
 # ----------------------------------------------------------------------------
 
-def _check_layout(graph: Data, arch: Architecture, B: int, what: str) -> None:
+def _check_field_shapes(graph: Data, arch: Architecture, B: int, what: str) -> None:
     """Every field ``to_model``/``batch_to_stacked`` reads has the size the architecture implies."""
     N, E = B * arch.num_nodes, B * arch.num_edges
     need = {"x": (N, None), "node_layer": (N,), "node_pos": (N,), "edge_index": (2, E), "edge_attr": (E, None),
@@ -458,7 +474,7 @@ def _graph_arch(graph: Data, arch: Architecture | None, what: str) -> list[Archi
 
 
 def _check_edges(graph: Data, arch: Architecture) -> None:
-    """Per layer: the edge and neuron counts, kernel taps and endpoints the architecture implies."""
+    """Per layer: the edge and neuron counts, weights per edge and endpoints the architecture implies."""
     pos = graph.node_pos
     src, dst = graph.edge_index
     for m, spec in enumerate(arch.layers, start=1):
@@ -467,8 +483,9 @@ def _check_edges(graph: Data, arch: Architecture) -> None:
         if count != spec.in_features * spec.out_features:
             raise ValueError(f"layer {m} ({spec.kind}): graph has {count} edges, expected "
                              f"{spec.out_features}x{spec.in_features}")
-        if graph.edge_attr.size(-1) < spec.taps:
-            raise ValueError(f"layer {m}: edge features have {graph.edge_attr.size(-1)} taps, kernel needs {spec.taps}")
+        if graph.edge_attr.size(-1) < spec.weights_per_edge:
+            raise ValueError(f"layer {m}: edge features have {graph.edge_attr.size(-1)} columns, kernel needs "
+                             f"{spec.weights_per_edge}")
         _check_layer_edges(graph, m, spec, sel, pos[dst[sel]], pos[src[sel]])
         neurons = int((graph.node_layer == m).sum())
         if neurons != spec.out_features:
@@ -479,14 +496,14 @@ def read_params(graph: Data, arch: Architecture, rows: Tensor, count: int, *, ra
                 norms: bool = False) -> tuple[list[Tensor], list[Tensor | None], list[Tensor | None]]:
     """The one reader from neural graphs to parameters: graph ``g`` goes to row ``rows[g]``.
 
-    Reads the graphs with ``rows[g] >= 0`` (all of ``arch``'s :func:`parameter_layout`)
+    Reads the graphs with ``rows[g] >= 0`` (all of ``arch``'s :func:`parameter_shapes`)
     through ``edge_index`` and ``node_pos``, so permuted and re-ordered graphs read
     right; vectorised over graphs. :func:`batch_to_stacked`, :func:`to_model`,
-    :func:`stacked_by_layout` and the probes of NG-GNN/NG-T all read through it.
+    :func:`batch_to_stacked_groups` and the probes of NG-GNN/NG-T all read through it.
 
     Args:
         graph: a neural graph or a PyG batch of them.
-        arch: the architecture (parameter layout) of the graphs read.
+        arch: the architecture (parameter shapes) of the graphs read.
         rows: ``[num_graphs]`` row of each graph in the stacks, ``-1`` for graphs not read.
         count: number of rows.
         raw: read ``x_raw`` / ``edge_attr_raw`` where present (the real parameters of a
@@ -497,7 +514,7 @@ def read_params(graph: Data, arch: Architecture, rows: Tensor, count: int, *, ra
     layer without bias), ``norms[m] [count, out, 4]`` (``None`` without a normalisation, or
     when ``norms`` is False).
     """
-    node_rows = rows[graph_index(graph)]
+    node_rows = rows[batch_vector(graph)]
     pos = graph.node_pos
     src, dst = graph.edge_index
     edge_rows = node_rows[dst]
@@ -507,15 +524,16 @@ def read_params(graph: Data, arch: Architecture, rows: Tensor, count: int, *, ra
         raise ValueError(f"x has shape {list(x.shape)}: a neural graph's x is [N, 1+] (the bias first)")
     weights, biases, norm_rows = [], [], []
     for m, spec in enumerate(arch.layers, start=1):
-        if w_all.dim() != 2 or w_all.size(-1) < spec.taps:
+        K = spec.weights_per_edge
+        if w_all.dim() != 2 or w_all.size(-1) < K:
             raise ValueError(f"layer {m} ({spec.kind}): edge_attr has {w_all.size(-1) if w_all.dim() == 2 else 0} "
-                             f"columns, the layer needs {spec.taps} (its kernel taps); edge_attr is [E, taps]")
+                             f"columns, the layer needs {K} (its kernel's weights); edge_attr is [E, edge_dim]")
         sel = ((graph.edge_layer == m) & (graph.edge_type == EDGE_FORWARD) & (edge_rows >= 0)).nonzero().view(-1)
         if sel.numel() != count * spec.in_features * spec.out_features:
             raise ValueError(f"layer {m} ({spec.kind}): {count} graph(s) have {sel.numel()} edges, expected "
                              f"{count}x{spec.out_features}x{spec.in_features}")
-        w = w_all.new_zeros(count, spec.out_features, spec.in_features, spec.taps)
-        w = w.index_put((edge_rows[sel], pos[dst[sel]], pos[src[sel]]), w_all[sel, : spec.taps])
+        w = w_all.new_zeros(count, spec.out_features, spec.in_features, K)
+        w = w.index_put((edge_rows[sel], pos[dst[sel]], pos[src[sel]]), w_all[sel, :K])
         weights.append(w.reshape(count, *spec.weight_shape))
         nodes = ((graph.node_layer == m) & (node_rows >= 0)).nonzero().view(-1)
         at = (node_rows[nodes], pos[nodes])
@@ -574,7 +592,7 @@ def to_model(graph: Data, arch: Architecture | None = None) -> nn.Sequential:
         raise ValueError("to_model: this graph's x / edge_attr are standardised parameters (it carries x_raw / "
                          "edge_attr_raw, from INRDataset(normalize=True)), not the network's weights; rebuild from "
                          "dataset.batch(indices, normalize=False) or from the raw parameters")
-    _check_layout(graph, arch, 1, "to_model")
+    _check_field_shapes(graph, arch, 1, "to_model")
     state = _graph_state(graph)
     model = arch.build().to(dtype=graph.edge_attr.dtype, device=graph.edge_attr.device)
     _check_edges(graph, arch)
@@ -603,7 +621,7 @@ def _with_edited_biases(graph: Data, arch: Architecture, explicit: bool) -> Arch
     x, layer = getattr(graph, "x", None), getattr(graph, "node_layer", None)
     if not isinstance(x, Tensor) or not isinstance(layer, Tensor) or x.dim() != 2 or x.size(1) < 1 \
             or layer.shape != x.shape[:1]:
-        return arch                                   # _check_layout names what is wrong
+        return arch                                   # _check_field_shapes names what is wrong
     edited = [m for m, spec in enumerate(arch.layers, start=1)
               if not spec.bias and bool((x[layer == m, 0] != 0).any())]
     if not edited:
@@ -631,83 +649,99 @@ def to_models(batch: Data) -> list[nn.Sequential]:
     return [to_model(batch.get_example(i)) for i in range(batch.num_graphs)]
 
 
-def parameter_layout(arch: Architecture) -> tuple:
-    """Where an architecture's parameters sit: layer kinds, weight shapes, biases, norms, residual blocks.
+def parameter_shapes(arch: Architecture) -> tuple:
+    """What decides where an architecture's parameters sit: layer kinds, weight shapes, biases, norms,
+    residual blocks.
 
-    Architectures with equal layouts (e.g. differing only in activations) stack together.
+    Architectures with equal parameter shapes (e.g. differing only in activations) stack together.
     """
     return (tuple((l.kind, l.weight_shape, l.bias, l.norm is not None) for l in arch.layers), arch.residuals)
 
 
 def batch_to_stacked(batch: Batch, arch: Architecture | None = None, *, norms: bool = False):
-    """Inverse of :func:`stacked_to_batch` for a batch of one parameter layout, vectorised.
+    """Inverse of :func:`stacked_to_batch` for a batch of one set of parameter shapes, vectorised.
 
     Weights are read through node positions (:func:`read_params`), so permuted or
     re-ordered graphs are handled too. A single graph gives stacks of one. The graphs
     may differ in what does not change where parameters sit (activations, dropout
     rates), not in layer kinds, shapes, biases, normalisations or residual blocks; a
-    mixed batch reads per layout with :func:`stacked_by_layout`.
+    mixed batch reads group by group with :func:`batch_to_stacked_groups`.
 
     Returns ``(weights, biases)``, or ``(weights, biases, norms)`` with ``norms=True``
     (shapes in :func:`read_params`).
     """
     archs = _graph_arch(batch, arch, "batch_to_stacked")
     arch = arch if arch is not None else archs[0]
-    if any(a != arch and parameter_layout(a) != parameter_layout(arch) for a in archs):
-        raise ValueError("batch_to_stacked needs graphs of one parameter layout (layer kinds and shapes); use "
-                         "stacked_by_layout or to_models for mixed batches")
+    if any(a != arch and parameter_shapes(a) != parameter_shapes(arch) for a in archs):
+        raise ValueError("batch_to_stacked needs graphs of one set of parameter shapes (layer kinds and shapes); "
+                         "use batch_to_stacked_groups or to_models for mixed batches")
     B = len(archs)
     n = arch.num_nodes
     if batch.num_nodes != B * n:
         raise ValueError(f"batch has {batch.num_nodes} nodes, expected {B}x{n} for this architecture")
-    _check_layout(batch, arch, B, "batch_to_stacked")
+    _check_field_shapes(batch, arch, B, "batch_to_stacked")
     weights, biases, norm_rows = read_params(batch, arch, torch.arange(B, device=batch.x.device), B, norms=norms)
     return (weights, biases, norm_rows) if norms else (weights, biases)
 
 
-def group_by_layout(batch: Data, by: str = "layout") -> list[tuple[Architecture, Tensor]]:
-    """``[(arch, graph ids)]``: the graphs of a (mixed) batch grouped by :func:`parameter_layout`
-    (``by="layout"``) or by equal :class:`Architecture` (``by="architecture"``: also the same
+def _grouping(by: str, who: str) -> str:
+    """``by`` checked: ``"shapes"`` or ``"architecture"`` (``"layout"``: the deprecated name of ``"shapes"``)."""
+    if by == "layout":
+        warn_renamed(f"{who}(by='layout')", "by='shapes'", stacklevel=4)
+        return "shapes"
+    if by not in ("shapes", "architecture"):
+        raise ValueError(f"{who}: by must be 'shapes' or 'architecture', got {by!r}")
+    return by
+
+
+def group_graphs(batch: Data, by: str = "shapes") -> list[tuple[Architecture, Tensor]]:
+    """``[(arch, graph ids)]``: the graphs of a (mixed) batch grouped by :func:`parameter_shapes`
+    (``by="shapes"``) or by equal :class:`Architecture` (``by="architecture"``: also the same
     activations), in order of first appearance; ``arch`` is the first graph's of each group."""
+    by = _grouping(by, "group_graphs")
     return [(a, torch.as_tensor(ids, device=batch.x.device))
-            for a, ids in group_architectures(_graph_arch(batch, None, "group_by_layout"), by)]
+            for a, ids in group_architectures(_graph_arch(batch, None, "group_graphs"), by)]
 
 
-def group_architectures(archs: Sequence[Architecture], by: str = "layout") -> list[tuple[Architecture, list[int]]]:
-    """``[(arch, positions)]``: positions in ``archs`` grouped as :func:`group_by_layout` does."""
-    if by not in ("layout", "architecture"):
-        raise ValueError(f"group_architectures: by must be 'layout' or 'architecture', got {by!r}")
+def group_architectures(archs: Sequence[Architecture], by: str = "shapes") -> list[tuple[Architecture, list[int]]]:
+    """``[(arch, positions)]``: positions in ``archs`` grouped as :func:`group_graphs` does."""
+    by = _grouping(by, "group_architectures")
     first = archs[0]
     if all(a is first for a in archs):                  # one architecture object: no per-graph work
         return [(first, list(range(len(archs))))]
-    key = parameter_layout if by == "layout" else (lambda a: a)
+    key = parameter_shapes if by == "shapes" else (lambda a: a)
     groups: dict = {}
     for i, a in enumerate(archs):
         groups.setdefault(key(a), (a, []))[1].append(i)
     return list(groups.values())
 
 
-def stacked_by_layout(batch: Data, *, by: str = "layout", raw: bool = False, norms: bool = False):
-    """Read a mixed batch group by group: ``[(arch, graph ids, weights, biases, norms)]``.
+def batch_to_stacked_groups(batch: Data, *, by: str = "shapes", raw: bool = False, norms: bool = False):
+    """:func:`batch_to_stacked` of a mixed batch, group by group: ``[(arch, graph ids, weights, biases, norms)]``.
 
-    One vectorised :func:`read_params` per group of :func:`group_by_layout` (``by``).
+    One vectorised :func:`read_params` per group of :func:`group_graphs` (``by``).
     """
     out = []
     G = num_graphs(batch)
-    for arch, ids in group_by_layout(batch, by):
+    for arch, ids in group_graphs(batch, _grouping(by, "batch_to_stacked_groups")):
         rows = torch.full((G,), -1, dtype=torch.long, device=batch.x.device)
         rows[ids] = torch.arange(ids.numel(), device=batch.x.device)
         out.append((arch, ids, *read_params(batch, arch, rows, ids.numel(), raw=raw, norms=norms)))
     return out
 
 
-def pad_taps(graph: Data, taps: int) -> Data:
-    """Zero-pad edge features (and mask) to ``taps``, so CNNs of different kernels batch."""
-    _check_taps_value(taps)
+@renamed_keywords(taps="edge_dim")
+def pad_edge_features(graph: Data, edge_dim: int) -> Data:
+    """Zero-pad ``edge_attr`` (and ``edge_mask``) to ``edge_dim`` columns, so graphs of CNNs with
+    different kernels batch together.
+
+    Shapes: ``edge_attr [E, K]`` -> ``[E, edge_dim]`` (``edge_dim >= K``).
+    """
+    _check_edge_dim_value(edge_dim)
     K = graph.edge_attr.size(-1)
-    if taps < K:
-        raise ValueError(f"cannot pad {K} taps down to {taps}")
+    if edge_dim < K:
+        raise ValueError(f"cannot pad {K} edge features down to {edge_dim}")
     out = graph.clone()
-    out.edge_attr = torch.nn.functional.pad(graph.edge_attr, (0, taps - K))
-    out.edge_mask = torch.nn.functional.pad(graph.edge_mask, (0, taps - K), value=False)
+    out.edge_attr = torch.nn.functional.pad(graph.edge_attr, (0, edge_dim - K))
+    out.edge_mask = torch.nn.functional.pad(graph.edge_mask, (0, edge_dim - K), value=False)
     return out

@@ -165,7 +165,7 @@ def read_peer_file(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str
     DWSNets' sine INRs, numpy arrays included). Only :data:`NUMPY_GLOBALS` are allowed to the
     unpickler; a file that needs anything else is refused naming it.
 
-    Pass ``network`` to :func:`neuralgraph.interop.to_graph_by_order` to get one graph.
+    Pass ``network`` to :func:`neuralgraph.interop.from_state_dict` to get one graph.
     """
     path = Path(path)
     try:

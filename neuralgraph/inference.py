@@ -114,7 +114,7 @@ def open_zoo(data: str | os.PathLike, ck: dict[str, Any], split: str | None = No
     task = _task(ck)
     zoo = ZooDataset(resolve_zoo_file(data, "the regress run"))
     zoo.targets(task.epoch, task.metric)                       # the zoo has the run's checkpoint and metric
-    taps, run_taps = max(a.max_taps for a in zoo.archs), Architecture.from_dict(ck["arch"]).max_taps
+    taps, run_taps = max(a.edge_dim for a in zoo.archs), Architecture.from_dict(ck["arch"]).edge_dim
     if taps > run_taps:
         raise ValueError(f"{zoo.path}: kernels of {taps} taps, but the run was trained on at most {run_taps}")
     ids = zoo.valid.nonzero().squeeze(1) if split is None else getattr(zoo.split(task.val, task.test,

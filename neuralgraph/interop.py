@@ -6,11 +6,11 @@
   ``[B, out]``) -> a PyG batch through :func:`neuralgraph.stacked_to_batch`;
   :func:`to_weights_biases` is its inverse. The activation (or the whole architecture)
   must be given: weights do not say it.
-* :func:`state_dict_by_order` / :func:`to_graph_by_order` - state dicts whose key
+* :func:`from_state_dict` / :func:`rename_state_dict` - state dicts whose key
   names differ from the architecture's (DWSNets' INRs use ``seq.0.weight``, ...),
-  matched by order and shape.
+  matched by position and shape.
 * :func:`batch_models` - a batch of graphs from a list of ``nn.Sequential`` models
-  of any architectures (edge features padded to a common number of taps).
+  of any architectures (edge features padded to a common width, ``edge_dim``).
 * :func:`register_safe_globals` - run at ``import neuralgraph``: lets plain
   ``torch.load(path)`` (``weights_only=True``) read saved graphs, batches,
   architectures and dataset files.
@@ -24,10 +24,15 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 
 from .architecture import Architecture, LayerSpec, ModuleSpec, mlp_architecture
-from .graph import ModelState, NeuralGraph, graph_archs, pad_taps, stacked_to_batch, to_graph
+from .deprecation import forward_moved, renamed_keywords
+from .graph import ModelState, NeuralGraph, graph_archs, pad_edge_features, stacked_to_batch, to_graph
 
-__all__ = ["LAYOUTS", "from_weights_biases", "to_weights_biases", "mlp_from_shapes", "state_dict_by_order",
-           "to_graph_by_order", "mlp_state_dict_params", "batch_models", "register_safe_globals"]
+__all__ = ["LAYOUTS", "from_weights_biases", "to_weights_biases", "mlp_from_shapes", "rename_state_dict",
+           "from_state_dict", "mlp_state_dict_params", "batch_models", "register_safe_globals"]
+
+#: Names renamed to say what they do (kept for one release).
+__getattr__ = forward_moved(__name__, {"state_dict_by_order": "neuralgraph.interop:rename_state_dict",
+                                       "to_graph_by_order": "neuralgraph.interop:from_state_dict"})
 
 #: Layouts :func:`from_weights_biases` reads and :func:`to_weights_biases` writes: weight / bias shapes
 #: per layer (a conv layer's kernel ``*kernel`` = ``kh, kw`` follows ``in``; DWSNets' layout has none).
@@ -115,7 +120,7 @@ def from_weights_biases(
         weights: one tensor per layer, ``[B, in, out, 1]`` (``"dwsnets"``), ``[B, 1, out, in]`` /
             conv ``[B, 1, out, in, kh, kw]`` (``"nfn"``, one channel: what nfn's
             ``state_dict_to_tensors`` gives per network, stacked) or ``[B, out, in, *kernel]``
-            (``"torch"``). A conv layer's kernel becomes the ``kh * kw`` taps of its edges.
+            (``"torch"``). A conv layer's kernel becomes the ``kh * kw`` features of its edges.
         biases: one tensor per layer, ``[B, out, 1]``, ``[B, 1, out]`` or ``[B, out]``.
         layout: ``"dwsnets"``, ``"nfn"`` or ``"torch"`` (see :data:`LAYOUTS`).
         arch: the architecture (required for convolutional networks, whose strides, paddings
@@ -127,7 +132,7 @@ def from_weights_biases(
         state: the graphs' :class:`ModelState` (default: eval mode).
 
     Shapes:
-        output: a ``Batch`` of B :class:`NeuralGraph` (``x`` ``[B*N, 1]``, ``edge_attr`` ``[B*E, taps]``),
+        output: a ``Batch`` of B :class:`NeuralGraph` (``x`` ``[B*N, 1]``, ``edge_attr`` ``[B*E, K]``),
         identical to ``stacked_to_batch`` of the torch-layout tensors.
     """
     if layout not in LAYOUTS:
@@ -155,10 +160,11 @@ def from_weights_biases(
 
 def to_weights_biases(batch: Batch, layout: str = "torch", arch: Architecture | None = None
                       ) -> tuple[list[Tensor], list[Tensor]]:
-    """The inverse of :func:`from_weights_biases`: a batch of networks of one layout -> stacked tensors.
+    """The inverse of :func:`from_weights_biases`: a batch of networks of one set of parameter shapes -> stacked
+    tensors in another library's layout.
 
     Args:
-        batch: a batch (or one graph) of networks of one parameter layout, e.g. from
+        batch: a batch (or one graph) of networks of one set of parameter shapes, e.g. from
             :func:`from_weights_biases`, :func:`~neuralgraph.stacked_to_batch` or a dataset.
         layout: ``"dwsnets"`` (MLPs only), ``"nfn"`` or ``"torch"`` (see :data:`LAYOUTS`).
         arch: read the graphs as this architecture (default: theirs).
@@ -196,8 +202,8 @@ def to_weights_biases(batch: Batch, layout: str = "torch", arch: Architecture | 
     return list(W), list(b)
 
 
-def state_dict_by_order(state_dict: Mapping[str, Tensor], arch: Architecture) -> dict[str, Tensor]:
-    """Rename ``state_dict``'s tensors to ``arch``'s keys, matched by order and shape.
+def rename_state_dict(state_dict: Mapping[str, Tensor], arch: Architecture) -> dict[str, Tensor]:
+    """Rename ``state_dict``'s tensors to ``arch``'s keys, matched by position and shape.
 
     For state dicts of the same network saved under other module names (e.g. DWSNets'
     INRs: ``seq.0.weight``, ``seq.0.bias``, ``seq.1.weight``, ...). The i-th tensor
@@ -228,10 +234,13 @@ def state_dict_by_order(state_dict: Mapping[str, Tensor], arch: Architecture) ->
     return out
 
 
-def to_graph_by_order(state_dict: Mapping[str, Tensor], arch: Architecture, *, taps: int | None = None
-                      ) -> NeuralGraph:
-    """:func:`neuralgraph.to_graph` of a state dict matched to ``arch`` by :func:`state_dict_by_order`."""
-    return to_graph(state_dict_by_order(state_dict, arch), arch, taps=taps)
+@renamed_keywords(taps="edge_dim")
+def from_state_dict(state_dict: Mapping[str, Tensor], arch: Architecture, *, edge_dim: int | None = None
+                    ) -> NeuralGraph:
+    """A neural graph from another library's state dict of the network ``arch`` describes: its tensors
+    are matched to ``arch``'s keys by position and shape (:func:`rename_state_dict`), whatever their
+    names, then converted by :func:`neuralgraph.to_graph` (which needs ``arch``'s own key names)."""
+    return to_graph(rename_state_dict(state_dict, arch), arch, edge_dim=edge_dim)
 
 
 def mlp_state_dict_params(state_dict: Mapping[str, Tensor], where: str = "state dict"
@@ -257,18 +266,19 @@ def mlp_state_dict_params(state_dict: Mapping[str, Tensor], where: str = "state 
     return weights, biases
 
 
-def batch_models(models: Sequence[nn.Module | NeuralGraph], taps: int | None = None) -> Batch:
+@renamed_keywords(taps="edge_dim")
+def batch_models(models: Sequence[nn.Module | NeuralGraph], edge_dim: int | None = None) -> Batch:
     """A PyG batch of the neural graphs of ``models`` (any mix of supported architectures).
 
     Args:
         models: ``nn.Sequential`` models (MLPs, CNNs, ...) and/or their neural graphs
             (:func:`~neuralgraph.to_graph`); an empty list is refused with a clear message
             (PyG's ``Batch.from_data_list([])`` fails with an ``IndexError``).
-        taps: edge-feature width; default: the largest kernel among the models, so
+        edge_dim: edge-feature width ``K``; default: the largest kernel among the models, so
             Linear and Conv layers of any kernel size batch together.
 
     Shapes:
-        output: ``Batch`` of ``len(models)`` graphs, ``edge_attr`` ``[sum E, taps]``; ``batch.arch`` lists the
+        output: ``Batch`` of ``len(models)`` graphs, ``edge_attr`` ``[sum E, K]``; ``batch.arch`` lists the
         architectures, ``to_models(batch)`` rebuilds the models.
     """
     if isinstance(models, (nn.Module, Batch)) or not isinstance(models, Sequence) or not models:
@@ -286,8 +296,8 @@ def batch_models(models: Sequence[nn.Module | NeuralGraph], taps: int | None = N
                          else Architecture.from_module(m))
         except ValueError as e:
             raise ValueError(f"models[{i}]: {e}") from None
-    K = max(a.max_taps for a in archs) if taps is None else taps
-    return Batch.from_data_list([pad_taps(m, K) if isinstance(m, NeuralGraph) else to_graph(m, a, taps=K)
+    K = max(a.edge_dim for a in archs) if edge_dim is None else edge_dim
+    return Batch.from_data_list([pad_edge_features(m, K) if isinstance(m, NeuralGraph) else to_graph(m, a, edge_dim=K)
                                  for m, a in zip(models, archs)])
 
 

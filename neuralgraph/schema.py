@@ -2,7 +2,7 @@
 
 This is the one description of the format; the converters (:mod:`neuralgraph.graph`), the batch
 builders (:mod:`neuralgraph.batching`) and the processors (:mod:`dws_equiv`) import it, and it
-imports nothing of the library.
+imports nothing of the library but :mod:`neuralgraph.deprecation` (which imports nothing of it).
 
 A network with parametric layers ``1..M`` and widths ``d_0..d_M`` is a graph with one node per
 neuron (layer ``0`` is the input) and one edge per weight:
@@ -36,9 +36,11 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from .deprecation import forward_moved, warn_renamed
+
 __all__ = [
     "NODE_INPUT", "NODE_HIDDEN", "NODE_OUTPUT", "EDGE_FORWARD", "EDGE_REVERSE", "EDGE_RESIDUAL", "IDENTITY_NORM",
-    "Field", "FIELDS", "FIELD_LEVELS", "STRUCTURE_KEYS", "PROCESSOR_FIELDS", "NeuralGraph", "graph_index",
+    "Field", "FIELDS", "FIELD_LEVELS", "STRUCTURE_KEYS", "PROCESSOR_FIELDS", "NeuralGraph", "batch_vector",
     "num_graphs",
 ]
 
@@ -70,8 +72,8 @@ FIELDS: dict[str, Field] = {
                                          "neuron's layer, IDENTITY_NORM if none"),
     "x_raw": Field("node", "[N, 1]", "the real biases of a standardised batch (normalize=True)"),
     "edge_index": Field("edge", "[2, E]", "source (layer m-1) -> target (layer m)"),
-    "edge_attr": Field("edge", "[E, K]", "the weight; a conv kernel flattened and zero-padded to K taps"),
-    "edge_mask": Field("edge", "[E, K]", "which of the K taps are real"),
+    "edge_attr": Field("edge", "[E, K]", "the weight; a conv kernel's kh*kw weights, zero-padded to K (edge_dim)"),
+    "edge_mask": Field("edge", "[E, K]", "which of the K columns are real weights"),
     "edge_layer": Field("edge", "[E]", "m, the layer of the target (the weight belongs to W_m)"),
     "edge_type": Field("edge", "[E]", "EDGE_FORWARD (a weight) / EDGE_RESIDUAL (a skip connection)"),
     "edge_attr_raw": Field("edge", "[E, K]", "the real weights of a standardised batch"),
@@ -92,9 +94,9 @@ STRUCTURE_KEYS = ("node_layer", "node_pos", "node_type", "node_act", "batch")
 PROCESSOR_FIELDS = ("x", "edge_index", "edge_attr", "node_layer", "node_pos", "node_type", "edge_layer",
                     "edge_type")
 
-#: Per-edge-feature keys whose width (taps) and dtype must agree across graphs batched together.
-_TAPS_KEYS = ("edge_attr", "edge_mask")
-#: Taps and dtype of the first graph's edge features while PyG collates a batch. Why a context
+#: Per-edge-feature keys whose width (``edge_dim``) and dtype must agree across graphs batched together.
+_EDGE_FEATURE_KEYS = ("edge_attr", "edge_mask")
+#: Width and dtype of the first graph's edge features while PyG collates a batch. Why a context
 #: variable: PyG's collate asks the *first* graph for ``__cat_dim__`` of a key and then *every* graph
 #: for its ``__inc__``, and gives no graph a view of the others; without this, ``torch.cat`` would
 #: fail with a bare size error, or silently promote float32 and float64 edge features to one dtype.
@@ -105,7 +107,7 @@ _COLLATING: contextvars.ContextVar[dict] = contextvars.ContextVar("neuralgraph_c
 class NeuralGraph(Data):
     """A PyG ``Data`` holding one network; its fields are :data:`FIELDS` (see the module docstring).
 
-    Batching graphs whose edge features differ in width (taps) or dtype raises a
+    Batching graphs whose edge features differ in width (``edge_dim``) or dtype raises a
     ``ValueError`` that says how to make them agree.
     """
 
@@ -116,21 +118,23 @@ class NeuralGraph(Data):
 
     @property
     def num_taps(self) -> int:
-        """K, the width of ``edge_attr``: weights per edge (1 for MLPs, the kernel area for conv; padded in batches)."""
+        """Deprecated: PyG's ``num_edge_features`` (K, the width of ``edge_attr``)."""
+        warn_renamed("NeuralGraph.num_taps", "NeuralGraph.num_edge_features (PyG's)")
         return self.edge_attr.size(-1)
 
     def __cat_dim__(self, key, value, *args, **kwargs):
-        if key in _TAPS_KEYS and isinstance(value, Tensor) and value.dim() == 2:
+        if key in _EDGE_FEATURE_KEYS and isinstance(value, Tensor) and value.dim() == 2:
             _COLLATING.set({**_COLLATING.get(), key: (value.size(-1), value.dtype)})
         return super().__cat_dim__(key, value, *args, **kwargs)
 
     def __inc__(self, key, value, *args, **kwargs):
-        first = _COLLATING.get().get(key) if key in _TAPS_KEYS else None
+        first = _COLLATING.get().get(key) if key in _EDGE_FEATURE_KEYS else None
         if first is not None and isinstance(value, Tensor) and value.dim() == 2:
             if value.size(-1) != first[0]:
                 raise ValueError(
-                    f"cannot batch neural graphs with {first[0]} and {value.size(-1)} taps per edge ({key}): "
-                    f"convert with to_graph(..., taps=K) or pad with neuralgraph.graph.pad_taps(graph, K), K >= "
+                    f"cannot batch neural graphs with {first[0]} and {value.size(-1)} features per edge ({key}): "
+                    f"convert with to_graph(..., edge_dim=K) or pad with "
+                    f"neuralgraph.graph.pad_edge_features(graph, K), K >= "
                     f"{max(first[0], value.size(-1))}"
                 )
             if value.dtype != first[1]:
@@ -143,9 +147,13 @@ class NeuralGraph(Data):
 # so files saved before this module existed load, and files saved now are byte for byte the same.
 NeuralGraph.__module__ = "neuralgraph.graph"
 
+#: ``graph_index`` is PyG's batch vector: named so (kept for one release).
+__getattr__ = forward_moved(__name__, {"graph_index": "neuralgraph.schema:batch_vector"})
 
-def graph_index(graph: Data) -> Tensor:
-    """Graph id of every node ``[N]`` of a neural graph or a PyG batch of them (zeros for one graph)."""
+
+def batch_vector(graph: Data) -> Tensor:
+    """PyG's batch vector: the graph id of every node ``[N]`` of a PyG batch of neural graphs
+    (``batch.batch``), or zeros for one graph."""
     if "batch" in graph and graph.batch is not None:
         return graph.batch
     return torch.zeros(graph.num_nodes, dtype=torch.long, device=graph.x.device)

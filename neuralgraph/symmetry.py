@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .graph import EDGE_FORWARD, EDGE_RESIDUAL, NODE_HIDDEN, STRUCTURE_KEYS, graph_index
+from .graph import EDGE_FORWARD, EDGE_RESIDUAL, NODE_HIDDEN, STRUCTURE_KEYS, batch_vector
 
 __all__ = ["HiddenPermutation", "permute_hidden", "random_hidden_permutation", "apply_permutation"]
 
@@ -41,7 +41,7 @@ def random_hidden_permutation(graph: Data, generator: torch.Generator | None = N
         fixed = torch.zeros(n, dtype=torch.long, device=device).scatter_reduce(0, tie, (~free).long(), "amax")
         free = fixed[tie] == 0
     key = torch.where(free, rand, torch.arange(n, device=device, dtype=rand.dtype) / n)
-    group = graph_index(graph) * (int(graph.node_layer.max()) + 1) + graph.node_layer
+    group = batch_vector(graph) * (int(graph.node_layer.max()) + 1) + graph.node_layer
     order = torch.argsort(key)
     return order[torch.argsort(group[order], stable=True)]
 
@@ -68,7 +68,7 @@ def _check_node_perm(graph: Data, node_perm: Tensor) -> None:
         raise ValueError(f"node_perm must be an int64 tensor of shape [{n}] (one entry per node), got {got}")
     if not torch.equal(torch.sort(node_perm).values, torch.arange(n, device=node_perm.device)):
         raise ValueError("node_perm is not a permutation of the nodes (repeated or out-of-range entries)")
-    group = graph_index(graph) * (int(graph.node_layer.max()) + 1) + graph.node_layer
+    group = batch_vector(graph) * (int(graph.node_layer.max()) + 1) + graph.node_layer
     if not torch.equal(group[node_perm], group):
         raise ValueError("node_perm moves nodes to another layer or graph; the symmetry group only "
                          "permutes neurons inside one hidden layer")
@@ -97,7 +97,7 @@ def _canonical_edge_order(graph: Data, edge_index: Tensor) -> Tensor:
     if not bool(residual.any()):
         return order
     order = order[torch.argsort(residual[order].long(), stable=True)]
-    edge_graph = graph_index(graph)[edge_index[1]]
+    edge_graph = batch_vector(graph)[edge_index[1]]
     return order[torch.argsort(edge_graph[order], stable=True)]
 
 

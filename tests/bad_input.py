@@ -5,7 +5,7 @@ fragment of its message. The tables live by area in ``bad_input_*.py`` beside
 this file (not collected by pytest themselves); ``test_bad_input.py`` runs them
 all. Adding a case is adding one line to the right table::
 
-    Case("taps not an int", lambda ctx: ng.to_graph(mlp(), taps=2.5), ValueError, "taps"),
+    Case("edge_dim not an int", lambda ctx: ng.to_graph(mlp(), edge_dim=2.5), ValueError, "edge_dim"),
     cli_case("hidden not an int", ["train", "--data", "{data}", "--out", "{tmp}/run",
                                    "--model-arg", "hidden=abc"], "hidden"),
 

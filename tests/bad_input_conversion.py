@@ -7,7 +7,7 @@ from torch_geometric.data import Batch, Data
 
 import neuralgraph as ng
 from neuralgraph.architecture import LayerSpec, ModuleSpec
-from neuralgraph.graph import graph_archs, graph_from_params, pad_taps
+from neuralgraph.graph import graph_archs, graph_from_params, pad_edge_features
 from neuralgraph.symmetry import apply_permutation
 from bad_input import Case
 from dws_equiv import DWSNet
@@ -90,15 +90,21 @@ def _with_none():
 CASES: list[Case] = [
     Case("unsupported module", lambda ctx: ng.to_graph(nn.Sequential(nn.Linear(2, 4), nn.GroupNorm(2, 4))),
          ValueError, "model[1]: unsupported module GroupNorm"),
-    # taps
-    Case("taps not an int", lambda ctx: ng.to_graph(mlp(), taps=2.5), ValueError, "taps must be a positive integer"),
-    Case("taps zero", lambda ctx: ng.to_graph(mlp(), taps=0), ValueError, "taps must be a positive integer"),
-    Case("taps negative", lambda ctx: ng.to_graph(mlp(), taps=-1), ValueError, "taps must be a positive integer"),
-    Case("taps bool", lambda ctx: ng.to_graph(mlp(), taps=True), ValueError, "taps must be a positive integer"),
-    Case("taps below kernel", lambda ctx: ng.to_graph(cnn(), taps=4), ValueError, "smaller than the largest kernel"),
-    Case("pad_taps not an int", lambda ctx: pad_taps(ng.to_graph(mlp()), 2.5), ValueError, "taps must be"),
+    # edge_dim
+    Case("edge_dim not an int", lambda ctx: ng.to_graph(mlp(), edge_dim=2.5), ValueError,
+         "edge_dim must be a positive integer"),
+    Case("edge_dim zero", lambda ctx: ng.to_graph(mlp(), edge_dim=0), ValueError,
+         "edge_dim must be a positive integer"),
+    Case("edge_dim negative", lambda ctx: ng.to_graph(mlp(), edge_dim=-1), ValueError,
+         "edge_dim must be a positive integer"),
+    Case("edge_dim bool", lambda ctx: ng.to_graph(mlp(), edge_dim=True), ValueError,
+         "edge_dim must be a positive integer"),
+    Case("edge_dim below kernel", lambda ctx: ng.to_graph(cnn(), edge_dim=4), ValueError,
+         "smaller than the largest kernel"),
+    Case("pad_edge_features not an int", lambda ctx: pad_edge_features(ng.to_graph(mlp()), 2.5), ValueError,
+         "edge_dim must be"),
     Case("batch of mixed taps", lambda ctx: Batch.from_data_list([ng.to_graph(mlp()), ng.to_graph(cnn())]),
-         ValueError, "pad_taps"),
+         ValueError, "pad_edge_features"),
     Case("batch of mixed dtypes", lambda ctx: Batch.from_data_list([ng.to_graph(mlp()), ng.to_graph(mlp().double())]),
          ValueError, "dtypes torch.float32 and torch.float64"),
     # models that cannot be described faithfully
@@ -227,10 +233,11 @@ CASES: list[Case] = [
     Case("graph_archs not an Architecture", lambda ctx: graph_archs(_set(ng.to_graph(mlp()), arch="mlp")),
          ValueError, "graph.arch must hold Architecture objects"),
     Case("batch_to_stacked mixed architectures", lambda ctx: ng.batch_to_stacked(Batch.from_data_list(
-        [ng.to_graph(mlp()), ng.to_graph(nn.Sequential(nn.Linear(2, 3)))])), ValueError, "one parameter layout"),
+        [ng.to_graph(mlp()), ng.to_graph(nn.Sequential(nn.Linear(2, 3)))])), ValueError,
+         "one set of parameter shapes"),
     Case("batch_to_stacked wrong arch", lambda ctx: ng.batch_to_stacked(ng.stacked_to_batch(*stacked(), ARCH),
                                                                         arch=ng.mlp_architecture([2, 3, 2], "tanh")),
-         ValueError, "one parameter layout"),
+         ValueError, "one set of parameter shapes"),
     Case("batch_to_stacked edge_attr cut", lambda ctx: ng.batch_to_stacked(_set(ng.stacked_to_batch(*stacked(), ARCH),
                                                                                 edge_attr=torch.zeros(5, 1))),
          ValueError, "edge_attr has shape [5, 1], expected [24, *]"),

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import neuralgraph as ng
-from neuralgraph.interop import state_dict_by_order, to_graph_by_order
+from neuralgraph.interop import from_state_dict, rename_state_dict
 from bad_input import Case, Ctx, cli_case, overwrite_tensor_bytes
 
 
@@ -152,15 +152,15 @@ CASES: list[Case] = [
         nn.Linear(2, 3, bias=False), nn.ReLU(), nn.Linear(3, 1))), "nfn"), ValueError, "layer 0 has no bias"),
     Case("arch not an Architecture", lambda ctx: ng.from_weights_biases(W, B, arch="mlp"), ValueError,
          "arch must be an Architecture"),
-    # state_dict_by_order
-    Case("by order: shape mismatch", lambda ctx: state_dict_by_order(
+    # rename_state_dict / from_state_dict
+    Case("by order: shape mismatch", lambda ctx: rename_state_dict(
         {"seq.0.weight": torch.zeros(4, 2), "seq.0.bias": torch.zeros(4), "seq.1.weight": torch.zeros(1, 4),
          "seq.1.bias": torch.zeros(1)}, ARCH), ValueError, "tensor 0 ('seq.0.weight') has shape [4, 2]"),
-    Case("by order: too few tensors", lambda ctx: state_dict_by_order({"w": torch.zeros(4, 3)}, ARCH),
+    Case("by order: too few tensors", lambda ctx: rename_state_dict({"w": torch.zeros(4, 3)}, ARCH),
          ValueError, "state dict has 1 tensors"),
-    Case("by order: not a mapping", lambda ctx: state_dict_by_order([torch.zeros(4, 3)], ARCH), ValueError,
+    Case("by order: not a mapping", lambda ctx: rename_state_dict([torch.zeros(4, 3)], ARCH), ValueError,
          "state_dict must be a mapping"),
-    Case("by order: value not a tensor", lambda ctx: to_graph_by_order({"a": 1.0}, ARCH), ValueError,
+    Case("by order: value not a tensor", lambda ctx: from_state_dict({"a": 1.0}, ARCH), ValueError,
          "state_dict['a'] is a float"),
     # batch_models
     Case("batch_models: empty", lambda ctx: ng.batch_models([]), ValueError, "non-empty list"),

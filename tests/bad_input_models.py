@@ -82,7 +82,7 @@ CASES: list[Case] = [
          ValueError, "NGGNN: edge_attr has shape [12, 0]"),
     Case("probes: read_params of edge_attr with 0 columns", lambda ctx: read_params(
         _no_edge_columns(), _no_edge_columns().arch, torch.zeros(1, dtype=torch.long), 1), ValueError,
-         "layer 1 (linear): edge_attr has 0 columns, the layer needs 1 (its kernel taps)"),
+         "layer 1 (linear): edge_attr has 0 columns, the layer needs 1 (its kernel's weights)"),
     # graphs a processor cannot take
     Case("DWSNet: network without a hidden layer", lambda ctx: DWSNet(3, hidden=8)(_batch(_mlp(2, 4, 1), _mlp(2, 3))),
          ValueError, "graph 1 has depth 1: DWS layers need at least one hidden layer"),
@@ -94,7 +94,7 @@ CASES: list[Case] = [
         _batch(_mlp(2, 4, 2))), ValueError, "max_out=1"),
     Case("NGGNN: deeper than max_depth", lambda ctx: NGGNN(3, hidden=8, max_depth=1, use_probes=False)(
         _batch(_mlp(2, 4, 4, 1))), ValueError, "max_depth=1"),
-    Case("DWSNet: more taps than in_edge", lambda ctx: DWSNet(3, hidden=8)(ng.to_graph(_mlp(2, 4, 1), taps=3)),
+    Case("DWSNet: more taps than in_edge", lambda ctx: DWSNet(3, hidden=8)(ng.to_graph(_mlp(2, 4, 1), edge_dim=3)),
          ValueError, "build it with in_node=1, in_edge=3"),
     Case("DWSNet: tying='full' without parameters for the depth",
          lambda ctx: DWSNet(3, hidden=8, tying="full", depths=[2])(_batch(_mlp(2, 4, 4, 1))), ValueError, "depth 3"),

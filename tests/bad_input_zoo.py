@@ -117,7 +117,7 @@ CASES = [
              "test fraction must be in [0, 1), got 1.2", setup=_gen),
     Case("zoo batch float indices", lambda ctx: _zoo(ctx).batch([0.5]), ValueError, "indices must be integers"),
     Case("zoo train conv1d", lambda ctx: _conv1d_arch(), ValueError, "layer 1 is conv1d"),
-    Case("zoo concat different taps", lambda ctx: _concat_taps(), ValueError, "taps per edge"),
+    Case("zoo concat different taps", lambda ctx: _concat_taps(), ValueError, "features per edge"),
     Case("kendall tau lengths", lambda ctx: _tau([1, 2, 3], [1, 2]), ValueError, "pred has 3 values, target 2"),
     Case("kendall tau one pair", lambda ctx: _tau([1], [1]), ValueError, "at least 2 finite pairs"),
     Case("kendall tau nan", lambda ctx: _tau([1, float("nan")], [1, 2]), ValueError, "at least 2 finite pairs"),

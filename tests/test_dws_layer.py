@@ -12,7 +12,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import neuralgraph as ng
-from neuralgraph.graph import pad_taps
+from neuralgraph.graph import pad_edge_features
 from neuralgraph.schema import EDGE_FORWARD
 from neuralgraph.symmetry import apply_permutation
 from dense_dws_reference import DenseDWS, features_to_stacked, stacked_to_features
@@ -207,8 +207,8 @@ def test_matches_dense_reference(widths, reduce):
 deep_models = st.one_of(mlps(max_layers=6, max_width=6), cnns(max_convs=2, max_width=5), resnets(max_blocks=2))
 
 
-def _hetero_batch(models, taps=9):
-    graphs = [pad_taps(ng.to_graph(m.double()), taps) for m in models]
+def _hetero_batch(models, edge_dim=9):
+    graphs = [pad_edge_features(ng.to_graph(m.double()), edge_dim) for m in models]
     graphs = [g for g in graphs if g.num_layers >= 2]
     return Batch.from_data_list(graphs) if graphs else None
 

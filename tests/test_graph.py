@@ -12,7 +12,7 @@ from torch_geometric.loader import DataLoader
 
 import neuralgraph as ng
 from neuralgraph.architecture import ACTIVATIONS, LayerSpec
-from neuralgraph.graph import graph_from_params, pad_taps
+from neuralgraph.graph import graph_from_params, pad_edge_features
 from neuralgraph.schema import EDGE_RESIDUAL, IDENTITY_NORM, NODE_INPUT, NODE_OUTPUT
 from strategies import cnns, mlps, model_input, resnets
 
@@ -124,7 +124,7 @@ def test_edited_graph_becomes_working_model():
 @settings(max_examples=15, deadline=None)
 @given(st.lists(st.one_of(mlps(max_layers=3), cnns(max_convs=2)), min_size=2, max_size=5))
 def test_heterogeneous_batch_unbatches_losslessly(models):
-    graphs = [pad_taps(ng.to_graph(m), 9) for m in models]
+    graphs = [pad_edge_features(ng.to_graph(m), 9) for m in models]
     batch = Batch.from_data_list(graphs)
     assert batch.num_graphs == len(models)
     for i, (m, rebuilt) in enumerate(zip(models, ng.to_models(batch))):

@@ -220,9 +220,83 @@ def test_the_face_is_small_and_its_old_names_still_work_with_a_warning():
         warnings.simplefilter("error", DeprecationWarning)
         for name in ng.__all__:
             getattr(ng, name)                                       # the face itself warns of nothing
-    for name, module in ng._MOVED.items():
-        with pytest.warns(DeprecationWarning, match=f"neuralgraph.{name} is deprecated.*{module}.{name}"):
+    for name, where in ng._MOVED.items():
+        module, _, new = where.partition(":")
+        new = new or name
+        with pytest.warns(DeprecationWarning, match=f"neuralgraph.{name} is deprecated.*{module}.{new}"):
             old = getattr(ng, name)
-        assert old is getattr(importlib.import_module(module), name)
+        assert old is getattr(importlib.import_module(module), new)
     with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
         ng.no_such_name
+
+
+def test_renamed_names_still_work_with_a_warning_and_give_the_same_results():
+    """taps -> edge_dim, pad_taps -> pad_edge_features, graph_index -> batch_vector, the "parameter layout"
+    functions -> parameter_shapes / group_graphs / batch_to_stacked_groups, *_by_order -> rename_state_dict /
+    from_state_dict: each old name warns, names its new one, and computes the same thing."""
+    import warnings
+
+    import pytest
+    import torch
+    from torch import nn
+    from torch_geometric.data import Batch
+
+    import neuralgraph as ng
+    from neuralgraph import graph, interop, schema
+    from neuralgraph.architecture import Architecture
+
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+    cnn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 1))
+    arch = Architecture.from_module(mlp)
+    ws, bs = [l.weight.detach().unsqueeze(0) for l in (mlp[0], mlp[2])], [l.bias.detach().unsqueeze(0)
+                                                                          for l in (mlp[0], mlp[2])]
+    by_position = {f"seq.{i}": t for i, t in enumerate(mlp.state_dict().values())}     # another library's keys
+    new = {"to_graph": ng.to_graph(mlp, edge_dim=9),
+           "stacked_to_batch": ng.stacked_to_batch(ws, bs, arch, edge_dim=9),
+           "graph_from_params": graph.graph_from_params([w[0] for w in ws], [b[0] for b in bs], arch, edge_dim=9),
+           "batch_models": ng.batch_models([mlp, cnn], edge_dim=12),
+           "from_state_dict": interop.from_state_dict(by_position, arch, edge_dim=9),
+           "pad_edge_features": graph.pad_edge_features(ng.to_graph(mlp), edge_dim=9)}
+    with pytest.warns(DeprecationWarning) as caught:
+        old = {"to_graph": ng.to_graph(mlp, taps=9), "stacked_to_batch": ng.stacked_to_batch(ws, bs, arch, taps=9),
+               "graph_from_params": graph.graph_from_params([w[0] for w in ws], [b[0] for b in bs], arch, taps=9),
+               "batch_models": ng.batch_models([mlp, cnn], taps=12),
+               "from_state_dict": interop.to_graph_by_order(by_position, arch, taps=9),
+               "pad_edge_features": graph.pad_taps(ng.to_graph(mlp), taps=9)}
+    said = " ".join(str(w.message) for w in caught)
+    for name in ("taps=", "edge_dim=", "pad_edge_features", "from_state_dict"):
+        assert name in said
+    for key, g in new.items():
+        assert torch.equal(g.edge_attr, old[key].edge_attr) and g.edge_attr.size(-1) in (9, 12), key
+        assert torch.equal(g.x, old[key].x) and torch.equal(g.edge_index, old[key].edge_index), key
+    with pytest.raises(TypeError, match="both edge_dim= and its deprecated name taps="):
+        ng.to_graph(mlp, taps=9, edge_dim=9)
+
+    batch = Batch.from_data_list([ng.to_graph(mlp), ng.to_graph(nn.Sequential(nn.Linear(2, 3), nn.ReLU(),
+                                                                              nn.Linear(3, 1)))])
+    renamed = {("graph", "pad_taps"): graph.pad_edge_features, ("graph", "graph_index"): schema.batch_vector,
+               ("schema", "graph_index"): schema.batch_vector, ("graph", "parameter_layout"): graph.parameter_shapes,
+               ("graph", "group_by_layout"): graph.group_graphs,
+               ("graph", "stacked_by_layout"): graph.batch_to_stacked_groups,
+               ("interop", "state_dict_by_order"): interop.rename_state_dict,
+               ("interop", "to_graph_by_order"): interop.from_state_dict}
+    modules = {"graph": graph, "schema": schema, "interop": interop}
+    for (module, name), now in renamed.items():
+        with pytest.warns(DeprecationWarning, match=f"neuralgraph.{module}.{name} is deprecated.*{now.__name__}"):
+            assert getattr(modules[module], name) is now
+    with pytest.warns(DeprecationWarning, match="by='shapes'"):
+        old_groups = graph.group_graphs(batch, by="layout")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        groups = graph.group_graphs(batch)                       # tanh and relu: one set of parameter shapes
+        by_arch = graph.batch_to_stacked_groups(batch, by="architecture")
+    assert [ids.tolist() for _, ids in groups] == [ids.tolist() for _, ids in old_groups] == [[0, 1]]
+    assert [ids.tolist() for _, ids, *_ in by_arch] == [[0], [1]]
+    with pytest.raises(ValueError, match="by must be 'shapes' or 'architecture'"):
+        graph.group_graphs(batch, by="kinds")
+    for obj, old_name, new_name in ((arch.layers[0], "taps", "weights_per_edge"), (arch, "max_taps", "edge_dim"),
+                                    (ng.to_graph(cnn), "num_taps", "num_edge_features")):
+        with pytest.warns(DeprecationWarning, match=new_name):
+            assert getattr(obj, old_name) == getattr(obj, new_name)
+    assert (arch.edge_dim, Architecture.from_module(cnn).edge_dim) == (1, 9)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import neuralgraph as ng
-from neuralgraph.interop import to_graph_by_order
+from neuralgraph.interop import from_state_dict
 from neuralgraph.importers import check_statistics, import_inr_splits, read_peer_file, read_splits_json
 from neuralgraph.inr import INRDataset, image_grid, load_splits, render, siren_forward
 from neuralgraph.inr.coords import convert_coordinates, coordinate_convention, image_coordinates, row_col_params
@@ -192,7 +192,7 @@ def test_peer_files_are_read_without_running_their_code(tmp_path):
     network, extras = read_peer_file(path)
     assert list(network) == ["seq.0.weight", "seq.0.bias", "seq.1.weight", "seq.1.bias", "seq.2.weight",
                              "seq.2.bias"]
-    g = to_graph_by_order(network, ng.inr.siren_architecture((1, 32, 32, 1), 30.0, 0.5))
+    g = from_state_dict(network, ng.inr.siren_architecture((1, 32, 32, 1), 30.0, 0.5))
     assert g.num_nodes == 66
     # the same file as numpy < 2 pickles it (numpy.core instead of numpy._core): the only difference
     import zipfile

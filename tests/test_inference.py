@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import neuralgraph as ng
-from neuralgraph.interop import to_graph_by_order
+from neuralgraph.interop import from_state_dict
 import neuralgraph.visualize  # noqa: F401  (ng.visualize.draw)
 from neuralgraph.cli import main
 from neuralgraph.inference import evaluate, open_data, training_stats
@@ -219,7 +219,7 @@ def test_import_dwsnets_layout(tmp_path, capsys):
     # the graph of INR 3 rebuilds into the module their state dict describes
     sd = weights[("test", 3)]
     model = ng.to_model(ds.batch([3]).get_example(0))
-    ref = to_graph_by_order(sd, ds.arch)
+    ref = from_state_dict(sd, ds.arch)
     x = torch.rand(9, 2)
     assert torch.equal(model(x), ng.to_model(ref)(x))
     # train / val / test load as one dataset that training accepts

@@ -7,7 +7,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import neuralgraph as ng
-from neuralgraph.interop import state_dict_by_order, to_graph_by_order
+from neuralgraph.interop import from_state_dict, rename_state_dict
 from neuralgraph.inr import INRDataset, save_inr_dataset
 
 
@@ -92,7 +92,7 @@ def test_bad_layouts_are_refused(layout, w, b, match):
         ng.from_weights_biases(w, b, layout=layout, activation="relu")
 
 
-def test_state_dict_by_order_converts_dwsnets_inr_state_dicts():
+def test_from_state_dict_converts_dwsnets_inr_state_dicts():
     torch.manual_seed(0)
     inr = DWSNetsStyleINR()
     sd = inr.state_dict()
@@ -100,7 +100,7 @@ def test_state_dict_by_order_converts_dwsnets_inr_state_dicts():
     arch = ng.mlp_architecture([2, 8, 8, 1], "sine")
     with pytest.raises(ValueError, match="state dict does not match"):
         ng.to_graph(sd, arch)                       # the names differ
-    g = to_graph_by_order(sd, arch)
+    g = from_state_dict(sd, arch)
     model = ng.to_model(g)
     x = torch.rand(10, 2)
     h = x
@@ -108,19 +108,19 @@ def test_state_dict_by_order_converts_dwsnets_inr_state_dicts():
         h = layer(h)
         h = torch.sin(30 * h) if i < 2 else h
     assert torch.allclose(model(x), h, atol=1e-6)
-    renamed = state_dict_by_order(sd, arch)
+    renamed = rename_state_dict(sd, arch)
     assert list(renamed) == list(arch.build().state_dict()) and all(
         renamed[k] is v for k, v in zip(renamed, sd.values()))
 
 
-def test_state_dict_by_order_refuses_mismatches():
+def test_rename_state_dict_refuses_mismatches():
     arch = ng.mlp_architecture([2, 8, 8, 1])
     sd = DWSNetsStyleINR((2, 8, 4, 1)).state_dict()
     with pytest.raises(ValueError, match=r"tensor 2 \('seq.1.weight'\) has shape \[4, 8\]"):
-        state_dict_by_order(sd, arch)
+        rename_state_dict(sd, arch)
     sd = DWSNetsStyleINR((2, 8, 8)).state_dict()
     with pytest.raises(ValueError, match="has 4 tensors, the architecture"):
-        state_dict_by_order(sd, arch)
+        rename_state_dict(sd, arch)
 
 
 def test_batch_models_mixes_mlps_and_cnns_and_rebuilds_them():
@@ -130,7 +130,7 @@ def test_batch_models_mixes_mlps_and_cnns_and_rebuilds_them():
               nn.Sequential(nn.Linear(5, 1))]
     batch = ng.batch_models(models)
     assert batch.num_graphs == 3 and batch.edge_attr.shape[1] == 9
-    assert ng.batch_models(models, taps=12).edge_attr.shape[1] == 12
+    assert ng.batch_models(models, edge_dim=12).edge_attr.shape[1] == 12
     inputs = [torch.randn(2, 3), torch.randn(2, 1, 5, 5), torch.randn(2, 5)]
     for m, rebuilt, x in zip(models, ng.to_models(batch), inputs):
         assert torch.equal(m(x), rebuilt(x))

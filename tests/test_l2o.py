@@ -69,7 +69,7 @@ def test_layout_puts_every_parameter_where_to_graph_does(model):
     layout = ParamLayout.of(arch, taps=9)
     theta = torch.cat([p.detach().reshape(1, -1) for p in l2o.model_parameters(model, arch)], 1)
     node, edge = layout.graph_features(theta.unsqueeze(-1))
-    graph = ng.to_graph(model, taps=9)
+    graph = ng.to_graph(model, edge_dim=9)
     assert torch.equal(node, graph.x) and torch.equal(edge, graph.edge_attr)
     back = layout.parameter_values(node, edge, 1).squeeze(-1)
     assert torch.equal(back, theta)

@@ -9,7 +9,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import neuralgraph as ng
-from neuralgraph.graph import pad_taps
+from neuralgraph.graph import pad_edge_features
 from neuralgraph.schema import EDGE_RESIDUAL, EDGE_REVERSE, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT
 from dws_equiv.ng import EDGE_REVERSE_RESIDUAL, FourierFeatures, NGEncoder, ProbeFeatures, bidirectional
 from strategies import cnns, mlps, resnets
@@ -17,8 +17,8 @@ from strategies import cnns, mlps, resnets
 IMAGE = 16  # probe image size: large enough for every CNN the strategies draw
 
 
-def _batch(models, taps=9):
-    return ng.batch_models(models, taps=taps)
+def _batch(models, edge_dim=9):
+    return ng.batch_models(models, edge_dim=edge_dim)
 
 
 def _reference_values(model: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +85,7 @@ def test_positional_embeddings_respect_the_symmetry():
     torch.manual_seed(0)
     models = [nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 2)),
               nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3))]
-    batch = _batch(models, taps=1)
+    batch = _batch(models, edge_dim=1)
     enc = NGEncoder(8, max_in=4, max_out=4, max_depth=4, max_taps=1)
     pos = enc.positional(batch)
     for layer in range(1, 3):  # hidden neurons of one layer share an embedding, across graphs too
@@ -142,7 +142,7 @@ def test_fourier_features_and_tap_padding():
     enc = NGEncoder(8, max_taps=9, rff_features=3)
     g = ng.to_graph(model)
     h1, e1 = enc(g)
-    h9, e9 = enc(pad_taps(g, 9))
+    h9, e9 = enc(pad_edge_features(g, 9))
     torch.testing.assert_close(e1, e9)
     torch.testing.assert_close(h1, h9)
 

@@ -9,7 +9,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import neuralgraph as ng
-from neuralgraph.graph import pad_taps
+from neuralgraph.graph import pad_edge_features
 from neuralgraph.schema import EDGE_RESIDUAL, NODE_INPUT
 from dws_equiv.ng import NGGNN, NGTransformer
 from neuralgraph.inr import fit_sirens
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(models: list[nn.Module]) -> Batch:
-    return ng.batch_models(models, taps=9)
+    return ng.batch_models(models, edge_dim=9)
 
 
 def _processor(cls, head: str, use_probes: bool = True, seed: int = 0, **kwargs) -> nn.Module:
@@ -86,7 +86,7 @@ def test_each_graph_is_processed_independently_of_its_batch(cls, head, models, s
     with torch.no_grad():
         out = net(batch)
         for i, m in enumerate(models):
-            alone = net(pad_taps(ng.to_graph(m), 9))  # a plain graph, no batch vector
+            alone = net(pad_edge_features(ng.to_graph(m), 9))  # a plain graph, no batch vector
             if head == "invariant":
                 torch.testing.assert_close(out[i:i + 1], alone, rtol=1e-5, atol=1e-5)
             else:

@@ -33,7 +33,7 @@ def _cnn_batch(B, seed=0):
     torch.manual_seed(seed)
     models = [nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Conv2d(4, 3, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                             nn.Flatten(), nn.Linear(3, 5)) for _ in range(B)]
-    return ng.batch_models(models, taps=9)
+    return ng.batch_models(models, edge_dim=9)
 
 
 def _flat(out) -> torch.Tensor:

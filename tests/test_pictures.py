@@ -54,7 +54,7 @@ def test_draw_labels_layers_and_activations(tmp_path, digits):
 def test_conv_edges_coloured_by_kernel_norm(tmp_path):
     torch.manual_seed(0)
     cnn = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
-    graph = ng.to_graph(cnn, taps=9)
+    graph = ng.to_graph(cnn, edge_dim=9)
     assert edge_value_kind(graph) == "kernel norm"
     w, _ = colour_values(graph)
     # conv edges: the L2 norm of each 3x3 kernel (edge order: target-major), the final Linear: |w|
@@ -65,7 +65,7 @@ def test_conv_edges_coloured_by_kernel_norm(tmp_path):
     assert any("kernel L2 norm" in s for s in labels)
     _png_ok(tmp_path / "cnn.png")
     plt.close("all")
-    mlp = ng.to_graph(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)), taps=9)   # padded, one real tap
+    mlp = ng.to_graph(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)), edge_dim=9)   # padded, one real tap
     assert edge_value_kind(mlp) == "weight" and (colour_values(mlp)[0] < 0).any()
 
 

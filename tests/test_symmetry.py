@@ -8,7 +8,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import neuralgraph as ng
-from neuralgraph.graph import pad_taps
+from neuralgraph.graph import pad_edge_features
 from neuralgraph.schema import NODE_HIDDEN
 from strategies import cnns, mlps, model_input, resnets
 
@@ -47,7 +47,7 @@ def test_permutation_actually_moves_hidden_neurons():
        st.integers(0, 1000))
 def test_batch_permutation_is_per_graph_and_preserves_functions(models, seed):
     models = [m.double() for m in models]
-    batch = Batch.from_data_list([pad_taps(ng.to_graph(m), 9) for m in models])
+    batch = Batch.from_data_list([pad_edge_features(ng.to_graph(m), 9) for m in models])
     permuted, perm = ng.permute_hidden(batch, generator=torch.Generator().manual_seed(seed))
     # nodes never leave their graph or layer
     assert torch.equal(batch.batch[perm.node_perm], batch.batch)

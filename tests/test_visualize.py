@@ -27,7 +27,7 @@ def test_to_networkx_carries_weights_and_biases():
 
 def test_conv_edges_keep_their_kernels():
     model = nn.Sequential(nn.Conv2d(1, 2, (2, 3)), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 1))
-    G = to_networkx(ng.to_graph(model, taps=9))
+    G = to_networkx(ng.to_graph(model, edge_dim=9))
     kernel = G.edges[0, 1]["kernel"]
     assert kernel == model[0].weight[0, 0].flatten().tolist()
     # the mean of the real taps, up to float32 summation order (the padded taps are summed too)

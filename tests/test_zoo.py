@@ -167,7 +167,7 @@ def test_split_is_by_network_and_batches_concatenate_groups(wild_zoo, digits):
     batch = zoo.batch(split.train)
     assert sorted(batch.net_index.tolist()) == sorted(split.train.tolist())
     torch.testing.assert_close(batch.y, zoo.targets()[batch.net_index])
-    assert batch.edge_attr.shape[1] == zoo.taps
+    assert batch.edge_attr.shape[1] == zoo.edge_dim
     for g, model in enumerate(ng.to_models(batch)):                 # graphs of several architectures, in order
         ref = zoo.model(int(batch.net_index[g]))
         torch.testing.assert_close(model(digits["test_x"][:8]), ref(digits["test_x"][:8]))

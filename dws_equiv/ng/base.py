@@ -131,7 +131,7 @@ class NGProcessor(ResetChildren, nn.Module):
         max_in: int = 64,
         max_out: int = 64,
         max_depth: int = 31,
-        max_taps: int = 9,
+        max_taps: int = 9,       # the graphs' largest edge_dim; named so in saved runs' model_kwargs: kept
         rff_features: int = 0,
         rff_sigma: float = 1.0,
         max_layers: int | None = None,

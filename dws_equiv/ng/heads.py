@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
-from neuralgraph.schema import EDGE_FORWARD, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT, graph_index, num_graphs
+from neuralgraph.schema import EDGE_FORWARD, NODE_HIDDEN, NODE_INPUT, NODE_OUTPUT, batch_vector, num_graphs
 
 from ..reset import ResetChildren
 
@@ -49,7 +49,7 @@ class InvariantHead(ResetChildren, nn.Module):
         neurons raises ``ValueError``.
         """
         B = num_graphs(graph)
-        gb = graph_index(graph)
+        gb = batch_vector(graph)
         out = graph.node_type == NODE_OUTPUT
         idx = out.nonzero().squeeze(1)
         pos = graph.node_pos[idx]

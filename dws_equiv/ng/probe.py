@@ -3,7 +3,7 @@
 Each input network is run *as a function* of its parameters, read from the graph, on shared
 learned probe inputs. Graphs are grouped by architecture (a loop over the distinct
 architectures of the batch only, never over graphs); inside a group the parameters are
-stacked (:func:`neuralgraph.graph.stacked_by_layout`, the library's one reader) and the
+stacked (:func:`neuralgraph.graph.batch_to_stacked_groups`, the library's one reader) and the
 library's functional interpreter (:func:`neuralgraph.functional.network_values`) is
 ``vmap``-ed over the group with :func:`torch.func.vmap`, so every supported architecture works.
 
@@ -32,8 +32,8 @@ from torch_geometric.data import Data
 
 from neuralgraph.architecture import Architecture
 from neuralgraph.functional import network_values
-from neuralgraph.graph import graph_archs, stacked_by_layout
-from neuralgraph.schema import IDENTITY_NORM, graph_index
+from neuralgraph.graph import batch_to_stacked_groups, graph_archs
+from neuralgraph.schema import IDENTITY_NORM, batch_vector
 
 __all__ = ["ProbeFeatures", "network_values"]
 
@@ -84,13 +84,14 @@ class ProbeFeatures(nn.Module):
         if graph.x.device != self.points.device:
             raise ValueError(f"ProbeFeatures: the graph is on {graph.x.device} but the model is on "
                              f"{self.points.device}; move the batch with batch.to(device)")
-        gb = graph_index(graph)
+        gb = batch_vector(graph)
         dtype = graph.x.dtype
         out = graph.x.new_zeros(graph.num_nodes, self.n_probes)
         rows, vals = [], []
         # the networks run on their real parameters (raw), also when the processor sees normalised ones;
-        # one vectorised forward per architecture (activations matter here, not only the layout)
-        for arch, ids, weights, biases, norms in stacked_by_layout(graph, by="architecture", raw=True, norms=True):
+        # one vectorised forward per architecture (activations matter here, not only the parameter shapes)
+        groups = batch_to_stacked_groups(graph, by="architecture", raw=True, norms=True)
+        for arch, ids, weights, biases, norms in groups:
             count = ids.numel()
             biases = [b if b is not None else weights[j].new_zeros(count, spec.out_features)
                       for j, (b, spec) in enumerate(zip(biases, arch.layers))]

@@ -121,8 +121,8 @@ class ParamLayout:
         :func:`optimizee_architecture`) and for ``taps`` below the largest kernel.
         """
         _check_supported(arch)
-        if taps is not None and (isinstance(taps, bool) or not isinstance(taps, int) or taps < arch.max_taps):
-            raise ValueError(f"l2o: the optimizee has {arch.max_taps}-tap kernels but the optimizer reads "
+        if taps is not None and (isinstance(taps, bool) or not isinstance(taps, int) or taps < arch.edge_dim):
+            raise ValueError(f"l2o: the optimizee has {arch.edge_dim}-tap kernels but the optimizer reads "
                              f"{taps!r} taps per edge; kernels larger than the meta-trained ones are not supported")
         shapes, offsets, weights, biases = [], [], [], []
         P = 0
@@ -139,7 +139,7 @@ class ParamLayout:
         for layer in arch.layers:
             weights.append(ids(layer.weight_shape))
             biases.append(ids((layer.out_features,)) if layer.bias else None)
-        graph = graph_from_params(weights, biases, arch, taps=taps)
+        graph = graph_from_params(weights, biases, arch, edge_dim=taps)
         tensor_id = torch.repeat_interleave(torch.arange(len(shapes)),
                                             torch.tensor([int(torch.Size(s).numel()) for s in shapes]))
         node_param = graph.x[:, 0].long() - 1
@@ -203,7 +203,7 @@ class ParamLayout:
                        for l in self.arch.layers]
             biases = [torch.zeros(1, l.out_features, device=device).expand(B, -1) if l.bias else None
                       for l in self.arch.layers]
-            self._batches[key] = stacked_to_batch(weights, biases, self.arch, taps=self.taps)
+            self._batches[key] = stacked_to_batch(weights, biases, self.arch, edge_dim=self.taps)
         return self._batches[key]
 
     def graph_features(self, feats: Tensor) -> tuple[Tensor, Tensor]:

@@ -50,7 +50,7 @@ __all__ = ["Adapt", "AdaptSplitView", "grouped_logits", "finetune_stacked"]
 
 def grouped_logits(archs: Sequence[Architecture], weights: Sequence[Tensor], biases: Sequence[Tensor | None],
                    x: Tensor) -> Tensor:
-    """Logits of B classifiers of one parameter layout (activations may differ) on shared images.
+    """Logits of B classifiers of one set of parameter shapes (activations may differ) on shared images.
 
     One :func:`~neuralgraph.zoo.forward_grouped` per distinct architecture (e.g. ReLU / tanh),
     none per network; differentiable w.r.t. ``weights`` / ``biases``.

@@ -91,7 +91,7 @@ class ZooSplitView(NeuralGraphDataset):
         self.sample_net = ids.repeat(len(self.epochs))
         self.sample_ckpt = torch.arange(len(self.epochs)).repeat_interleave(ids.numel())
         self.path, self.meta = zoo.path, {**zoo.meta, "fingerprint": zoo.meta.get("fingerprint")}
-        self.arch: Architecture = max(zoo.archs, key=lambda a: (a.max_taps, a.widths[0], a.widths[-1]))
+        self.arch: Architecture = max(zoo.archs, key=lambda a: (a.edge_dim, a.widths[0], a.widths[-1]))
 
     def __len__(self) -> int:
         return int(self.sample_net.numel())

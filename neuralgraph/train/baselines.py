@@ -21,7 +21,7 @@ from torch_geometric.data import Batch
 
 from ..architecture import Architecture
 from ..augment import permute_hidden_stacked
-from ..graph import EDGE_FORWARD, batch_to_stacked, graph_archs, graph_index, parameter_layout
+from ..graph import EDGE_FORWARD, batch_to_stacked, batch_vector, graph_archs, parameter_shapes
 
 __all__ = ["FlatMLP", "flat_params", "num_params"]
 
@@ -69,10 +69,10 @@ def _flat_positions(batch: Batch, arch: Architecture) -> tuple[Tensor, Tensor, T
         offsets_b.append(o if spec.bias else -1)
         o += spec.out_features if spec.bias else 0
     device = batch.x.device
-    gb = graph_index(batch)
+    gb = batch_vector(batch)
     ow, ob = torch.tensor([0, *offsets_w], device=device), torch.tensor([-1, *offsets_b], device=device)
     d_in = torch.tensor([0, *(s.in_features for s in arch.layers)], device=device)
-    taps = torch.tensor([1, *(s.taps for s in arch.layers)], device=device)
+    taps = torch.tensor([1, *(s.weights_per_edge for s in arch.layers)], device=device)
     layer = batch.node_layer
     has_b = ob[layer] >= 0
     node_at = gb * P + ob[layer] + batch.node_pos
@@ -151,15 +151,15 @@ class FlatMLP(nn.Module):
 
         Args:
             batch: a PyG batch of neural graphs of the architecture the model was built for
-                (another parameter layout raises ``ValueError``).
+                (other parameter shapes raise ``ValueError``).
 
         Shapes: invariant head: ``[num_graphs, out_dim]``; equivariant head: a batch with
         edited ``x`` / ``edge_attr`` (parameters plus the MLP's output).
         """
         archs = graph_archs(batch, "FlatMLP")
-        if any(parameter_layout(a) != parameter_layout(self.arch) for a in archs):
-            raise ValueError(f"FlatMLP was built for {self.arch.widths}; the batch holds networks of another "
-                             f"parameter layout")
+        if any(parameter_shapes(a) != parameter_shapes(self.arch) for a in archs):
+            raise ValueError(f"FlatMLP was built for {self.arch.widths}; the batch holds networks of other "
+                             f"parameter shapes")
         x = flat_params(batch, permute=self.permute_augment and self.training)
         out = self.net(x)
         if self.head == "invariant":

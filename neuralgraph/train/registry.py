@@ -34,8 +34,8 @@ __all__ = ["ModelSpec", "MODELS", "available_models", "build_model", "model_clas
 ARCH_BOUNDS: dict[str, Callable[[Architecture], int]] = {
     "max_in": lambda a: a.widths[0],
     "max_out": lambda a: a.widths[-1],
-    "max_taps": lambda a: a.max_taps,
-    "in_edge": lambda a: a.max_taps,          # DWSNet: one edge channel per kernel tap
+    "max_taps": lambda a: a.edge_dim,         # processor argument named so in saved runs' model_kwargs
+    "in_edge": lambda a: a.edge_dim,          # DWSNet: one edge channel per kernel tap
 }
 
 

@@ -37,6 +37,7 @@ from ..batching import concat_batches, set_graph_attr
 from ..chunks import ChunkStore, fingerprint, tensor_digest
 from ..data.images import DATASETS, load_zoo_data
 from ..datasets import as_index
+from ..deprecation import warn_renamed
 from ..graph import stacked_to_batch, to_model
 from ..inr.files import _compact
 from ..seeding import derive_seed
@@ -347,7 +348,7 @@ class ZooDataset:
     Attributes: ``archs``, ``hparams`` (per network), ``epochs`` (checkpoint
     epochs), ``metrics`` (``[n, C]`` each), ``valid`` (``[n]``: every parameter and
     metric finite; a diverged network is not valid and is left out of
-    :meth:`split`), ``taps`` (the largest kernel area of the zoo; every batch
+    :meth:`split`), ``edge_dim`` (the largest kernel area of the zoo; every batch
     is padded to it, so batches of any networks of the zoo concatenate).
     """
 
@@ -375,7 +376,13 @@ class ZooDataset:
         for t in self.metrics.values():
             valid &= torch.isfinite(t).all(1)
         self.valid = valid
-        self.taps = max(a.max_taps for a in self.archs)
+        self.edge_dim = max(a.edge_dim for a in self.archs)
+
+    @property
+    def taps(self) -> int:
+        """Deprecated name of ``edge_dim``."""
+        warn_renamed("ZooDataset.taps", "ZooDataset.edge_dim")
+        return self.edge_dim
 
     def __len__(self) -> int:
         return len(self.hparams)
@@ -442,7 +449,7 @@ class ZooDataset:
         parts = []
         for arch, ids, p in self.params(indices, epoch):
             weights, biases = (p["weights"], p["biases"]) if transform is None else transform(p["weights"], p["biases"])
-            b = stacked_to_batch(weights, biases, arch, taps=self.taps,
+            b = stacked_to_batch(weights, biases, arch, edge_dim=self.edge_dim,
                                  norms=p["norms"] if arch.has_norm else None)
             set_graph_attr(b, "y", y_all[ids])
             set_graph_attr(b, "net_index", ids)
