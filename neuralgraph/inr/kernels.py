@@ -176,6 +176,17 @@ class _FlatAdam:
         """This step's moments from ``grad`` (:func:`adam_moments`); returns the first moment's bias correction."""
         return adam_moments(self.grad, self.exp_avg, self.exp_avg_sq, self.denom, step, betas[0], betas[1], eps)
 
+    def scale_layer_grads(self, m: int, scale: float | Tensor) -> None:
+        """``gW[m] *= scale``, ``gb[m] *= scale``: the tail of both kernels' backward through hidden layer
+        ``m`` (0-based), the chain rule's factor ``w0`` times the column scale the kernel kept out of
+        ``dL/dT_m``: a float (``w0``) or one per neuron ``[B, h]``."""
+        if isinstance(scale, Tensor):
+            self.gW[m].mul_(scale.unsqueeze(-1))
+            self.gb[m].mul_(scale)
+        else:
+            self.gW[m].mul_(scale)
+            self.gb[m].mul_(scale)
+
     def write_back(self, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> None:
         """Copy the fitted parameters into the caller's tensors."""
         for dst, src in zip([*weights, *biases], self.params):
@@ -300,13 +311,7 @@ class _FastKernel:
             torch.bmm(self.uv1_b, E, out=self.g1)         # [B, 3, h1]
             p.gW[0].copy_(self.g1[:, :2, :].transpose(1, 2))
             p.gb[0].copy_(self.g1[:, 2, :])
-        rs = w0 if r[m] is None else w0 * r[m]
-        if r[m] is None:
-            p.gW[m].mul_(w0)
-            p.gb[m].mul_(w0)
-        else:
-            p.gW[m].mul_(rs.unsqueeze(-1))
-            p.gb[m].mul_(rs)
+        p.scale_layer_grads(m, w0 if r[m] is None else w0 * r[m])
 
 
 @torch.no_grad()
@@ -438,12 +443,7 @@ class _StackKernel:
             torch.bmm(self.Xa.expand(self.B, d + 1, self.P), D, out=self.g1)   # [B, d+1, h]: weight columns, bias
             p.gW[0].copy_(self.g1[:, :d, :].transpose(1, 2))
             p.gb[0].copy_(self.g1[:, d, :])
-        if r is None:
-            p.gW[m].mul_(w0)
-            p.gb[m].mul_(w0)
-        else:
-            p.gW[m].mul_(r.unsqueeze(-1))
-            p.gb[m].mul_(r)
+        p.scale_layer_grads(m, w0 if r is None else r)
 
 
 @torch.no_grad()
