@@ -381,7 +381,9 @@ def _setup(config: TrainConfig, info: D.DistInfo, device: torch.device) -> _Run:
     arch = splits["train"].arch
     torch.manual_seed(config.seed)                    # same initial weights on every rank
     model = build_model(config.model, task.out_dim(), arch=arch, head=task.head, **config.model_kwargs).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # foreach: one multi-tensor update instead of a loop over the processors' hundreds of small parameter
+    # tensors (DWSNet has 388): the same bits as the loop, twice as fast on CPU, where torch's default is the loop
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
     per_rank = -(-len(splits["train"]) // info.world_size)
     steps_per_epoch = -(-per_rank // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
