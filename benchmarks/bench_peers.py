@@ -9,7 +9,9 @@ Workload: SIREN [2, 32, 32, 1] networks with random weights (one fixed seed; eve
 the same networks, each in its library's own input format), one training step: forward +
 cross-entropy (10 classes) + backward + ``AdamW(lr=1e-3, weight_decay=5e-4, amsgrad=True)``
 (the optimiser of both official INR-classification experiments; no gradient clipping on any
-side). Reported: graphs per second and the growth of the peak RSS over the steps.
+side), in its multi-tensor ``foreach`` implementation on every side, as this library's trainer
+runs it (``--optimizer-loop loop``: torch's per-tensor CPU default; both give the same bits).
+Reported: graphs per second and the growth of the peak RSS over the steps.
 
 Suites (each peer against our nearest model):
 
@@ -104,7 +106,7 @@ def fingerprint(weights, biases):
                      for t in [*weights, *biases]))
 
 def run(net, inputs, torch_layout):
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=5e-4, amsgrad=True)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=5e-4, amsgrad=True, foreach={foreach})
     clock = time.process_time if {clock!r} == "cpu" else time.perf_counter
 
     def step():
@@ -337,6 +339,9 @@ def main() -> None:
     p.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
     p.add_argument("--malloc", choices=["default", "no-mmap"], default="default",
                    help="no-mmap: every child (ours and the peers alike) with glibc's mmap off and no heap trimming")
+    p.add_argument("--optimizer-loop", choices=["foreach", "loop"], default="foreach",
+                   help="AdamW's implementation on every side: foreach (one multi-tensor update, as our trainer "
+                        "uses) or loop (torch's CPU default, one update per parameter tensor); the same bits")
     p.add_argument("--ng", action="store_true", help="nfn suite: also time NG-GNN and NG-T with probes")
     args = p.parse_args()
 
@@ -363,7 +368,7 @@ def main() -> None:
     todo = comparisons(args, py)
     print(f"SIREN {WIDTHS}, forward + cross-entropy + backward + AdamW, {args.threads} thread(s), "
           f"{args.clock} clock, median over {args.rounds} fresh processes of the best of {args.steps} steps "
-          f"(at most {args.budget:g} s of timed steps each), malloc {args.malloc}")
+          f"(at most {args.budget:g} s of timed steps each), malloc {args.malloc}, AdamW {args.optimizer_loop}")
     print("| suite | setting | batch | model | graphs/s | peak RSS growth MiB | ours / peer (range) |\n"
           "|---|---|---|---|---|---|---|", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -379,7 +384,8 @@ def main() -> None:
                 for m in order:
                     rep = run_child(m, NO_MMAP if args.malloc == "no-mmap" else None,
                                     data=str(data), channels=cmp.channels, threads=args.threads,
-                                    steps=args.steps, budget=args.budget, clock=args.clock)
+                                    steps=args.steps, budget=args.budget, clock=args.clock,
+                                    foreach=args.optimizer_loop == "foreach")
                     check_report(cmp, m.label, rep, fps[cmp.batch])
                     reps[m.label].append(rep)
             peer_s = [rep["seconds"] for rep in reps[cmp.peer.label]] if cmp.peer else None
