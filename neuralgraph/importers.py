@@ -59,7 +59,7 @@ from .inr.siren import siren_architecture
 from .inr.splits import (MANIFEST, SPLITS, _differences, _finish_install, _holds_fitted_data, _install,
                          _prepare_directory, _read_manifest)
 from .interop import mlp_state_dict_params
-from .io import lock_directory, tensor_sha256
+from .io import lock_directory, read_torch_file, tensor_sha256
 
 __all__ = ["import_inr_splits", "read_splits_json", "read_peer_file", "check_statistics", "NUMPY_GLOBALS",
            "STATISTICS_TOLERANCE"]
@@ -168,24 +168,14 @@ def read_peer_file(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str
     Pass ``network`` to :func:`neuralgraph.interop.from_state_dict` to get one graph.
     """
     path = Path(path)
-    try:
-        with torch.serialization.safe_globals(NUMPY_GLOBALS):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets one clear message
-        raise ValueError(f"{path}: not a readable state dict ({type(e).__name__}: {_why(e)}); only tensors, plain "
-                         f"Python values and numpy arrays are read (no code from a file runs here)") from None
+    obj = read_torch_file(path, "cpu", "INR file", "state dict", allow_globals=NUMPY_GLOBALS,
+                          hint="; only tensors, plain Python values and numpy arrays are read (no code from a file "
+                               "runs here)")
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(obj).__name__}")
     network = {k: v for k, v in obj.items() if isinstance(k, str) and ("weight" in k or "bias" in k)}
     extras = {k: v for k, v in obj.items() if k not in network}
     return network, extras
-
-
-def _why(e: Exception) -> str:
-    """The line of a ``torch.load`` error that names what was refused (its message is long)."""
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    named = [line for line in lines if "GLOBAL" in line or "got <class" in line]
-    return (named or lines or [type(e).__name__])[0][:300]
 
 
 def _coefficients(extras: dict[str, Any], f: Path) -> list[float]:
@@ -276,12 +266,7 @@ def check_statistics(path: str | os.PathLike, weights: Sequence[Tensor], biases:
         biases: per layer, ``[n, out]``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"statistics file not found: {path}")
-    try:
-        stats = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path}: not a readable statistics file ({type(e).__name__}: {e})") from None
+    stats = read_torch_file(path, "cpu", "statistics file", "statistics file")
     theirs = {"weights": [w.transpose(1, 2).unsqueeze(-1) for w in weights],
               "biases": [x.unsqueeze(-1) for x in biases]}
     widths = [int(weights[0].shape[2])] + [int(w.shape[1]) for w in weights]

@@ -15,13 +15,14 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, IO, Iterator
+from typing import Any, Callable, IO, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
 __all__ = ["atomic_write", "atomic_save", "atomic_write_text", "save_figure", "LOCK_NAME", "MANIFEST", "DirectoryBusy",
-           "lock_directory", "tensor_sha256", "checksums", "verify_checksums", "save", "load", "SAVED_FORMAT"]
+           "lock_directory", "compact_tensor", "tensor_sha256", "checksums", "verify_checksums", "save", "load",
+           "SAVED_FORMAT"]
 
 #: The ``format`` entry of a file written by :func:`save`.
 SAVED_FORMAT = "neuralgraph.save"
@@ -82,6 +83,15 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120, **savefig_kwargs: 
     """``fig.savefig`` (format from the suffix, default PNG) through :func:`atomic_write`."""
     fmt = Path(path).suffix.lstrip(".") or "png"
     return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, **savefig_kwargs))
+
+
+def compact_tensor(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t`` (detached, as ``dtype``) as a contiguous tensor that owns exactly its bytes, for the files
+    of datasets and zoos: ``torch.save`` writes a view's whole storage."""
+    t = t.detach().to(dtype).contiguous()
+    if t.untyped_storage().nbytes() != t.numel() * t.element_size() or t.storage_offset():
+        t = t.clone()
+    return t
 
 
 def tensor_sha256(t: Tensor) -> str:
@@ -199,24 +209,37 @@ def save(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_save(record, path)
 
 
-def read_torch_file(path: Path, map_location: Any, what: str, kind: str, **load_kwargs: Any) -> Any:
+def read_torch_file(path: Path, map_location: Any, what: str, kind: str, *, allow_globals: Sequence = (),
+                    hint: str = "", **load_kwargs: Any) -> Any:
     """``torch.load(path, weights_only=True)`` with one clear error per failure: the one checked loader of the
-    library's files (saved graphs, checkpoints, INR splits, zoos, chunks).
+    library's files (saved graphs, checkpoints, INR splits, zoos, chunks) and of the peers' files it imports.
 
     Args:
         path: the file.
         map_location: as for ``torch.load``.
         what: how a missing file is named (``"checkpoint"`` -> ``checkpoint not found: PATH``).
-        kind: how an unreadable file is named (``PATH: not a readable KIND (...)``).
+        kind: how an unreadable file is named (``PATH: not a readable KIND (REASON)HINT``; ``REASON``
+            is the line of torch's error that names what failed, e.g. the global it refused).
+        allow_globals: further globals the unpickler may rebuild while reading this file
+            (``torch.serialization.safe_globals``), e.g. numpy arrays in another library's files.
+        hint: said after the reason.
         load_kwargs: further ``torch.load`` arguments (``mmap=True``).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True, **load_kwargs)
+        with torch.serialization.safe_globals(list(allow_globals)) if allow_globals else contextlib.nullcontext():
+            return torch.load(path, map_location=map_location, weights_only=True, **load_kwargs)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same message
-        raise ValueError(f"{path}: not a readable {kind} ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: not a readable {kind} ({type(e).__name__}: {_load_error(e)}){hint}") from None
+
+
+def _load_error(e: Exception) -> str:
+    """The line of a ``torch.load`` error that names what failed (its message can be a page of advice)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "got <class" in line]
+    return (named or lines or [type(e).__name__])[0][:300]
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device | None = None) -> Any:

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from ..architecture import Architecture
-from ..io import atomic_save, read_torch_file
+from ..io import atomic_save, compact_tensor, read_torch_file
 from ..io import tensor_sha256 as _sha256  # the one tensor digest (checkpoints and ng.save use it too)
 from .stats import _STAT_KEYS, layer_stats
 
@@ -78,14 +78,6 @@ def check_labels(labels: Tensor, n: int, num_classes: int, where: str | os.PathL
                 raise ValueError(f"{where}: label {labels[i].item():g} at index {i} is outside "
                                  f"[0, {num_classes}) for num_classes={num_classes}")
     return labels.long().contiguous()
-
-
-def _compact(t: Tensor, dtype: torch.dtype) -> Tensor:
-    """``t`` as a contiguous tensor that owns exactly its bytes (``torch.save`` writes whole storages)."""
-    t = t.detach().to(dtype).contiguous()
-    if t.untyped_storage().nbytes() != t.numel() * t.element_size() or t.storage_offset():
-        t = t.clone()
-    return t
 
 
 def _named_tensors(obj: dict) -> dict[str, Tensor]:
@@ -179,8 +171,8 @@ def save_inr_dataset(
     psnr = torch.full((n,), float("nan")) if psnr is None else psnr
     if source_index.shape != (n,) or psnr.shape != (n,):
         raise ValueError(f"{path}: source_index and psnr must have shape ({n},)")
-    weights = [_compact(w, torch.float32) for w in weights]
-    biases = [_compact(b, torch.float32) for b in biases]
+    weights = [compact_tensor(w, torch.float32) for w in weights]
+    biases = [compact_tensor(b, torch.float32) for b in biases]
     _check_finite(weights, biases, path)
     stats = stats if stats is not None else layer_stats(weights, biases)
     _check_stats(stats, arch.num_layers, path)
@@ -189,10 +181,10 @@ def save_inr_dataset(
         "arch": arch.to_dict(),
         "weights": weights,
         "biases": biases,
-        "labels": _compact(labels, torch.long),
-        "source_index": _compact(source_index, torch.long),
-        "psnr": _compact(psnr, torch.float32),
-        "stats": {k: (_compact(v, v.dtype) if isinstance(v, Tensor) else v) for k, v in stats.items()},
+        "labels": compact_tensor(labels, torch.long),
+        "source_index": compact_tensor(source_index, torch.long),
+        "psnr": compact_tensor(psnr, torch.float32),
+        "stats": {k: (compact_tensor(v, v.dtype) if isinstance(v, Tensor) else v) for k, v in stats.items()},
         "meta": {**(meta or {}), "num_classes": int(num_classes)},
     }
     obj["checksums"] = _checksums(obj)

@@ -39,9 +39,8 @@ from ..data.images import DATASETS, load_zoo_data
 from ..datasets import as_index
 from ..deprecation import warn_renamed
 from ..graph import stacked_to_batch, to_model
-from ..inr.files import _compact
 from ..seeding import derive_seed
-from ..io import atomic_save, lock_directory, read_torch_file, tensor_sha256
+from ..io import atomic_save, compact_tensor, lock_directory, read_torch_file, tensor_sha256
 from .settings import ZooSettings
 from .specs import sample_zoo
 from .train import check_trainable, train_group
@@ -288,9 +287,9 @@ def _train_chunk(k, s, e, archs, hparams, train_x, train_y, eval_sets, epochs, c
         for m in METRICS:
             metrics[m][pos] = res[m]
         groups.append({"arch": a, "index": torch.tensor(idx, dtype=torch.long),
-                       "weights": [_compact(t, torch.float32) for t in res["weights"]],
-                       "biases": [None if t is None else _compact(t, torch.float32) for t in res["biases"]],
-                       "norms": [None if t is None else _compact(t, torch.float32) for t in res["norms"]]})
+                       "weights": [compact_tensor(t, torch.float32) for t in res["weights"]],
+                       "biases": [None if t is None else compact_tensor(t, torch.float32) for t in res["biases"]],
+                       "norms": [None if t is None else compact_tensor(t, torch.float32) for t in res["norms"]]})
     return {"groups": groups, "metrics": metrics}
 
 
