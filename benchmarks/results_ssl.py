@@ -1,6 +1,6 @@
 """Self-supervised embeddings of sine-wave INRs (DWSNets' experiment) at a CPU-feasible size.
 
-Fits ``a sin(b x)`` SIRENs once (:func:`neuralgraph.data.sines.build_sine_splits`), then
+Fits ``a sin(b x)`` SIRENs once (:func:`neuralgraph.inr.sines.build_sine_splits`), then
 trains each processor with the ``ssl`` task (two perturbed views per INR, InfoNCE,
 16-dim embeddings) on the same splits and reports the linear probe's test MSE on
 ``(a, b)`` (averaged over both targets, the papers' number) beside the anchors of the
@@ -32,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from neuralgraph.data.sines import build_sine_splits  # noqa: E402
+from neuralgraph.inr.sines import build_sine_splits  # noqa: E402
 from neuralgraph.io import atomic_write_text  # noqa: E402
 from neuralgraph.tasks.ssl import Contrastive  # noqa: E402
 

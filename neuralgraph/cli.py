@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fit_sines(args: argparse.Namespace) -> dict[str, Path]:
-    from .data.sines import build_sine_splits
+    from .inr.sines import build_sine_splits
 
     unused = [flag for flag, value in (("--root", args.root), ("--w0", args.w0), ("--workers", args.workers),
                                        ("--device-batch-size", args.device_batch_size)) if value is not None]

@@ -1,7 +1,7 @@
 """Bad-input cases: self-supervised INR embeddings (run by test_bad_input.py; see bad_input.py for the row format).
 
 The ``ssl`` task's options, data without probe targets, batches that are not two views per INR, and the
-sine-wave INR builder (:mod:`neuralgraph.data.sines`).
+sine-wave INR builder (:mod:`neuralgraph.inr.sines`).
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _batch_before_setup(ctx: Ctx):
 
 
 def _build(ctx: Ctx, **kw):
-    from neuralgraph.data.sines import build_sine_splits
+    from neuralgraph.inr.sines import build_sine_splits
 
     args = {"n_train": 2, "n_val": 1, "n_test": 1, "steps": 2, "progress": False, **kw}
     return build_sine_splits(ctx.tmp / "sines", **args)
@@ -56,7 +56,7 @@ def _rebuild_other(ctx: Ctx):
 
 
 def _build_into_digits(ctx: Ctx):
-    from neuralgraph.data.sines import build_sine_splits
+    from neuralgraph.inr.sines import build_sine_splits
 
     return build_sine_splits(ctx.copy_data(), 2, 1, 1, steps=2, progress=False)
 
@@ -68,13 +68,13 @@ def _other_targets(ctx: Ctx):
 
 
 def _corrupt_targets(ctx: Ctx):
-    from neuralgraph.data.sines import _digest
+    from neuralgraph.io import tensor_sha256
 
     def meta(n):
         return torch.rand(n, 2)
     splits = _splits(ctx, targets=meta)
     for d in splits.values():
-        d.meta["targets_sha256"] = _digest(d.meta["targets"])
+        d.meta["targets_sha256"] = tensor_sha256(d.meta["targets"])
     splits["test"].meta["targets"] = splits["test"].meta["targets"] + 1
     return _task().setup(splits)
 
@@ -131,6 +131,6 @@ CASES = [
     Case("sines seed float", lambda ctx: _build(ctx, seed=1.5), ValueError, "seed"),
     Case("sines rerun with other settings", _rebuild_other, ValueError, "steps 2 there, 3 now"),
     Case("sines into an INR directory of another kind", _build_into_digits, ValueError, "files of another kind"),
-    Case("sine_signals coefficients shape", lambda ctx: __import__("neuralgraph.data.sines", fromlist=["x"])
+    Case("sine_signals coefficients shape", lambda ctx: __import__("neuralgraph.inr.sines", fromlist=["x"])
          .sine_signals(torch.zeros(3), torch.zeros(5)), ValueError, "[n, 2]"),
 ]

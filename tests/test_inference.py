@@ -119,7 +119,7 @@ def test_evaluate_runs_of_tasks_that_read_their_data(run, tmp_path, task):
     _, digits = run
     data = digits
     if task == "ssl":
-        from neuralgraph.data.sines import build_sine_splits
+        from neuralgraph.inr.sines import build_sine_splits
 
         data = tmp_path / "sines"
         build_sine_splits(data, 8, 4, 4, steps=5, progress=False)

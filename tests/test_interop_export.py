@@ -106,7 +106,7 @@ def test_export_folds_w0_and_offset_into_their_inr(tmp_path):
     W, b, _ = read_as_they_do(tmp_path / "d_out", "val")
     torch.testing.assert_close((siren_forward(W, b, their_grid(8), 30.0) + 0.5).reshape(-1, 8, 8),
                                render(native.weights, native.biases, 8, 8, w0=10.0), atol=1e-5, rtol=0)
-    from neuralgraph.data.sines import build_sine_splits, sine_grid
+    from neuralgraph.inr.sines import build_sine_splits, sine_grid
 
     build_sine_splits(tmp_path / "sines", n_train=4, n_val=2, n_test=2, steps=3, progress=False)
     res = export_inr_splits(tmp_path / "sines", tmp_path / "s_out", progress=False)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import neuralgraph as ng
-from neuralgraph.data.sines import build_sine_splits, sine_grid, sine_signals
+from neuralgraph.inr.sines import build_sine_splits, sine_grid, sine_signals
 from neuralgraph.inr import INRDataset
 from neuralgraph.tasks.edit import denormalize
 from neuralgraph.tasks.ssl import Contrastive, info_nce, info_nce_per_view

@@ -193,7 +193,7 @@ class Contrastive(Task):
         t = meta.get("targets")
         if t is None:
             raise ValueError(f"ssl: {where} has no meta['targets'] (the regression targets of the linear probe); "
-                             f"make sine-wave INRs with neuralgraph.data.sines.build_sine_splits "
+                             f"make sine-wave INRs with neuralgraph.inr.sines.build_sine_splits "
                              f"(`neuralgraph fit-inrs --source sines`)")
         if not isinstance(t, Tensor) or t.dim() != 2 or t.shape[0] != len(dataset) or t.shape[1] < 1 \
                 or not t.dtype.is_floating_point:
@@ -203,9 +203,9 @@ class Contrastive(Task):
             raise ValueError(f"ssl: {where}: meta['targets'] contains NaN or inf")
         digest = meta.get("targets_sha256")
         if digest is not None:
-            from ..data.sines import _digest
+            from ..io import tensor_sha256
 
-            if _digest(t) != digest:
+            if tensor_sha256(t) != digest:
                 raise ValueError(f"ssl: {where}: meta['targets'] does not match its stored checksum "
                                  f"(targets_sha256): the file is corrupted")
         return t.float()
