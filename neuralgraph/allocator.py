@@ -9,12 +9,12 @@ trimming it removes that cost; the price is that the process keeps its peak memo
 
 The ``neuralgraph`` command and the long-run scripts in ``benchmarks/`` call :func:`keep_freed_memory`
 at start; the library never changes the allocator on import. ``NEURALGRAPH_MALLOC=system`` in the
-environment, or any of glibc's own ``MALLOC_*`` variables or ``glibc.malloc`` tunables, leaves the allocator as it is.
+environment, or any of glibc's own ``MALLOC_*`` variables or ``glibc.malloc`` tunables, leaves the
+allocator as it is.
 """
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 __all__ = ["keep_freed_memory"]
