@@ -218,6 +218,8 @@ def rename_state_dict(state_dict: Mapping[str, Tensor], arch: Architecture) -> d
     ours = arch.build().state_dict()
     given = list(state_dict.items())
     for k, v in given:
+        if not isinstance(k, str):
+            raise ValueError(f"state_dict key {k!r} is a {type(k).__name__}, not a name (str)")
         if not isinstance(v, Tensor):
             raise ValueError(f"state_dict[{k!r}] is a {type(v).__name__}, not a tensor")
     if not any(k.endswith("num_batches_tracked") for k, _ in given):

@@ -162,6 +162,8 @@ CASES: list[Case] = [
          "state_dict must be a mapping"),
     Case("by order: value not a tensor", lambda ctx: from_state_dict({"a": 1.0}, ARCH), ValueError,
          "state_dict['a'] is a float"),
+    Case("by order: key not a name", lambda ctx: rename_state_dict({0: torch.zeros(4, 3)}, ARCH), ValueError,
+         "state_dict key 0 is a int, not a name"),
     # batch_models
     Case("batch_models: empty", lambda ctx: ng.batch_models([]), ValueError, "non-empty list"),
     Case("batch_models: not a module", lambda ctx: ng.batch_models([nn.Linear(2, 2), "x"]), ValueError,
