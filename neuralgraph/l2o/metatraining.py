@@ -67,6 +67,10 @@ RESUMABLE_CHANGES = ("out", "data_root", "outer_steps", "threads")
 class MetaTrainConfig:
     """Settings of a meta-training run.
 
+    Flat, one field per flag of ``neuralgraph l2o meta-train`` and saved as such in ``last.pt``; the
+    learned optimizer's own settings (:class:`OptimizerSpec`) are built from five of them and the
+    optimizee's architecture by :func:`optimizer_spec`, so they are written here once, as inputs.
+
     Args:
         out: run directory (``last.pt`` is written there).
         data_root: directory holding ``fashion_mnist/`` (IDX files).
