@@ -3,7 +3,8 @@
 A case is one line: an id, a call that must fail, the exception type and a
 fragment of its message. The tables live by area in ``bad_input_*.py`` beside
 this file (not collected by pytest themselves); ``test_bad_input.py`` runs them
-all. Adding a case is adding one line to the right table::
+all. Adding a case is adding one line to the right table (and one to the README's
+count of cases, which ``test_bad_input.py`` checks)::
 
     Case("edge_dim not an int", lambda ctx: ng.to_graph(mlp(), edge_dim=2.5), ValueError, "edge_dim"),
     cli_case("hidden not an int", ["train", "--data", "{data}", "--out", "{tmp}/run",

@@ -6,6 +6,9 @@ key or file at fault). See ``bad_input.py`` for how to add a row.
 """
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 import bad_input_cli
@@ -33,6 +36,15 @@ TABLES = {
     "adapt": bad_input_adapt.CASES,
 }
 CASES: list[Case] = [c for cases in TABLES.values() for c in cases]
+
+
+def test_the_readme_counts_the_rows():
+    """The README's figure of the table is the table's length (add a row, update the figure)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    said = re.search(r"runs a table of (\d[\d,]*) cases", readme)
+    assert said, "README.md no longer says 'runs a table of N cases' (tests/test_bad_input.py checks N)"
+    assert int(said.group(1).replace(",", "")) == len(CASES), (
+        f"README.md says {said.group(1)} bad-input cases, the table has {len(CASES)}: update the README")
 
 
 def test_case_ids_are_unique():
