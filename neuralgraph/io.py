@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["atomic_write", "atomic_save", "atomic_write_text", "save_figure", "LOCK_NAME", "MANIFEST", "DirectoryBusy",
-           "lock_directory", "compact_tensor", "tensor_sha256", "checksums", "verify_checksums", "save", "load",
+           "lock_directory", "compact_tensor", "tensor_sha256", "checksums", "verify_checksums", "entry_structures",
+           "verify_entry_structures", "save", "load",
            "SAVED_FORMAT"]
 
 #: The ``format`` entry of a file written by :func:`save`.
@@ -164,6 +165,37 @@ def checksums(obj: Any) -> dict[str, Any]:
             "structure": hashlib.sha256("\n".join(skeleton).encode()).hexdigest()}
 
 
+def entry_structures(obj: dict) -> dict[str, str]:
+    """One structure digest per entry of a file's dict (all but ``checksums``): the sha256 of everything
+    in the entry but its tensors' bytes (keys, numbers, strings, tensor dtypes and shapes).
+
+    Dataset and zoo files store it as ``checksums["structure"]`` beside their per-tensor sha256, so a
+    changed byte in their architecture, settings or metadata is caught and named by entry
+    (:func:`verify_entry_structures`), as one in a tensor is.
+    """
+    digests = {}
+    for key, value in obj.items():
+        if key != "checksums":
+            skeleton: list[str] = []
+            _walk(value, str(key), {}, skeleton)
+            digests[str(key)] = hashlib.sha256("\n".join(skeleton).encode()).hexdigest()
+    return digests
+
+
+def verify_entry_structures(obj: dict, path: str | os.PathLike, hint: str) -> None:
+    """``ValueError`` naming ``path`` and the entries whose structure digest (:func:`entry_structures`)
+    differs from ``obj["checksums"]["structure"]``; files written without one are not checked."""
+    stored = obj.get("checksums", {}).get("structure") if isinstance(obj.get("checksums"), dict) else None
+    if stored is None:
+        return
+    actual = entry_structures(obj)
+    bad = sorted(k for k in set(stored) | set(actual) if stored.get(k) != actual.get(k)) if isinstance(stored, dict) \
+        else ["checksums"]
+    if bad:
+        raise ValueError(f"{path}: checksum mismatch in {', '.join(bad[:5])} (its non-tensor content): the file is "
+                         f"corrupted (its bytes changed after it was written); {hint}")
+
+
 def verify_checksums(obj: dict, path: str | os.PathLike, hint: str = "copy it again") -> None:
     """``ValueError`` naming ``path`` and what changed, unless ``obj["checksums"]`` matches ``obj``.
 
@@ -247,8 +279,9 @@ def load(path: str | os.PathLike, map_location: str | torch.device | None = None
 
     Loading is ``torch.load(path, weights_only=True)``: only tensors, containers and the
     library's classes are unpickled. A file of :func:`save` whose bytes changed raises
-    ``ValueError`` naming the file and the tensor; a plain ``torch.save`` file (no checksums)
-    is returned as it is, unverified.
+    ``ValueError`` naming the file and the tensor (or the record's entries, where the change
+    renamed them or unwrapped the record); a plain ``torch.save`` file (no checksums) is
+    returned as it is, unverified.
 
     Args:
         path: the file.
@@ -256,10 +289,36 @@ def load(path: str | os.PathLike, map_location: str | torch.device | None = None
     """
     path = Path(path)
     obj = read_torch_file(path, map_location, "file", "torch.save file")
+    hint = "write it again (ng.save)"
     if isinstance(obj, dict) and obj.get("format") == SAVED_FORMAT:
-        verify_checksums(obj, path, hint="write it again (ng.save)")
+        verify_checksums(obj, path, hint=hint)
         return obj["object"]
+    if _damaged_record(obj):
+        if isinstance(obj, dict) and "checksums" in obj:
+            verify_checksums(obj, path, hint=hint)      # names what changed (the format entry's key or value)
+        raise ValueError(f"{path}: a file of ng.save whose record is damaged (its top level is a "
+                         f"{type(obj).__name__} of {len(obj)} with the record's entries misnamed or unwrapped): "
+                         f"the file is corrupted (its bytes changed after it was written); {hint}")
     return obj
+
+
+_RECORD_KEYS = ("format", "version", "object", "checksums")
+
+
+def _damaged_record(obj: Any) -> bool:
+    """Whether ``obj`` is a :func:`save` record that lost what marks it as one, rather than a plain file.
+
+    One changed byte can rename a key (``"formau"``), change the format string or turn the record's
+    dict into a tuple of its keys and values; :func:`load` must not hand that back as a plain file.
+    A dict holding three of the record's four keys, or a tuple / list holding the key strings
+    ``"format"`` and ``"checksums"`` as items, is taken for a damaged record.
+    """
+    if isinstance(obj, dict):
+        return sum(k in obj for k in _RECORD_KEYS) >= 3
+    if isinstance(obj, (tuple, list)):
+        strings = {item for item in obj if isinstance(item, str)}
+        return {"format", "checksums"} <= strings
+    return False
 
 
 class DirectoryBusy(RuntimeError):

@@ -12,6 +12,7 @@ from torch import nn
 import neuralgraph as ng
 from bad_input import overwrite_tensor_bytes
 from neuralgraph.inr import build_inr_splits
+from neuralgraph.inr.files import load_inr_file
 from neuralgraph.io import atomic_save, checksums, tensor_sha256
 from neuralgraph.train import TrainConfig, load_checkpoint, load_trained, train
 
@@ -120,3 +121,58 @@ def test_tensor_sha256_reads_any_dtype_and_layout():
     buf = io.BytesIO()
     torch.save(t, buf)
     assert tensor_sha256(torch.load(io.BytesIO(buf.getvalue()))) == tensor_sha256(t)
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")     # torch's warning for a flipped PROTO byte
+def test_ng_load_never_hands_back_a_damaged_record(tmp_path):
+    """One bit flipped anywhere in the pickled record (its keys, the format string, the opcodes that build the
+    dict) or in a tensor: ng.load raises ValueError or returns the graph as saved, never a renamed dict or a tuple
+    of the record's entries as if it were a plain file. Every byte of the record's head and tail (where the keys,
+    the format string and the dict's closing opcode are) and every 11th byte between them and in the tensors."""
+    graph = ng.to_graph(nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1)))
+    raw = ng.save(graph, tmp_path / "g.pt").read_bytes()
+    with zipfile.ZipFile(io.BytesIO(raw)) as z:
+        pkl = next(i for i in z.infolist() if i.filename.endswith("data.pkl"))
+    start = pkl.header_offset + 30 + len(pkl.filename) + len(pkl.extra)
+    end = start + pkl.compress_size
+    positions = sorted({*range(start, start + 160), *range(end - 48, end), *range(start, len(raw), 11)})
+    damaged = tmp_path / "d.pt"
+    for pos in positions:
+        data = bytearray(raw)
+        data[pos] ^= 0x01
+        damaged.write_bytes(bytes(data))
+        try:
+            back = ng.load(damaged)
+        except ValueError:
+            continue
+        assert type(back) is type(graph) and set(back.keys()) == set(graph.keys()), pos
+        assert all(torch.equal(back[k], graph[k]) if torch.is_tensor(graph[k]) else back[k] == graph[k]
+                   for k in graph.keys()), pos
+
+
+def test_inr_files_catch_a_changed_architecture_or_setting_and_name_the_entry(run, tmp_path):
+    """A changed byte in an INR split's pickled entries (the activation, the source) is refused by entry;
+    a file written before the entries had digests still loads, verified by its tensors."""
+    data = run.parent / "data"
+    assert set(load_inr_file(data / "val.pt")["checksums"]["structure"]) >= {"arch", "meta", "stats", "weights"}
+    for old, new, entry in ((b"sine", b"tanh", "arch"), (b"digits", b"digitz", "meta")):
+        path = _copy(data / "val.pt", tmp_path / f"{entry}.pt")
+        _rewrite_member(path, "data.pkl", lambda b, old=old, new=new: b.replace(old, new, 1))
+        assert new.decode() in repr(torch.load(path, weights_only=True)[entry])    # torch reads the change
+        with pytest.raises(ValueError, match=rf"{entry}.pt: checksum mismatch in {entry} \(its non-tensor content\)"):
+            load_inr_file(path)
+    before = torch.load(data / "val.pt", weights_only=True)
+    before["checksums"] = {"sha256": before["checksums"]["sha256"]}
+    atomic_save(before, tmp_path / "before.pt")
+    assert torch.equal(load_inr_file(tmp_path / "before.pt")["weights"][0], before["weights"][0])
+
+
+def test_zoo_files_catch_a_changed_setting_and_name_the_entry(tmp_path):
+    from neuralgraph.zoo import generate_zoo, load_zoo_file
+
+    path = generate_zoo(tmp_path / "z.pt", family="mlp", num_networks=2, epochs=1, hidden_choices=((8,),),
+                        dataset="digits", image_size=8, n_train=64, n_test=50, n_train_eval=32, progress=False)
+    assert set(load_zoo_file(path)["checksums"]["structure"]) >= {"archs", "hparams", "meta"}
+    _rewrite_member(path, "data.pkl", lambda b: b.replace(b"digits", b"digitz", 1))
+    with pytest.raises(ValueError, match=r"z.pt: checksum mismatch in meta \(its non-tensor content\)"):
+        load_zoo_file(path)

@@ -11,12 +11,16 @@ A split file is ``torch.save`` of a dict::
     psnr            [n] float32 fit quality
     stats           per-layer weight/bias mean and std (streamed, see RunningMoments)
     meta            dict: num_classes, fit settings, source, fingerprint
-    checksums       {"sha256": {tensor name: hex digest}} of every tensor above
+    checksums       {"sha256": {tensor name: hex digest}} of every tensor above,
+                    "structure": {entry: hex digest} of each entry's non-tensor content
+                    (neuralgraph.io.entry_structures: architecture, meta, stats, dtypes, shapes)
 
 Files are written atomically (temp file in the same directory + ``os.replace``)
 and loaded with ``mmap=True``, so a large split costs no RAM until indexed.
 Loading verifies the checksums once per file version and process (a corrupted
-file raises ``ValueError`` naming it instead of yielding wrong weights).
+file raises ``ValueError`` naming it and the tensor or entry, instead of yielding wrong
+weights, another SIREN frequency or another activation). Files written before the
+``structure`` digests existed are verified by their tensors only.
 
 Format history: version 1 files (no checksums, no stored ``num_classes``)
 are refused with a message to refit them; there is no silent fallback, since
@@ -37,7 +41,7 @@ import torch
 from torch import Tensor
 
 from ..architecture import Architecture
-from ..io import atomic_save, compact_tensor, read_torch_file
+from ..io import atomic_save, compact_tensor, entry_structures, read_torch_file, verify_entry_structures
 from ..io import tensor_sha256 as _sha256  # the one tensor digest (checkpoints and ng.save use it too)
 from .stats import _STAT_KEYS, layer_stats
 
@@ -187,7 +191,7 @@ def save_inr_dataset(
         "stats": {k: (compact_tensor(v, v.dtype) if isinstance(v, Tensor) else v) for k, v in stats.items()},
         "meta": {**(meta or {}), "num_classes": int(num_classes)},
     }
-    obj["checksums"] = _checksums(obj)
+    obj["checksums"] = {**_checksums(obj), "structure": entry_structures(obj)}
     atomic_save(obj, path)
     return path
 
@@ -219,6 +223,8 @@ def load_inr_file(path: str | os.PathLike, mmap: bool = True, verify: bool = Tru
     if not isinstance(obj, dict) or any(k not in obj for k in _SPLIT_KEYS):
         missing = [k for k in _SPLIT_KEYS if not isinstance(obj, dict) or k not in obj]
         raise ValueError(f"{path}: not an INR dataset file (missing {missing})")
+    if verify:
+        verify_entry_structures(obj, path, hint="refit it, or copy it again")    # before reading what it describes
     try:
         arch = Architecture.from_dict(obj["arch"])
     except Exception as e:  # noqa: BLE001

@@ -12,7 +12,8 @@ A zoo file is ``torch.save`` of a dict::
     epochs          [C] int64, the checkpoint epochs (0 = initialisation)
     metrics         {"train_loss", "train_acc", "test_loss", "test_acc": [n, C] float32}
     meta            settings (data set, image size, sizes, seed, ...) and fingerprint
-    checksums       {"sha256": {tensor name: hex digest}}
+    checksums       {"sha256": {tensor name: hex digest}, "structure": {entry: hex digest}} (the second:
+                    neuralgraph.io.entry_structures, absent from files written before it; not checked there)
 
 Networks are numbered ``0..n-1``; a group holds the networks of one
 architecture (mixed architectures in one file). Train metrics are measured in
@@ -40,7 +41,8 @@ from ..datasets import as_index
 from ..deprecation import warn_renamed
 from ..graph import stacked_to_batch, to_model
 from ..seeding import derive_seed
-from ..io import atomic_save, compact_tensor, lock_directory, read_torch_file, tensor_sha256
+from ..io import (atomic_save, compact_tensor, entry_structures, lock_directory, read_torch_file, tensor_sha256,
+                  verify_entry_structures)
 from .settings import ZooSettings
 from .specs import sample_zoo
 from .train import check_trainable, train_group
@@ -51,6 +53,7 @@ __all__ = ["ZOO_FORMAT", "DATASETS", "load_zoo_data", "generate_zoo", "write_zoo
 ZOO_FORMAT = 1
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 _KEYS = ("format_version", "family", "archs", "groups", "hparams", "epochs", "metrics", "meta", "checksums")
+_GROUP_KEYS = ("arch", "index", "weights", "biases", "norms")
 
 
 # ----------------------------------------------------------------------------
@@ -90,6 +93,8 @@ def load_zoo_file(path: str | os.PathLike, verify: bool = True) -> dict:
         raise ValueError(f"{path}: not a zoo file (missing {missing})")
     if obj["format_version"] != ZOO_FORMAT:
         raise ValueError(f"{path}: zoo format_version {obj['format_version']}, this code reads {ZOO_FORMAT}")
+    if verify:
+        verify_entry_structures(obj, path, hint="generate it again")    # before reading entries it could misname
     try:
         archs = [Architecture.from_dict(a) for a in obj["archs"]]
     except Exception as e:  # noqa: BLE001
@@ -97,6 +102,9 @@ def load_zoo_file(path: str | os.PathLike, verify: bool = True) -> dict:
     n, C = len(obj["hparams"]), int(obj["epochs"].numel())
     seen = torch.zeros(n, dtype=torch.long)
     for g, group in enumerate(obj["groups"]):
+        lacking = [k for k in _GROUP_KEYS if not isinstance(group, dict) or k not in group]
+        if lacking:
+            raise ValueError(f"{path}: group {g} lacks {lacking}: not a valid zoo file")
         a = group["arch"]
         if not isinstance(a, int) or not 0 <= a < len(archs):
             raise ValueError(f"{path}: group {g} names architecture {a!r}, the file has {len(archs)}")
@@ -307,7 +315,7 @@ def _merge(done: dict, bounds, archs, hparams, checkpoints, family, meta) -> dic
     obj = {"format_version": ZOO_FORMAT, "family": family, "archs": [a.to_dict() for a in archs], "groups": groups,
            "hparams": list(hparams), "epochs": torch.tensor(checkpoints, dtype=torch.long),
            "metrics": {m: torch.cat([c["metrics"][m] for c in chunks]) for m in METRICS}, "meta": meta}
-    obj["checksums"] = _checksums(obj)
+    obj["checksums"] = {**_checksums(obj), "structure": entry_structures(obj)}
     return obj
 
 
