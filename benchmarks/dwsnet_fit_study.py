@@ -6,7 +6,9 @@ datasets' own initialisation, the paper-scale protocol; ``fixed``: the SIREN ini
 200 steps) for enough steps to fit them, one setting changed per row: the learning rate,
 input normalisation, the reduction, the depth; NG-GNN (no probes) on the same INRs for
 reference. Training accuracy is what it asks about; validation accuracy on 500 held-out INRs
-says whether fitting them generalises.
+says whether fitting them generalises. Two more rows train the reproduction's DWSNet setting
+(batch 512, the DWSNets trainer's lr 5e-3, no warm-up or clipping) and the same at lr 1e-3 on
+all 5,000 / 1,000 / 2,000 INRs of the study's fit.
 
 Reads the fit-protocol study's datasets (``benchmarks/fit_protocol_study.sh fit``: ``mnist_<fit>``
 under ``--study``) and writes, under ``--work``, the 1,000 / 500 / 500 subsets and one run per
@@ -46,7 +48,16 @@ ROWS = [
     ("NG-GNN, no probes", "dwsinit1000", {"model": "nggnn",
                                           "model_kwargs": {"hidden": 32, "num_layers": 4, "use_probes": False}}),
 ]
+#: The reproduction's DWSNet setting (the DWSNets trainer's batch 512 and lr 5e-3, no warm-up or clipping)
+#: against lr 1e-3, on all 5,000 / 1,000 / 2,000 INRs of the study's fit (60 epochs: 600 steps).
+WIDE = {"batch_size": 512, "warmup_epochs": 0.0, "clip_grad_norm": 0.0}
+ROWS_ALL = [
+    ("batch 512, lr 5e-3, no warm-up or clipping (the reproduction's setting)", "dwsinit1000", {**WIDE, "lr": 5e-3}),
+    ("batch 512, lr 1e-3, no warm-up or clipping", "dwsinit1000", {**WIDE, "lr": 1e-3}),
+]
 SIZES = {"train": 1000, "val": 500, "test": 500}
+#: The sizes of the fit-protocol study's datasets, which ROWS_ALL train on.
+STUDY_SIZES = {"train": 5000, "val": 1000, "test": 2000}
 
 
 def make_subset(src: Path, dst: Path) -> Path:
@@ -98,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--study", type=Path, required=True, help="directory of the fit-protocol study's datasets")
     p.add_argument("--work", type=Path, required=True, help="subsets and run directories")
     p.add_argument("--rows", type=Path, required=True, help="JSON-lines file the finished runs are appended to")
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=40, help="epochs of the ROWS (1,000 INRs)")
+    p.add_argument("--epochs-all", type=int, default=60, help="epochs of the ROWS_ALL (5,000 INRs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", nargs="*", default=None, help="row names to run (default: all)")
     args = p.parse_args(argv)
@@ -110,20 +122,24 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     done = {json.loads(line)["row"] for line in args.rows.read_text().splitlines() if line.strip()} \
         if args.rows.is_file() else set()
-    for name, fit, change in ROWS:
+    jobs = [(*row, False) for row in ROWS] + [(*row, True) for row in ROWS_ALL]
+    for name, fit, change, on_all in jobs:
         if (args.only and name not in args.only) or name in done:
             continue
-        data = make_subset(args.study / f"mnist_{fit}", args.work / f"mnist_{fit}_1000")
+        data = args.study / f"mnist_{fit}" if on_all else make_subset(args.study / f"mnist_{fit}",
+                                                                       args.work / f"mnist_{fit}_1000")
         slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
-        cfg = config_of(name, change, data, args.work / f"run_{slug}_s{args.seed}", args.epochs, args.seed)
+        cfg = config_of(name, change, data, args.work / f"run_{slug}_s{args.seed}",
+                        args.epochs_all if on_all else args.epochs, args.seed)
         t = time.monotonic()
         res = train(cfg, resume=True, progress=False, verbose=False)
         hist = res.history
         row = {"row": name, "fit": fit, "model": cfg.model, "model_kwargs": cfg.model_kwargs, "lr": cfg.lr,
                "normalize": cfg.normalize, "weight_decay": cfg.weight_decay, "batch_size": cfg.batch_size,
-               "epochs": cfg.epochs, "seed": cfg.seed, "n": SIZES,
+               "epochs": cfg.epochs, "seed": cfg.seed, "n": STUDY_SIZES if on_all else SIZES,
+               "warmup_epochs": cfg.warmup_epochs, "clip_grad_norm": cfg.clip_grad_norm,
                "train_acc_last": hist[-1]["train_acc"], "train_acc_max": max(h["train_acc"] for h in hist),
-               "train_acc_at": {e: hist[e - 1]["train_acc"] for e in (10, 20, 40) if e <= len(hist)},
+               "train_acc_at": {e: hist[e - 1]["train_acc"] for e in (10, 20, 40, 60) if e <= len(hist)},
                "best_val_acc": max(h["val_acc"] for h in hist), "test_acc": res.test_metrics.get("acc"),
                "seconds": round(time.monotonic() - t), "commit": _commit(),
                "machine": _machine()}
