@@ -159,10 +159,15 @@ def checksums(obj: Any) -> dict[str, Any]:
     if isinstance(obj, dict):
         obj = {k: v for k, v in obj.items() if k != "checksums"}
     tensors: dict[str, Tensor] = {}
+    structure = _structure_sha256(obj, "", tensors)
+    return {"sha256": {k: tensor_sha256(t) for k, t in tensors.items()}, "structure": structure}
+
+
+def _structure_sha256(obj: Any, name: str, tensors: dict[str, Tensor]) -> str:
+    """sha256 of everything in ``obj`` but its tensors' bytes (see :func:`_walk`); its tensors go into ``tensors``."""
     skeleton: list[str] = []
-    _walk(obj, "", tensors, skeleton)
-    return {"sha256": {k: tensor_sha256(t) for k, t in tensors.items()},
-            "structure": hashlib.sha256("\n".join(skeleton).encode()).hexdigest()}
+    _walk(obj, name, tensors, skeleton)
+    return hashlib.sha256("\n".join(skeleton).encode()).hexdigest()
 
 
 def entry_structures(obj: dict) -> dict[str, str]:
@@ -173,13 +178,7 @@ def entry_structures(obj: dict) -> dict[str, str]:
     changed byte in their architecture, settings or metadata is caught and named by entry
     (:func:`verify_entry_structures`), as one in a tensor is.
     """
-    digests = {}
-    for key, value in obj.items():
-        if key != "checksums":
-            skeleton: list[str] = []
-            _walk(value, str(key), {}, skeleton)
-            digests[str(key)] = hashlib.sha256("\n".join(skeleton).encode()).hexdigest()
-    return digests
+    return {str(key): _structure_sha256(value, str(key), {}) for key, value in obj.items() if key != "checksums"}
 
 
 def verify_entry_structures(obj: dict, path: str | os.PathLike, hint: str) -> None:
