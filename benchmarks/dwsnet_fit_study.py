@@ -55,6 +55,7 @@ ROWS_ALL = [
     ("batch 512, lr 5e-3, no warm-up or clipping (the reproduction's setting)", "dwsinit1000", {**WIDE, "lr": 5e-3}),
     ("batch 512, lr 1e-3, no warm-up or clipping", "dwsinit1000", {**WIDE, "lr": 1e-3}),
 ]
+#: INRs per split of the subsets the ROWS train on (the first ones of each split of the study's fit).
 SIZES = {"train": 1000, "val": 500, "test": 500}
 #: The sizes of the fit-protocol study's datasets, which ROWS_ALL train on.
 STUDY_SIZES = {"train": 5000, "val": 1000, "test": 2000}
@@ -62,7 +63,6 @@ STUDY_SIZES = {"train": 5000, "val": 1000, "test": 2000}
 
 def make_subset(src: Path, dst: Path) -> Path:
     """The first SIZES[split] INRs of each split of ``src`` (statistics recomputed for the subset)."""
-    from neuralgraph.architecture import Architecture
     from neuralgraph.inr.files import load_inr_file, save_inr_dataset
 
     dst.mkdir(parents=True, exist_ok=True)
@@ -71,9 +71,8 @@ def make_subset(src: Path, dst: Path) -> Path:
         if out.is_file():
             continue
         obj = load_inr_file(src / f"{split}.pt", mmap=True)
-        arch = obj["arch"] if isinstance(obj["arch"], Architecture) else Architecture.from_dict(obj["arch"])
         save_inr_dataset(out, [w[:n].clone() for w in obj["weights"]], [b[:n].clone() for b in obj["biases"]],
-                         obj["labels"][:n].clone(), arch, num_classes=obj["meta"]["num_classes"],
+                         obj["labels"][:n].clone(), obj["arch"], num_classes=obj["meta"]["num_classes"],
                          source_index=obj["source_index"][:n].clone(), psnr=obj["psnr"][:n].clone(),
                          meta={k: v for k, v in obj["meta"].items() if k != "num_classes"})
     return dst
