@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from reproduce_inr_classification import _commit, _machine  # noqa: E402  (the rows name commit and machine alike)
 
 #: The base setting: DWSNet 32 x 4, max reduction, batch 32, AdamW lr 1e-3 (weight decay 5e-4),
 #: one warm-up epoch then cosine, clipping at norm 10, normalised inputs.
@@ -89,20 +89,6 @@ def config_of(name: str, change: dict, data: Path, out: Path, epochs: int, seed:
     return TrainConfig(data=str(data), out=str(out), epochs=epochs, seed=seed, n_reconstructions=0, **s)
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return f"{cpu}, 1 thread"
-
-
-def _commit() -> str:
-    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--study", type=Path, required=True, help="directory of the fit-protocol study's datasets")
@@ -141,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
                "train_acc_at": {e: hist[e - 1]["train_acc"] for e in (10, 20, 40, 60) if e <= len(hist)},
                "best_val_acc": max(h["val_acc"] for h in hist), "test_acc": res.test_metrics.get("acc"),
                "seconds": round(time.monotonic() - t), "commit": _commit(),
-               "machine": _machine()}
+               "machine": _machine("cpu", 1)}
         args.rows.parent.mkdir(parents=True, exist_ok=True)
         with open(args.rows, "a") as f:
             f.write(json.dumps(row, sort_keys=True) + "\n")
