@@ -35,14 +35,16 @@ What it does, in order, each step resumable:
 Variants (levers on top of the papers' settings, reported as extra rows, never replacing
 the baseline rows): ``--variant NAME --model-arg KEY=VALUE ...`` trains the same model with
 those model arguments in ``run_<model>_<NAME>``, e.g. ``--variant probes --model-arg
-use_probes=true``.
+use_probes=true``; ``--augment KEY=VALUE ...`` changes fields of the augmentation in the same
+way (``--variant noaug --augment translate=0 rotate=0 scale=0 dropout=0`` trains without it).
 
 The papers' settings (read from the authors' repositories; where this library's models
 differ, the nearest setting is used and the difference stated):
 
 * DWSNet (Navon et al., ICML 2023; AvivNavon/DWSNets ``experiments/mnist/trainer.py``
   defaults): hidden 32, 4 layers, max reduction, AdamW (amsgrad) lr 5e-3, weight decay
-  5e-4, batch 512, 100 epochs, no gradient clipping, normalised inputs, augmentation on.
+  5e-4, batch 512, 100 epochs, no gradient clipping, normalised inputs, the INR augmentation
+  (below).
   Paper: MNIST 85.7%, Fashion-MNIST 67.1%. Here lr 1e-3: their network has BatchNorm, ours
   LayerNorm, and at batch 512 ours reaches 53.1 % validation accuracy at 1e-3 against 44.2 % at
   5e-3 (``benchmarks/dwsnet_fit_study.py``: 5,000 MNIST INRs of the ``dwsinit1000`` fit,
@@ -52,12 +54,24 @@ differ, the nearest setting is used and the difference stated):
   backbone hidden 32, 4 layers, positional embeddings, modulated (FiLM) messages,
   reverse edges, no probe features, AdamW (amsgrad) lr 1e-3, weight decay 5e-4, batch 128,
   200 epochs, 1000 warm-up steps (~2.3 epochs at 55k), gradient clipping at norm 10,
-  dropout 0.2 (our NG models have no dropout). Paper: MNIST 91.4%, Fashion-MNIST 68.0%.
+  dropout 0.2 (our NG models have no dropout), the INR augmentation (below), inputs not
+  normalised there (normalised here, as for every model). Paper: MNIST 91.4%, Fashion-MNIST 68.0%.
 * NG-T (same repository, ``scripts/mnist_cls_rt.sh``): relational transformer, node
   dimension 64 (edge dimension 32 there; ours shares one width), 4 layers, 8 heads, the same
   optimiser, schedule, batch and epochs, dropout 0.2 (none here). Paper: MNIST 92.4%.
 * Flat MLP baselines (``mlp``, ``mlp-aug`` with random hidden permutations): the DWSNets
-  trainer's defaults for every model (lr 1e-3 here, batch 512, 100 epochs).
+  trainer's defaults for every model (lr 1e-3 here, batch 512, 100 epochs, the INR augmentation).
+* The INR augmentation (:data:`PAPER_AUGMENT`) of the training set, on in both papers' INR
+  classification runs (DWSNets ``experiments/data.py`` ``INRDataset._augment`` with its default
+  scales, the DWSNets trainer's ``--augmentation`` default and neural-graphs'
+  ``configs/data/mnist.yaml`` ``augmentation: True``): the image is translated by up to 0.25 per
+  coordinate, rotated by up to 45 degrees and scaled by 0.8-1.2, folded into the first layer
+  (:class:`neuralgraph.augment.Augment`), and 1 % of the weights are zeroed. Where theirs differs:
+  their translation is exact only half of the time (the other half it is pushed through the
+  first two weight matrices, without the sine, into the second layer's bias); their dropout
+  also drops biases and rescales the survivors by 1/0.99; and their "noise" adds 0.1 x the
+  tensor's standard deviation to every entry, a constant shift of the training INRs rather than
+  random noise, which is left out here.
 
 Optimiser note: the trainer here uses its own AdamW + warm-up/cosine schedule (see
 ``neuralgraph.train``); lr, weight decay, batch, warm-up and clipping are taken from the
@@ -88,6 +102,9 @@ PAPER: dict[str, dict] = {
     "mlp-aug": {"model_kwargs": {}, "lr": 1e-3, "batch_size": 512, "epochs": 100, "weight_decay": 5e-4,
                 "clip_grad_norm": 0.0, "warmup_epochs": 0.0},
 }
+#: The INR augmentation of both papers' training sets (:class:`neuralgraph.augment.Augment` fields; see the
+#: module docstring for where theirs differs).
+PAPER_AUGMENT = {"translate": 0.25, "rotate": 45.0, "scale": 0.2, "dropout": 0.01}
 #: Epochs per model on a CPU (``--epochs-profile cpu``): what a 2-core machine trains in days.
 CPU_EPOCHS = {"nggnn": 30, "ngt": 30, "dwsnet": 60, "mlp": 60, "mlp-aug": 60}
 #: The papers' numbers, for the comparison column of the results.
@@ -175,12 +192,13 @@ def _machine(device_name: str, threads: int) -> str:
     return f"{cpu}, {os.cpu_count()} cores, {threads} thread{'s' if threads != 1 else ''}"
 
 
-def _parse_model_args(items: list[str]) -> dict:
+def _parse_pairs(items: list[str], flag: str) -> dict:
+    """``{key: value}`` from ``KEY=VALUE`` texts (JSON values, ``true`` / ``false`` in any case)."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--model-arg expects KEY=VALUE, got {item!r}")
+            raise SystemExit(f"{flag} expects KEY=VALUE, got {item!r}")
         out[key] = json.loads(value) if value.lower() not in ("true", "false") else value.lower() == "true"
     return out
 
@@ -197,7 +215,8 @@ def _train_config(model: str, data: Path, out: Path, n_train: int, args) -> "Tra
             kwargs["heads"] = 1
     if args.num_layers is not None:
         kwargs["num_layers"] = args.num_layers
-    kwargs.update(_parse_model_args(getattr(args, "model_arg", None) or []))
+    kwargs.update(_parse_pairs(getattr(args, "model_arg", None) or [], "--model-arg"))
+    augment = {**PAPER_AUGMENT, **_parse_pairs(getattr(args, "augment", None) or [], "--augment")}
     batch = min(s.pop("batch_size"), args.batch_size or 10 ** 9)
     steps = s.pop("warmup_steps", None)
     warmup = s.pop("warmup_epochs", 0.0) if steps is None else steps / max(1, math.ceil(n_train / batch))
@@ -206,7 +225,7 @@ def _train_config(model: str, data: Path, out: Path, n_train: int, args) -> "Tra
     epochs = args.epochs or (CPU_EPOCHS[model] if profile == "cpu" else paper_epochs)
     return TrainConfig(data=str(data), out=str(out), model=model, model_kwargs=kwargs, epochs=epochs,
                        batch_size=batch, warmup_epochs=float(min(warmup, epochs)), device=args.device,
-                       seed=args.seed, n_reconstructions=0, **s)
+                       seed=args.seed, n_reconstructions=0, augment=augment, **s)
 
 
 def _fit(source: str, data: Path, fit: dict, dev, args, out_of_time) -> float:
@@ -424,6 +443,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--variant", default=None, help="name of a variant row (with --model-arg)")
     ap.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                     help="model argument of the variant (repeatable; JSON values)")
+    ap.add_argument("--augment", action="append", default=[], metavar="KEY=VALUE",
+                    help="augmentation field of the variant (neuralgraph.augment.Augment; repeatable)")
     ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (fitting and training)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of this invocation (default 1)")
     ap.add_argument("--budget", type=float, default=None, help="seconds this invocation may run (default: no limit)")
@@ -442,8 +463,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
     if args.budget is not None and args.budget <= 0:
         ap.error(f"--budget must be > 0, got {args.budget}")
-    if args.model_arg and not args.variant:
-        ap.error("--model-arg needs --variant NAME (variants are extra rows, never the baseline's)")
+    if (args.model_arg or args.augment) and not args.variant:
+        ap.error("--model-arg and --augment need --variant NAME (variants are extra rows, never the baseline's)")
     if args.variant and ("_" in args.variant or "/" in args.variant):
         ap.error(f"--variant names may not contain '_' or '/', got {args.variant!r}")
     if args.report:

@@ -487,11 +487,19 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     assert lines[0]["config"]["model_kwargs"] == {"hidden": 8, "num_layers": 1, "use_probes": False}
     assert lines[1]["config"]["model_kwargs"] == {"hidden": 8, "num_layers": 1, "use_probes": True, "n_probes": 2}
     assert lines[0]["config"]["clip_grad_norm"] == 10.0 and lines[0]["config"]["batch_size"] == 16
+    # both papers train on augmented INRs (translate 0.25, rotate 45 degrees, scale 0.2, 1 % weight dropout)
+    assert lines[0]["config"]["augment"] == lines[1]["config"]["augment"] == repro.PAPER_AUGMENT
+    assert repro.PAPER_AUGMENT == {"translate": 0.25, "rotate": 45.0, "scale": 0.2, "dropout": 0.01}
     # the papers' settings of the other models (DWSNets trainer defaults but lr 1e-3, see the script's docstring;
     # 1000 warm-up steps for NG-T), with the CPU profile's epochs by default and the papers' on request; the
     # schedule always spans the epochs run
     args = repro.argparse.Namespace(hidden=None, num_layers=None, batch_size=None, epochs=None, device="cpu", seed=0,
-                                    epochs_profile="paper", model_arg=[])
+                                    epochs_profile="paper", model_arg=[], augment=["rotate=0", "dropout=0"])
+    noaug = repro._train_config("nggnn", tmp_path / "digits_fixed", tmp_path / "v", 55000, args)
+    assert noaug.augment == {"translate": 0.25, "rotate": 0, "scale": 0.2, "dropout": 0}   # a variant's fields
+    with pytest.raises(SystemExit):                                     # a changed augmentation is a variant
+        repro.main(argv + ["--augment", "rotate=0"])
+    args.augment = []
     dws = repro._train_config("dwsnet", tmp_path / "digits_fixed", tmp_path / "x", 55000, args)
     assert (dws.lr, dws.batch_size, dws.epochs, dws.clip_grad_norm) == (1e-3, 512, 100, 0.0)
     ngt = repro._train_config("ngt", tmp_path / "digits_fixed", tmp_path / "y", 55000, args)
