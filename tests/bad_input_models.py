@@ -116,6 +116,8 @@ CASES: list[Case] = [
     Case("DWSLayer: max_in=0", lambda ctx: DWSLayer(1, 4, max_in=0), ValueError, "max_in must be"),
     Case("DWSReadout: channels=0", lambda ctx: DWSReadout(0), ValueError, "DWSReadout: channels must be"),
     Case("NGGNN: hidden=0", lambda ctx: NGGNN(3, hidden=0), ValueError, "NGGNN: hidden must be an integer >= 1"),
+    Case("NGTransformer: edge_hidden=0", lambda ctx: NGTransformer(3, hidden=8, edge_hidden=0), ValueError,
+         "NGTransformer: edge_hidden must be an integer >= 1"),
     Case("NGGNN: out_dim=0", lambda ctx: NGGNN(0), ValueError, "NGGNN: out_dim must be"),
     Case("NGGNN: n_probes=0 with probes", lambda ctx: NGGNN(3, n_probes=0), ValueError, "n_probes must be"),
     Case("NGGNN: rff_sigma=nan", lambda ctx: NGGNN(3, rff_sigma=float("nan")), ValueError,

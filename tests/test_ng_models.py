@@ -38,10 +38,10 @@ def _processor(cls, head: str, use_probes: bool = True, seed: int = 0, **kwargs)
 @pytest.mark.parametrize("cls", MODELS)
 @pytest.mark.parametrize("use_probes", [True, False])
 @settings(max_examples=8, deadline=None)
-@given(models=HETERO, seed=st.integers(0, 10_000))
-def test_invariant_head_is_invariant_to_hidden_permutations(cls, use_probes, models, seed):
+@given(models=HETERO, seed=st.integers(0, 10_000), edge_hidden=st.sampled_from([None, 6]))
+def test_invariant_head_is_invariant_to_hidden_permutations(cls, use_probes, models, seed, edge_hidden):
     batch = _batch(models)
-    net = _processor(cls, "invariant", use_probes, seed)
+    net = _processor(cls, "invariant", use_probes, seed, edge_hidden=edge_hidden)
     permuted, _ = ng.permute_hidden(batch, torch.Generator().manual_seed(seed))
     with torch.no_grad():
         out, out_p = net(batch), net(permuted)
@@ -51,10 +51,10 @@ def test_invariant_head_is_invariant_to_hidden_permutations(cls, use_probes, mod
 
 @pytest.mark.parametrize("cls", MODELS)
 @settings(max_examples=8, deadline=None)
-@given(models=HETERO, seed=st.integers(0, 10_000), use_probes=st.booleans())
-def test_equivariant_head_edits_permute_with_the_graph(cls, models, seed, use_probes):
+@given(models=HETERO, seed=st.integers(0, 10_000), use_probes=st.booleans(), edge_hidden=st.sampled_from([None, 6]))
+def test_equivariant_head_edits_permute_with_the_graph(cls, models, seed, use_probes, edge_hidden):
     batch = _batch(models)
-    net = _processor(cls, "equivariant", use_probes, seed)
+    net = _processor(cls, "equivariant", use_probes, seed, edge_hidden=edge_hidden)
     permuted, perm = ng.permute_hidden(batch, torch.Generator().manual_seed(seed))
     with torch.no_grad():
         out, out_p = net(batch), net(permuted)
@@ -79,9 +79,9 @@ def test_equivariant_head_edits_permute_with_the_graph(cls, models, seed, use_pr
 @pytest.mark.parametrize("cls", MODELS)
 @pytest.mark.parametrize("head", ["invariant", "equivariant"])
 @settings(max_examples=5, deadline=None)
-@given(models=HETERO, seed=st.integers(0, 10_000))
-def test_each_graph_is_processed_independently_of_its_batch(cls, head, models, seed):
-    net = _processor(cls, head, True, seed)
+@given(models=HETERO, seed=st.integers(0, 10_000), edge_hidden=st.sampled_from([None, 6]))
+def test_each_graph_is_processed_independently_of_its_batch(cls, head, models, seed, edge_hidden):
+    net = _processor(cls, head, True, seed, edge_hidden=edge_hidden)
     batch = _batch(models)
     with torch.no_grad():
         out = net(batch)
@@ -115,9 +115,10 @@ def _mixed_batch() -> Batch:
 
 @pytest.mark.parametrize("cls", MODELS)
 @pytest.mark.parametrize("head", ["invariant", "equivariant"])
-def test_every_parameter_gets_a_gradient(cls, head):
+@pytest.mark.parametrize("edge_hidden", [None, 6])
+def test_every_parameter_gets_a_gradient(cls, head, edge_hidden):
     batch = _mixed_batch()
-    net = _processor(cls, head).train()
+    net = _processor(cls, head, edge_hidden=edge_hidden).train()
     out = net(batch)
     loss = out.square().sum() if head == "invariant" else out.x.square().sum() + out.edge_attr.square().sum()
     loss.backward()

@@ -131,6 +131,27 @@ def test_uniform_path_equals_scatter_path(name, head, widths):
 
 
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("head", HEADS)
+def test_narrow_edge_states_on_both_paths(name, head):
+    """``edge_hidden`` below ``hidden``: the same function on both paths, edge states of that width, and the
+    default (``edge_hidden = hidden``) builds the parameters of before (old checkpoints load)."""
+    batch = _stacked([2, 8, 5, 1], 4, seed=5)
+    dense, sparse = _pair(MODELS[name], head, edge_hidden=6)
+    out_d, out_s = dense(batch), sparse(batch)
+    _close(_flat(out_d), _flat(out_s))
+    _flat(out_d).sin().sum().backward()
+    _flat(out_s).sin().sum().backward()
+    for p_d, p_s in zip(dense.parameters(), sparse.parameters()):
+        if p_s.grad is not None:
+            _close(p_d.grad, p_s.grad, 1e-4)
+    if head is None:
+        assert out_d[0].shape == (batch.num_nodes, 16) and out_d[1].shape == (batch.num_edges, 6)
+    default, explicit = _pair(MODELS[name], head)[0], _pair(MODELS[name], head, edge_hidden=16)[0]
+    assert {k: v.shape for k, v in default.state_dict().items()} == \
+        {k: v.shape for k, v in explicit.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_uniform_path_on_cnns_without_probes_and_with_fourier_features(name):
     batch = _cnn_batch(3)
     dense, sparse = _pair(MODELS[name], "equivariant", use_probes=False, rff_features=3)

@@ -74,7 +74,8 @@ class NGEncoder(ResetChildren, nn.Module):
 
     ``max_in``/``max_out`` bound the number of input/output neurons (positions get their own
     embedding), ``max_depth`` the largest depth M (graph layers 0..M), ``max_taps`` the edge feature size.
-    Exceeding a bound raises ``ValueError`` naming it.
+    Exceeding a bound raises ``ValueError`` naming it. Node features have width ``hidden``, edge
+    features ``edge_hidden`` (default ``hidden``).
     """
 
     def __init__(
@@ -89,21 +90,23 @@ class NGEncoder(ResetChildren, nn.Module):
         rff_sigma: float = 1.0,
         n_probes: int = 0,
         max_layers: int | None = None,
+        edge_hidden: int | None = None,
     ) -> None:
         super().__init__()
         max_depth = renamed_argument("NGEncoder", "max_layers", max_layers, "max_depth", max_depth, lambda v: v - 1)
-        self.hidden, self.max_in, self.max_out = hidden, max_in, max_out
+        edge_hidden = hidden if edge_hidden is None else edge_hidden
+        self.hidden, self.edge_hidden, self.max_in, self.max_out = hidden, edge_hidden, max_in, max_out
         self.max_depth, self.max_taps = max_depth, max_taps
         self.rff = FourierFeatures(rff_features, rff_sigma) if rff_features > 0 else None
         f = self.rff.factor if self.rff is not None else 1
         self.bias_proj = nn.Linear(f, hidden)
         self.norm_proj = nn.Linear(4, hidden)
-        self.weight_proj = nn.Linear(max_taps * f, hidden)
+        self.weight_proj = nn.Linear(max_taps * f, edge_hidden)
         self.table_in = nn.Embedding(max_in, hidden)
         self.table_out = nn.Embedding(max_out, hidden)
         self.table_layer = nn.Embedding(max_depth + 1, hidden)
         self.act_emb = nn.Embedding(len(ACTIVATIONS), hidden)
-        self.edge_kind = nn.Embedding(NUM_EDGE_KINDS, hidden)
+        self.edge_kind = nn.Embedding(NUM_EDGE_KINDS, edge_hidden)
         self.probe_proj = nn.Linear(n_probes, hidden) if n_probes > 0 else None
 
     def _check(self, graph: Data) -> None:
@@ -141,7 +144,7 @@ class NGEncoder(ResetChildren, nn.Module):
                 embedding is one broadcast row (same values, no per-edge lookup).
 
         Shapes: ``probe_values [N, n_probes]`` -> node features ``[N, hidden]``, (forward) edge
-        features ``[E, hidden]``.
+        features ``[E, edge_hidden]``.
         """
         self._check(graph)
         dtype = self.bias_proj.weight.dtype

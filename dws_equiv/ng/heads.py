@@ -65,10 +65,11 @@ class InvariantHead(ResetChildren, nn.Module):
 class EquivariantHead(ResetChildren, nn.Module):
     """Node/edge features -> a clone of the graph with ``x += dx`` and ``edge_attr += dw``."""
 
-    def __init__(self, hidden: int, max_taps: int = 9) -> None:
+    def __init__(self, hidden: int, max_taps: int = 9, edge_hidden: int | None = None) -> None:
         super().__init__()
+        edge_hidden = hidden if edge_hidden is None else edge_hidden
         self.node = mlp(hidden, hidden, 1)
-        self.edge = mlp(3 * hidden, hidden, max_taps)
+        self.edge = mlp(2 * hidden + edge_hidden, hidden, max_taps)
 
     def deltas(self, graph: Data, h: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
         """``dx [N, 1]`` and ``dw [E, K]`` (``K`` = the graph's taps), masked as documented."""
@@ -84,7 +85,7 @@ class EquivariantHead(ResetChildren, nn.Module):
     def forward(self, graph: Data, h: Tensor, e: Tensor) -> Data:
         """A shallow clone of ``graph`` with the deltas of :meth:`deltas` added to ``x`` and ``edge_attr``.
 
-        Shapes: ``h [N, H]``, ``e [E, H]`` -> a graph with ``x [N, 1]`` and ``edge_attr [E, K]`` (dtypes kept).
+        Shapes: ``h [N, H]``, ``e [E, H_e]`` -> a graph with ``x [N, 1]`` and ``edge_attr [E, K]`` (dtypes kept).
         """
         dx, dw = self.deltas(graph, h, e)
         out = copy.copy(graph)                     # shallow: structure tensors are shared, not copied

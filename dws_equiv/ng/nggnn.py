@@ -221,15 +221,16 @@ class NGGNNLayer(ResetChildren, MessagePassing):
 
     def __init__(self, hidden: int, aggregators: Sequence[str] = ("mean", "min", "max", "std"),
                  scalers: Sequence[str] = ("identity", "amplification", "attenuation"),
-                 avg_degree: float = 32.0, update_edges: bool = True) -> None:
+                 avg_degree: float = 32.0, update_edges: bool = True, edge_hidden: int | None = None) -> None:
         super().__init__(aggr=PNAAggregation(aggregators, scalers, degree_histogram(avg_degree)))
+        edge_hidden = hidden if edge_hidden is None else edge_hidden
         self.norm = nn.LayerNorm(hidden)
         self.lin_dst = nn.Linear(hidden, hidden)
         self.lin_src = nn.Linear(hidden, hidden, bias=False)
-        self.film = DirectedEdgeProjection(hidden, 2 * hidden)
+        self.film = DirectedEdgeProjection(edge_hidden, 2 * hidden)
         self.msg_out = nn.Linear(hidden, hidden)
         self.post = mlp((1 + len(aggregators) * len(scalers)) * hidden, hidden, hidden)
-        self.edge_mlp = EdgeUpdate(hidden) if update_edges else None
+        self.edge_mlp = EdgeUpdate(hidden, edge_hidden) if update_edges else None
 
     def forward(self, h: Tensor, e: Tensor, edge_index2: Tensor | None, kind2: Tensor | None,
                 edge_index: Tensor, blocks: UniformBlocks | None = None) -> tuple[Tensor, Tensor]:
@@ -244,8 +245,8 @@ class NGGNNLayer(ResetChildren, MessagePassing):
             blocks: the dense blocks of a uniform batch (:class:`~dws_equiv.uniform.UniformBlocks`):
                 the same messages, computed by broadcasting within each block.
 
-        Shapes: ``h [N, H]``, ``e [E, H]``, ``edge_index2 [2, 2E]``, ``kind2 [2E]`` ->
-        ``(h [N, H], e [E, H])`` (``e`` unchanged when ``update_edges=False``).
+        Shapes: ``h [N, H]``, ``e [E, H_e]``, ``edge_index2 [2, 2E]``, ``kind2 [2E]`` ->
+        ``(h [N, H], e [E, H_e])`` (``e`` unchanged when ``update_edges=False``).
         """
         hn = self.norm(h)
         a, b = self.lin_dst(hn), self.lin_src(hn)
@@ -304,7 +305,7 @@ class NGGNN(NGProcessor):
         super().__init__(out_dim, hidden, num_layers, head, **kwargs)
         self.layers = nn.ModuleList(
             NGGNNLayer(hidden, aggregators, scalers, avg_degree,
-                       update_edges=(i < num_layers - 1) or self.updates_last_edges)
+                       update_edges=(i < num_layers - 1) or self.updates_last_edges, edge_hidden=self.edge_hidden)
             for i in range(num_layers))
 
     @property

@@ -28,19 +28,21 @@ class NGTLayer(ResetChildren, nn.Module):
     graph's result does not depend on its batch-mates.
     """
 
-    def __init__(self, hidden: int, attn_heads: int = 4, update_edges: bool = True) -> None:
+    def __init__(self, hidden: int, attn_heads: int = 4, update_edges: bool = True,
+                 edge_hidden: int | None = None) -> None:
         super().__init__()
-        check_positive_int("NGTLayer", hidden=hidden, attn_heads=attn_heads)
+        edge_hidden = hidden if edge_hidden is None else edge_hidden
+        check_positive_int("NGTLayer", hidden=hidden, attn_heads=attn_heads, edge_hidden=edge_hidden)
         if hidden % attn_heads:
             raise ValueError(f"hidden={hidden} is not divisible by attn_heads={attn_heads}")
         self.attn_heads = attn_heads
         self.norm1 = nn.LayerNorm(hidden)
         self.qkv = nn.Linear(hidden, 3 * hidden)
-        self.edge_qkv = DirectedEdgeProjection(hidden, 3 * hidden)
+        self.edge_qkv = DirectedEdgeProjection(edge_hidden, 3 * hidden)
         self.out = nn.Linear(hidden, hidden)
         self.norm2 = nn.LayerNorm(hidden)
         self.ffn = mlp(hidden, 2 * hidden, hidden)
-        self.edge_mlp = EdgeUpdate(hidden) if update_edges else None
+        self.edge_mlp = EdgeUpdate(hidden, edge_hidden) if update_edges else None
 
     def forward(self, h: Tensor, e: Tensor, edge_index2: Tensor | None, kind2: Tensor | None,
                 edge_index: Tensor, blocks: UniformBlocks | None = None) -> tuple[Tensor, Tensor]:
@@ -55,8 +57,8 @@ class NGTLayer(ResetChildren, nn.Module):
             blocks: the dense blocks of a uniform batch (:class:`~dws_equiv.uniform.UniformBlocks`):
                 the same attention, computed by broadcasting within each block.
 
-        Shapes: ``h [N, H]``, ``e [E, H]``, ``edge_index2 [2, 2E]``, ``kind2 [2E]`` ->
-        ``(h [N, H], e [E, H])`` (``e`` unchanged when ``update_edges=False``).
+        Shapes: ``h [N, H]``, ``e [E, H_e]``, ``edge_index2 [2, 2E]``, ``kind2 [2E]`` ->
+        ``(h [N, H], e [E, H_e])`` (``e`` unchanged when ``update_edges=False``).
         """
         n, hidden = h.shape
         d = hidden // self.attn_heads
@@ -87,7 +89,7 @@ class NGTLayer(ResetChildren, nn.Module):
         :func:`torch_geometric.utils.softmax` (shift by the detached maximum, ``1e-16`` added to
         the denominator).
 
-        Shapes: ``qn, kn, vn [N, H]``, ``e [E, H]`` -> ``[N, H]``.
+        Shapes: ``qn, kn, vn [N, H]``, ``e [E, H_e]`` -> ``[N, H]``.
         """
         heads = self.attn_heads
         d = qn.size(-1) // heads
@@ -131,5 +133,6 @@ class NGTransformer(NGProcessor):
             raise ValueError(f"NGTransformer: hidden={hidden} is not divisible by attn_heads={attn_heads}")
         super().__init__(out_dim, hidden, num_layers, head, **kwargs)
         self.layers = nn.ModuleList(
-            NGTLayer(hidden, attn_heads, update_edges=(i < num_layers - 1) or self.updates_last_edges)
+            NGTLayer(hidden, attn_heads, update_edges=(i < num_layers - 1) or self.updates_last_edges,
+                     edge_hidden=self.edge_hidden)
             for i in range(num_layers))
