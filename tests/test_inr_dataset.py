@@ -503,7 +503,8 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     dws = repro._train_config("dwsnet", tmp_path / "digits_fixed", tmp_path / "x", 55000, args)
     assert (dws.lr, dws.batch_size, dws.epochs, dws.clip_grad_norm) == (1e-3, 512, 100, 0.0)
     ngt = repro._train_config("ngt", tmp_path / "digits_fixed", tmp_path / "y", 55000, args)
-    assert ngt.model_kwargs["hidden"] == 64 and ngt.epochs == 200 and abs(ngt.warmup_epochs - 1000 / 430) < 1e-9
+    assert ngt.model_kwargs["hidden"] == 64 and ngt.model_kwargs["edge_hidden"] == 32   # neural-graphs' RT widths
+    assert ngt.epochs == 200 and abs(ngt.warmup_epochs - 1000 / 430) < 1e-9
     args.epochs_profile = "cpu"
     assert repro._train_config("nggnn", tmp_path / "digits_fixed", tmp_path / "z", 55000, args).epochs == 30
     assert repro._train_config("dwsnet", tmp_path / "digits_fixed", tmp_path / "z", 55000, args).epochs == 60
