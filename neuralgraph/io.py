@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["atomic_write", "atomic_save", "atomic_write_text", "save_figure", "LOCK_NAME", "MANIFEST", "DirectoryBusy",
-           "lock_directory", "compact_tensor", "tensor_sha256", "checksums", "verify_checksums", "entry_structures",
+           "lock_directory", "compact_tensor", "tensor_sha256", "checksums", "mismatched_digests", "some_names",
+           "verify_checksums", "entry_structures",
            "verify_entry_structures", "save", "load",
            "SAVED_FORMAT"]
 
@@ -181,17 +182,36 @@ def entry_structures(obj: dict) -> dict[str, str]:
     return {str(key): _structure_sha256(value, str(key), {}) for key, value in obj.items() if key != "checksums"}
 
 
+def mismatched_digests(stored: Any, actual: dict[str, str], key: str = "sha256") -> list[str]:
+    """The names whose stored digest differs from ``actual`` (or is on one side only), sorted.
+
+    Args:
+        stored: a file's ``checksums`` entry as read (``{"sha256": {name: digest}, "structure": ...}``);
+            a damaged entry (not a dict, or ``stored[key]`` not one) counts as no digests, so every
+            name is returned.
+        actual: ``{name: digest}`` as computed from the loaded object.
+        key: which digests to compare: ``"sha256"`` (tensors) or ``"structure"`` (per-entry structure).
+    """
+    digests = stored.get(key) if isinstance(stored, dict) else None
+    digests = digests if isinstance(digests, dict) else {}
+    return sorted(k for k in set(digests) | set(actual) if digests.get(k) != actual.get(k))
+
+
+def some_names(names: Sequence[str], limit: int = 5) -> str:
+    """``"a, b"`` for a message: the first ``limit`` names, then ``"and N more"``."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def verify_entry_structures(obj: dict, path: str | os.PathLike, hint: str) -> None:
     """``ValueError`` naming ``path`` and the entries whose structure digest (:func:`entry_structures`)
     differs from ``obj["checksums"]["structure"]``; files written without one are not checked."""
     stored = obj.get("checksums", {}).get("structure") if isinstance(obj.get("checksums"), dict) else None
     if stored is None:
         return
-    actual = entry_structures(obj)
-    bad = sorted(k for k in set(stored) | set(actual) if stored.get(k) != actual.get(k)) if isinstance(stored, dict) \
-        else ["checksums"]
+    bad = mismatched_digests(obj["checksums"], entry_structures(obj), key="structure")
     if bad:
-        raise ValueError(f"{path}: checksum mismatch in {', '.join(bad[:5])} (its non-tensor content): the file is "
+        raise ValueError(f"{path}: checksum mismatch in {some_names(bad)} (its non-tensor content): the file is "
                          f"corrupted (its bytes changed after it was written); {hint}")
 
 
@@ -207,13 +227,11 @@ def verify_checksums(obj: dict, path: str | os.PathLike, hint: str = "copy it ag
     if not isinstance(stored, dict) or not isinstance(stored.get("sha256"), dict):
         raise ValueError(f"{path}: unreadable checksums entry ({type(stored).__name__}): the file is corrupted; {hint}")
     actual = checksums(obj)
-    bad = sorted(k for k in set(stored["sha256"]) | set(actual["sha256"])
-                 if stored["sha256"].get(k) != actual["sha256"].get(k))
+    bad = mismatched_digests(stored, actual["sha256"])
     if stored.get("structure") != actual["structure"] and not bad:
         bad = ["the non-tensor entries (keys, settings, numbers)"]
     if bad:
-        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise ValueError(f"{path}: checksum mismatch in {', '.join(bad[:5])}{more}: the file is corrupted "
+        raise ValueError(f"{path}: checksum mismatch in {some_names(bad)}: the file is corrupted "
                          f"(its bytes changed after it was written); {hint}")
 
 

@@ -41,7 +41,8 @@ import torch
 from torch import Tensor
 
 from ..architecture import Architecture
-from ..io import atomic_save, compact_tensor, entry_structures, read_torch_file, verify_entry_structures
+from ..io import (atomic_save, compact_tensor, entry_structures, mismatched_digests, read_torch_file, some_names,
+                  verify_entry_structures)
 from ..io import tensor_sha256 as _sha256  # the one tensor digest (checkpoints and ng.save use it too)
 from .stats import _STAT_KEYS, layer_stats
 
@@ -109,11 +110,9 @@ def _verify_checksums(obj: dict, path: Path) -> None:
     key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
     if key in _VERIFIED:
         return
-    stored = obj["checksums"].get("sha256", {}) if isinstance(obj["checksums"], dict) else {}
-    actual = _checksums(obj)["sha256"]
-    bad = sorted(name for name in set(stored) | set(actual) if stored.get(name) != actual.get(name))
+    bad = mismatched_digests(obj["checksums"], _checksums(obj)["sha256"])
     if bad:
-        raise ValueError(f"{path}: checksum mismatch in {', '.join(bad)}: the file is corrupted "
+        raise ValueError(f"{path}: checksum mismatch in {some_names(bad)}: the file is corrupted "
                          "(refit it, or copy it again)")
     _VERIFIED.add(key)
 

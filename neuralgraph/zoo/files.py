@@ -41,8 +41,8 @@ from ..datasets import as_index
 from ..deprecation import warn_renamed
 from ..graph import stacked_to_batch, to_model
 from ..seeding import derive_seed
-from ..io import (atomic_save, compact_tensor, entry_structures, lock_directory, read_torch_file, tensor_sha256,
-                  verify_entry_structures)
+from ..io import (atomic_save, compact_tensor, entry_structures, lock_directory, mismatched_digests, read_torch_file,
+                  some_names, tensor_sha256, verify_entry_structures)
 from .settings import ZooSettings
 from .specs import sample_zoo
 from .train import check_trainable, train_group
@@ -130,11 +130,9 @@ def load_zoo_file(path: str | os.PathLike, verify: bool = True) -> dict:
         if not isinstance(t, Tensor) or tuple(t.shape) != (n, C):
             raise ValueError(f"{path}: metrics[{key!r}] must have shape ({n}, {C})")
     if verify:
-        stored = obj["checksums"].get("sha256", {}) if isinstance(obj["checksums"], dict) else {}
-        actual = _checksums(obj)["sha256"]
-        bad = sorted(k for k in set(stored) | set(actual) if stored.get(k) != actual.get(k))
+        bad = mismatched_digests(obj["checksums"], _checksums(obj)["sha256"])
         if bad:
-            raise ValueError(f"{path}: checksum mismatch in {', '.join(bad[:5])}: the file is corrupted")
+            raise ValueError(f"{path}: checksum mismatch in {some_names(bad)}: the file is corrupted")
     obj["archs"] = archs
     return obj
 
