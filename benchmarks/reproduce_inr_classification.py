@@ -28,7 +28,9 @@ What it does, in order, each step resumable:
    warm-up + cosine schedule always spans the epochs actually run.
 3. Appends one JSON line per finished run to ``<work>/results.jsonl`` (recorded once): test /
    val accuracy at the best validation epoch, epochs, wall time, seconds per epoch, the
-   commit of the code and the machine. ``<work>/results.md`` (the table, finished runs and
+   commit of the code and the machine, and the fit's time: ``fit_s`` seconds over the
+   ``fit_chunks_timed`` chunks that this script timed (:class:`FitClock`; a fit written by
+   other code has fewer, or none). ``<work>/results.md`` (the table, finished runs and
    runs in progress) and ``<work>/learning_curves_<dataset>.png`` are rewritten after every
    epoch; ``--report`` rewrites them without training.
 
@@ -232,19 +234,50 @@ def _train_config(model: str, data: Path, out: Path, n_train: int, args) -> "Tra
                        seed=args.seed, n_reconstructions=0, augment=augment, **s)
 
 
-def _fit(source: str, data: Path, fit: dict, dev, args, out_of_time) -> float:
-    """Fit (or finish fitting) one dataset; another invocation fitting it is waited for. Returns seconds."""
+class FitClock:
+    """The seconds spent fitting each chunk, summed in a fit's state file as chunks are written.
+
+    A fit spans many invocations, and any of them may be killed: the state keeps ``chunk_s``
+    (seconds of the chunks fitted so far, each timed from the start of its fitting call or the
+    previous chunk) and ``chunks_timed``. A chunk interrupted mid-fit is not counted; its refit is.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state = _read_json(path)
+        self.restart()
+
+    def restart(self) -> None:
+        """Start timing the next chunk now (a fitting call begins)."""
+        self.t = time.monotonic()
+
+    def chunk_done(self) -> None:
+        """A chunk was written: add its seconds to the state file."""
+        now = time.monotonic()
+        self.state["chunk_s"] = self.state.get("chunk_s", 0.0) + (now - self.t)
+        self.state["chunks_timed"] = self.state.get("chunks_timed", 0) + 1
+        _write_json(self.state, self.path)
+        self.t = now
+
+
+def _fit(source: str, data: Path, fit: dict, dev, args, out_of_time, clock: FitClock) -> None:
+    """Fit (or finish fitting) one dataset, timing its chunks; another invocation fitting it is waited for."""
     from neuralgraph.inr import build_inr_splits
     from neuralgraph.io import DirectoryBusy
 
     root = None if source == "digits" else Path(args.data_root) / ROOTS[source]
     sizes = dict(n_train=args.n_train, n_val=args.n_val, n_test=args.n_test)
-    t = time.monotonic()
+
+    def on_chunk(k: int, num_chunks: int) -> None:
+        clock.chunk_done()
+        out_of_time(k, num_chunks)
+
     while True:
         try:
+            clock.restart()
             build_inr_splits(source, data, root=root, chunk_size=args.chunk_size, device=dev,
-                             progress=not args.quiet, on_chunk=out_of_time, **sizes, **fit)
-            return time.monotonic() - t
+                             progress=not args.quiet, on_chunk=on_chunk, **sizes, **fit)
+            return
         except DirectoryBusy:
             out_of_time(0, 0)
             time.sleep(30)
@@ -277,15 +310,13 @@ def run(args) -> list[dict]:
     suffix = f"_{args.variant}" if args.variant else ""
     for source in args.datasets:
         data = work / f"{source}_{args.fit}"
-        fit_state_path = work / "state" / f"{source}_{args.fit}_fit.json"
+        clock = FitClock(work / "state" / f"{source}_{args.fit}_fit.json")
         try:
-            seconds = _fit(source, data, fit, dev, args, out_of_time)
+            _fit(source, data, fit, dev, args, out_of_time, clock)
         except OutOfTime:
             print(f"[{source}] fitting: out of time; run again to continue")
             return recorded
-        fit_state = _read_json(fit_state_path)
-        fit_state["fit_s"] = fit_state.get("fit_s", 0.0) + seconds
-        _write_json(fit_state, fit_state_path)
+        fit_state = _read_json(clock.path)
         n_train = len(INRDataset(data / "train.pt", verify=False))
         for model in args.models:
             key = f"{source}/{args.fit}/{model}{suffix}"
@@ -302,7 +333,8 @@ def run(args) -> list[dict]:
                     return recorded
                 continue
             row.update({"dataset": source, "model": model, "variant": args.variant, "fit": args.fit,
-                        "fit_settings": fit, "fit_s": round(fit_state["fit_s"], 1), "n_train": n_train,
+                        "fit_settings": fit, "fit_s": round(fit_state.get("chunk_s", 0.0), 1),
+                        "fit_chunks_timed": fit_state.get("chunks_timed", 0), "n_train": n_train,
                         "device": device_name, "machine": _machine(device_name, args.threads),
                         "commit": _commit(), "paper_acc": PAPER_ACC.get((source, model))})
             if _append_result(row, results_path):
