@@ -31,8 +31,9 @@ What it does, in order, each step resumable:
    commit of the code and the machine, and the fit's time: ``fit_s`` seconds over the
    ``fit_chunks_timed`` chunks that this script timed (:class:`FitClock`; a fit written by
    other code has fewer, or none). ``<work>/results.md`` (the table, finished runs and
-   runs in progress) and ``<work>/learning_curves_<dataset>.png`` are rewritten after every
-   epoch; ``--report`` rewrites them without training.
+   runs in progress, then the fitted sets: PSNR per split and fit time) and
+   ``<work>/learning_curves_<dataset>.png`` are rewritten after every epoch; ``--report``
+   rewrites them without training.
 
 Variants (levers on top of the papers' settings, reported as extra rows, never replacing
 the baseline rows): ``--variant NAME --model-arg KEY=VALUE ...`` trains the same model with
@@ -317,6 +318,9 @@ def run(args) -> list[dict]:
             print(f"[{source}] fitting: out of time; run again to continue")
             return recorded
         fit_state = _read_json(clock.path)
+        if "splits" not in fit_state:                  # once per fitted set
+            fit_state["splits"] = _fit_summary(data)
+            _write_json(fit_state, clock.path)
         n_train = len(INRDataset(data / "train.pt", verify=False))
         for model in args.models:
             key = f"{source}/{args.fit}/{model}{suffix}"
@@ -377,6 +381,35 @@ def _train_run(key: str, st: dict, state_path: Path, config, left, args, train) 
     return None
 
 
+def _fit_summary(data: Path) -> dict:
+    """The size and PSNR distribution (dB) of each split of a fitted set."""
+    import torch
+
+    from neuralgraph.inr import INRDataset
+
+    out = {}
+    for split in ("train", "val", "test"):
+        psnr = INRDataset(data / f"{split}.pt", verify=False).psnr.double()
+        q = torch.quantile(psnr, torch.tensor([0.0, 0.05, 0.5, 1.0], dtype=torch.float64)).tolist()
+        out[split] = {"n": psnr.numel(), "psnr_mean": round(psnr.mean().item(), 2), "psnr_min": round(q[0], 2),
+                      "psnr_p5": round(q[1], 2), "psnr_median": round(q[2], 2), "psnr_max": round(q[3], 2)}
+    return out
+
+
+def _fit_lines(work: Path) -> list[str]:
+    """The report's table of fitted sets: PSNR per split, and the fit time of the chunks this script timed."""
+    lines = ["| dataset | fit | split | INRs | PSNR mean (dB) | 5th pct | median | min | fit time of the set (chunks timed) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted((work / "state").glob("*_fit.json")) if (work / "state").is_dir() else []:
+        st = _read_json(path)
+        source, fit, _ = _key_from_state(path.name.replace("_fit.json", "_x.json")).split("/")
+        timed = f"{st.get('chunk_s', 0.0) / 3600:.2f} h ({st.get('chunks_timed', 0)} chunks)"
+        for split, d in ((k, st["splits"][k]) for k in ("train", "val", "test") if k in st.get("splits", {})):
+            lines.append(f"| {source} | {fit} | {split} | {d['n']} | {d['psnr_mean']:.1f} | {d['psnr_p5']:.1f} | "
+                         f"{d['psnr_median']:.1f} | {d['psnr_min']:.1f} | {timed if split == 'train' else ''} |")
+    return lines if len(lines) > 2 else []
+
+
 def _history(run_dir: Path) -> list[dict]:
     """The per-epoch rows of a run's ``metrics.csv`` (empty before its first epoch)."""
     import csv
@@ -423,6 +456,9 @@ def write_report(work: Path) -> Path:
                              f"{100 * best.get('val_acc', 0):.1f} at epoch {int(best['epoch'])}) | | "
                              f"{int(best['epoch'])} / {st.get('epochs_done', len(hist))} done | "
                              f"{st.get('train_s', 0) / 3600:.1f} h | {st.get('epoch_s') and round(st['epoch_s'], 1)} | | |")
+    fits = _fit_lines(work)
+    if fits:
+        lines += ["", "Fitted INR sets:", "", *fits]
     atomic_write_text("\n".join(lines) + "\n", work / "results.md")
     for source, runs in curves.items():
         _plot_curves(source, runs, work / f"learning_curves_{source}.png")

@@ -515,4 +515,7 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
     report = (tmp_path / "results.md").read_text()
     assert report.count("| digits | nggnn |") == 2 and "| probes |" in report
+    fit_rows = [line.split(" | ") for line in report.splitlines() if line.startswith("| digits | fixed |")]
+    assert [(r[2], r[3]) for r in fit_rows] == [("train", "40"), ("val", "20"), ("test", "20")]
+    assert all(float(r[4]) > 10 for r in fit_rows) and "(4 chunks)" in fit_rows[0][-1]   # PSNR in dB; chunks timed
     assert (tmp_path / "learning_curves_digits.png").stat().st_size > 0
