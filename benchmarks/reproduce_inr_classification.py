@@ -398,8 +398,8 @@ def _fit_summary(data: Path) -> dict:
 
 def _fit_lines(work: Path) -> list[str]:
     """The report's table of fitted sets: PSNR per split, and the fit time of the chunks this script timed."""
-    lines = ["| dataset | fit | split | INRs | PSNR mean (dB) | 5th pct | median | min | fit time of the set (chunks timed) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | fit | split | INRs | PSNR mean (dB) | 5th pct | median | min "
+             "| fit time of the set (chunks timed) |", "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted((work / "state").glob("*_fit.json")) if (work / "state").is_dir() else []:
         st = _read_json(path)
         source, fit, _ = _key_from_state(path.name.replace("_fit.json", "_x.json")).split("/")
