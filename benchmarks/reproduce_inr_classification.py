@@ -241,11 +241,12 @@ class FitClock:
     A fit spans many invocations, and any of them may be killed: the state keeps ``chunk_s``
     (seconds of the chunks fitted so far, each timed from the start of its fitting call or the
     previous chunk) and ``chunks_timed``. A chunk interrupted mid-fit is not counted; its refit is.
+    The file is read afresh at every chunk (one invocation fits a set at a time: the fit's
+    directory lock), so invocations that took turns add up.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.state = _read_json(path)
         self.restart()
 
     def restart(self) -> None:
@@ -255,9 +256,10 @@ class FitClock:
     def chunk_done(self) -> None:
         """A chunk was written: add its seconds to the state file."""
         now = time.monotonic()
-        self.state["chunk_s"] = self.state.get("chunk_s", 0.0) + (now - self.t)
-        self.state["chunks_timed"] = self.state.get("chunks_timed", 0) + 1
-        _write_json(self.state, self.path)
+        state = _read_json(self.path)
+        state["chunk_s"] = state.get("chunk_s", 0.0) + (now - self.t)
+        state["chunks_timed"] = state.get("chunks_timed", 0) + 1
+        _write_json(state, self.path)
         self.t = now
 
 
