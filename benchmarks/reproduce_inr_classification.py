@@ -290,7 +290,7 @@ def run(args) -> list[dict]:
     """One invocation: continue fitting and training until done or out of ``args.budget`` seconds."""
     import torch
 
-    from neuralgraph.inr import INRDataset, resolve_device
+    from neuralgraph.inr import resolve_device
     from neuralgraph.train import train
 
     torch.set_num_threads(args.threads)
@@ -323,7 +323,7 @@ def run(args) -> list[dict]:
         if "splits" not in fit_state:                  # once per fitted set
             fit_state["splits"] = _fit_summary(data)
             _write_json(fit_state, clock.path)
-        n_train = len(INRDataset(data / "train.pt", verify=False))
+        n_train = fit_state["splits"]["train"]["n"]
         for model in args.models:
             key = f"{source}/{args.fit}/{model}{suffix}"
             state_path = work / "state" / f"{key.replace('/', '_')}.json"
@@ -404,7 +404,7 @@ def _fit_lines(work: Path) -> list[str]:
              "| fit time of the set (chunks timed) |", "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted((work / "state").glob("*_fit.json")) if (work / "state").is_dir() else []:
         st = _read_json(path)
-        source, fit, _ = _key_from_state(path.name.replace("_fit.json", "_x.json")).split("/")
+        source, fit, _ = _key_from_state(path.name).split("/")          # <source>/<fit>/fit
         timed = f"{st.get('chunk_s', 0.0) / 3600:.2f} h ({st.get('chunks_timed', 0)} chunks)"
         for split, d in ((k, st["splits"][k]) for k in ("train", "val", "test") if k in st.get("splits", {})):
             lines.append(f"| {source} | {fit} | {split} | {d['n']} | {d['psnr_mean']:.1f} | {d['psnr_p5']:.1f} | "
@@ -468,6 +468,8 @@ def write_report(work: Path) -> Path:
 
 
 def _key_from_state(name: str) -> str:
+    """``<source>/<fit>/<rest>`` of a state file ``<source>_<fit>_<rest>.json`` (``rest``: a run's name, or
+    ``fit`` for the fit's own state)."""
     stem = name[:-len(".json")]
     for fit in FITS:
         marker = f"_{fit}_"
