@@ -38,8 +38,9 @@ What it does, in order, each step resumable:
 Variants (levers on top of the papers' settings, reported as extra rows, never replacing
 the baseline rows): ``--variant NAME --model-arg KEY=VALUE ...`` trains the same model with
 those model arguments in ``run_<model>_<NAME>``, e.g. ``--variant probes --model-arg
-use_probes=true``; ``--augment KEY=VALUE ...`` changes fields of the augmentation in the same
-way (``--variant noaug --augment translate=0 rotate=0 scale=0 dropout=0`` trains without it).
+use_probes=true``; ``--augment KEY=VALUE`` (repeatable) changes fields of the augmentation in
+the same way (``--variant noaug --augment translate=0 --augment rotate=0 --augment scale=0
+--augment dropout=0`` trains without it). Both are read as ``neuralgraph train`` reads them.
 
 The papers' settings (read from the authors' repositories; where this library's models
 differ, the nearest setting is used and the difference stated):
@@ -197,20 +198,13 @@ def _machine(device_name: str, threads: int) -> str:
     return f"{cpu}, {os.cpu_count()} cores, {threads} thread{'s' if threads != 1 else ''}"
 
 
-def _parse_pairs(items: list[str], flag: str) -> dict:
-    """``{key: value}`` from ``KEY=VALUE`` texts (JSON values, ``true`` / ``false`` in any case)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"{flag} expects KEY=VALUE, got {item!r}")
-        out[key] = json.loads(value) if value.lower() not in ("true", "false") else value.lower() == "true"
-    return out
-
-
 def _train_config(model: str, data: Path, out: Path, n_train: int, args) -> "TrainConfig":  # noqa: F821
-    """The run's configuration: the papers' settings, the epochs of the profile, the variant's model arguments."""
+    """The run's configuration: the papers' settings, the epochs of the profile, the variant's model arguments
+    and augmentation fields (``(key, text)`` pairs, read as ``neuralgraph train`` reads them)."""
+    from neuralgraph.augment import Augment
     from neuralgraph.train import TrainConfig
+    from neuralgraph.train.options import dataclass_hints, parse_options
+    from neuralgraph.train.registry import parse_hyperparameters
 
     s = dict(PAPER[model])
     kwargs = dict(s.pop("model_kwargs"))
@@ -222,8 +216,9 @@ def _train_config(model: str, data: Path, out: Path, n_train: int, args) -> "Tra
             kwargs["edge_hidden"] = max(1, args.hidden // 2)
     if args.num_layers is not None:
         kwargs["num_layers"] = args.num_layers
-    kwargs.update(_parse_pairs(getattr(args, "model_arg", None) or [], "--model-arg"))
-    augment = {**PAPER_AUGMENT, **_parse_pairs(getattr(args, "augment", None) or [], "--augment")}
+    kwargs.update(parse_hyperparameters(model, getattr(args, "model_arg", None) or []))
+    augment = {**PAPER_AUGMENT, **parse_options(getattr(args, "augment", None) or [], dataclass_hints(Augment),
+                                                owner="--augment", noun="option")}
     batch = min(s.pop("batch_size"), args.batch_size or 10 ** 9)
     steps = s.pop("warmup_steps", None)
     warmup = s.pop("warmup_epochs", 0.0) if steps is None else steps / max(1, math.ceil(n_train / batch))
@@ -507,6 +502,8 @@ def _plot_curves(source: str, runs: dict[str, list[dict]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    from neuralgraph.train.cli_args import kv
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", default="runs/reproduce_inr", help="datasets, runs, state/, results.jsonl, results.md")
     ap.add_argument("--data-root", default=str(REPO.parent / "shared" / "datasets"))
@@ -516,10 +513,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--fit", default="authors", choices=list(FITS), help="INR fit protocol (see the docstring)")
     ap.add_argument("--epochs-profile", default="cpu", choices=["cpu", "paper"],
                     help="cpu: CPU_EPOCHS (default); paper: the papers' epochs")
-    ap.add_argument("--variant", default=None, help="name of a variant row (with --model-arg)")
-    ap.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                    help="model argument of the variant (repeatable; JSON values)")
-    ap.add_argument("--augment", action="append", default=[], metavar="KEY=VALUE",
+    ap.add_argument("--variant", default=None, help="name of a variant row (with --model-arg / --augment)")
+    ap.add_argument("--model-arg", action="append", default=[], type=kv, metavar="KEY=VALUE",
+                    help="model argument of the variant (repeatable)")
+    ap.add_argument("--augment", action="append", default=[], type=kv, metavar="KEY=VALUE",
                     help="augmentation field of the variant (neuralgraph.augment.Augment; repeatable)")
     ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (fitting and training)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of this invocation (default 1)")

@@ -495,7 +495,7 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     # 1000 warm-up steps for NG-T), with the CPU profile's epochs by default and the papers' on request; the
     # schedule always spans the epochs run
     args = repro.argparse.Namespace(hidden=None, num_layers=None, batch_size=None, epochs=None, device="cpu", seed=0,
-                                    epochs_profile="paper", model_arg=[], augment=["rotate=0", "dropout=0"])
+                                    epochs_profile="paper", model_arg=[], augment=[("rotate", "0"), ("dropout", "0")])
     noaug = repro._train_config("nggnn", tmp_path / "digits_fixed", tmp_path / "v", 55000, args)
     assert noaug.augment == {"translate": 0.25, "rotate": 0, "scale": 0.2, "dropout": 0}   # a variant's fields
     with pytest.raises(SystemExit):                                     # a changed augmentation is a variant
