@@ -430,7 +430,7 @@ def write_report(work: Path) -> Path:
                 finished[row["id"]] = row
     lines = ["| dataset | model | variant | fit | test acc | paper | best epoch / epochs | train time | s / epoch | "
              "machine | commit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    curves: dict[str, dict[str, list[dict]]] = {}
+    curves: dict[str, dict[str, list[dict]]] = {}      # source -> "<run name> (<fit>)" -> its epochs
     for state_path in sorted((work / "state").glob("*.json")) if (work / "state").is_dir() else []:
         if state_path.name.endswith("_fit.json"):
             continue
@@ -458,7 +458,8 @@ def write_report(work: Path) -> Path:
         lines += ["", "Fitted INR sets:", "", *fits]
     atomic_write_text("\n".join(lines) + "\n", work / "results.md")
     for source, runs in curves.items():
-        _plot_curves(source, runs, work / f"learning_curves_{source}.png")
+        papers = {model: acc for (src, model), acc in PAPER_ACC.items() if src == source}
+        _plot_curves(source, runs, papers, work / f"learning_curves_{source}.png")
     return work / "results.md"
 
 
@@ -474,8 +475,10 @@ def _key_from_state(name: str) -> str:
     raise ValueError(f"state file {name} names no fit protocol")
 
 
-def _plot_curves(source: str, runs: dict[str, list[dict]], path: Path) -> None:
-    """Validation (solid) and training (dashed) accuracy per epoch of every run on one dataset."""
+def _plot_curves(source: str, runs: dict[str, list[dict]], papers: dict[str, float], path: Path) -> None:
+    """Validation (solid) and training (dashed) accuracy per epoch of every run on one dataset, and the papers'
+    test accuracy of each model trained (``papers``: model -> accuracy; dotted, in the colour of the model's
+    first run). ``runs`` maps ``"<model>[_<variant>] (<fit>)"`` to the run's epochs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -487,14 +490,19 @@ def _plot_curves(source: str, runs: dict[str, list[dict]], path: Path) -> None:
     if not runs:
         return
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = set()
     for i, (name, hist) in enumerate(sorted(runs.items())):
         epochs = [h["epoch"] for h in hist]
         colour = f"C{i % 10}"
         ax.plot(epochs, [100 * h.get("val_acc", float("nan")) for h in hist], color=colour, label=f"{name} val")
         ax.plot(epochs, [100 * h.get("train_acc", float("nan")) for h in hist], color=colour, ls="--", alpha=0.6)
+        model = name.split(" ")[0].partition("_")[0]
+        if model in papers and model not in drawn:
+            drawn.add(model)
+            ax.axhline(100 * papers[model], color=colour, ls=":", lw=1, label=f"{model}: paper's test accuracy")
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{source} INR classification (dashed: train)")
+    ax.set_title(f"{source} INR classification (dashed: train; dotted: the papers' test accuracy)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)
