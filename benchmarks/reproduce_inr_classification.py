@@ -430,7 +430,7 @@ def write_report(work: Path) -> Path:
                 finished[row["id"]] = row
     lines = ["| dataset | model | variant | fit | test acc | paper | best epoch / epochs | train time | s / epoch | "
              "machine | commit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    curves: dict[str, dict[str, list[dict]]] = {}      # source -> "<run name> (<fit>)" -> its epochs
+    curves: dict[str, dict[str, tuple[str, list[dict]]]] = {}     # source -> "<run> (<fit>)" -> (model, epochs)
     for state_path in sorted((work / "state").glob("*.json")) if (work / "state").is_dir() else []:
         if state_path.name.endswith("_fit.json"):
             continue
@@ -440,7 +440,7 @@ def write_report(work: Path) -> Path:
             source, fit, name = (key or _key_from_state(state_path.name)).split("/")
             model, _, variant = name.partition("_")
             hist = _history(work / f"{source}_{fit}" / f"run_{name}")
-            curves.setdefault(source, {})[f"{name} ({fit})"] = hist
+            curves.setdefault(source, {})[f"{name} ({fit})"] = (model, hist)
             if row is not None:
                 paper = f"{100 * row['paper_acc']:.1f}" if row.get("paper_acc") else ""
                 lines.append(f"| {source} | {model} | {variant or ''} | {fit} | {100 * row['test_acc']:.1f} | {paper} "
@@ -475,10 +475,11 @@ def _key_from_state(name: str) -> str:
     raise ValueError(f"state file {name} names no fit protocol")
 
 
-def _plot_curves(source: str, runs: dict[str, list[dict]], papers: dict[str, float], path: Path) -> None:
+def _plot_curves(source: str, runs: dict[str, tuple[str, list[dict]]], papers: dict[str, float],
+                 path: Path) -> None:
     """Validation (solid) and training (dashed) accuracy per epoch of every run on one dataset, and the papers'
     test accuracy of each model trained (``papers``: model -> accuracy; dotted, in the colour of the model's
-    first run). ``runs`` maps ``"<model>[_<variant>] (<fit>)"`` to the run's epochs."""
+    first run). ``runs`` maps each run's label to its model and its epochs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -486,23 +487,23 @@ def _plot_curves(source: str, runs: dict[str, list[dict]], papers: dict[str, flo
 
     from neuralgraph.io import save_figure
 
-    runs = {k: v for k, v in runs.items() if v}
+    runs = {label: run for label, run in runs.items() if run[1]}
     if not runs:
         return
     fig, ax = plt.subplots(figsize=(7, 4.5))
     drawn = set()
-    for i, (name, hist) in enumerate(sorted(runs.items())):
+    for i, (name, (model, hist)) in enumerate(sorted(runs.items())):
         epochs = [h["epoch"] for h in hist]
         colour = f"C{i % 10}"
         ax.plot(epochs, [100 * h.get("val_acc", float("nan")) for h in hist], color=colour, label=f"{name} val")
         ax.plot(epochs, [100 * h.get("train_acc", float("nan")) for h in hist], color=colour, ls="--", alpha=0.6)
-        model = name.split(" ")[0].partition("_")[0]
         if model in papers and model not in drawn:
             drawn.add(model)
             ax.axhline(100 * papers[model], color=colour, ls=":", lw=1, label=f"{model}: paper's test accuracy")
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{source} INR classification (dashed: train; dotted: the papers' test accuracy)")
+    keys = "dashed: train; dotted: the papers' test accuracy" if drawn else "dashed: train"
+    ax.set_title(f"{source} INR classification ({keys})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)
