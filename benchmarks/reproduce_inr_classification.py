@@ -27,7 +27,8 @@ What it does, in order, each step resumable:
    :data:`CPU_EPOCHS` (what fits a 2-core CPU in days), ``paper`` for the papers' epochs; the
    warm-up + cosine schedule always spans the epochs actually run.
 3. Appends one JSON line per finished run to ``<work>/results.jsonl`` (recorded once): test /
-   val accuracy at the best validation epoch, epochs, wall time, seconds per epoch, the
+   val accuracy at the best validation epoch, epochs, wall time (``train_s``: every call's
+   training and evaluation, summed over sessions), ``epoch_s`` (its mean per epoch), the
    commit of the code and the machine, and the fit's time: ``fit_s`` seconds over the
    ``fit_chunks_timed`` chunks that this script timed (:class:`FitClock`; a fit written by
    other code has fewer, or none). ``<work>/results.md`` (the table, finished runs and
@@ -371,7 +372,7 @@ def _train_run(key: str, st: dict, state_path: Path, config, left, args, train) 
             _write_json(st, state_path)
             return {"id": key, "test_acc": res.test_acc, "val_acc": res.best_val_acc, "best_epoch": res.best_epoch,
                     "epochs": res.epochs_done, "train_s": round(st["train_s"], 1),
-                    "epoch_s": round(st["epoch_s"], 1) if st["epoch_s"] else None, "config": config.to_dict(),
+                    "epoch_s": round(st["train_s"] / res.epochs_done, 1), "config": config.to_dict(),
                     "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
         _write_json(st, state_path)
         write_report(Path(args.work))
@@ -445,14 +446,14 @@ def write_report(work: Path) -> Path:
                 paper = f"{100 * row['paper_acc']:.1f}" if row.get("paper_acc") else ""
                 lines.append(f"| {source} | {model} | {variant or ''} | {fit} | {100 * row['test_acc']:.1f} | {paper} "
                              f"| {row['best_epoch']} / {row['epochs']} | {row['train_s'] / 3600:.1f} h | "
-                             f"{row.get('epoch_s') or ''} | {row.get('machine', row.get('device'))} | "
+                             f"{row['train_s'] / row['epochs']:.0f} | {row.get('machine', row.get('device'))} | "
                              f"{row.get('commit') or ''} |")
             elif hist:
                 best = max(hist, key=lambda h: h.get("val_acc", 0.0))
                 lines.append(f"| {source} | {model} | {variant} | {fit} | (running: best val "
                              f"{100 * best.get('val_acc', 0):.1f} at epoch {int(best['epoch'])}) | | "
                              f"{int(best['epoch'])} / {st.get('epochs_done', len(hist))} done | "
-                             f"{st.get('train_s', 0) / 3600:.1f} h | {st.get('epoch_s') and round(st['epoch_s'], 1)} | | |")
+                             f"{st.get('train_s', 0) / 3600:.1f} h | {_mean_epoch_s(st)} | | |")
     fits = _fit_lines(work)
     if fits:
         lines += ["", "Fitted INR sets:", "", *fits]
@@ -461,6 +462,11 @@ def write_report(work: Path) -> Path:
         papers = {model: acc for (src, model), acc in PAPER_ACC.items() if src == source}
         _plot_curves(source, runs, papers, work / f"learning_curves_{source}.png")
     return work / "results.md"
+
+
+def _mean_epoch_s(st: dict) -> str:
+    """Mean seconds per finished epoch of a run in progress (its state ``st``), as the table prints it."""
+    return f"{st['train_s'] / st['epochs_done']:.0f}" if st.get("epochs_done") else ""
 
 
 def _key_from_state(name: str) -> str:

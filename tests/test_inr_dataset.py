@@ -483,7 +483,7 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     for r in lines:
         assert r["epochs"] == 2 and 0.0 <= r["test_acc"] <= 1.0 and r["n_train"] == 40
         assert r["fit_settings"] == {"steps": 20, "lr": 1e-3} and r["device"] == "cpu"
-        assert "1 thread" in r["machine"] and r["epoch_s"] > 0
+        assert "1 thread" in r["machine"] and abs(r["epoch_s"] - r["train_s"] / 2) <= 0.1
         assert r["fit_chunks_timed"] == 4 and r["fit_s"] > 0     # 2 + 1 + 1 chunks, over both invocations
     assert lines[0]["config"]["model_kwargs"] == {"hidden": 8, "num_layers": 1, "use_probes": False}
     assert lines[1]["config"]["model_kwargs"] == {"hidden": 8, "num_layers": 1, "use_probes": True, "n_probes": 2}
@@ -515,6 +515,8 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
     report = (tmp_path / "results.md").read_text()
     assert report.count("| digits | nggnn |") == 2 and "| probes |" in report
+    first = next(line.split(" | ") for line in report.splitlines() if line.startswith("| digits | nggnn |  |"))
+    assert first[8] == f"{lines[0]['train_s'] / 2:.0f}"                 # s / epoch: the run's mean
     fit_rows = [line.split(" | ") for line in report.splitlines() if line.startswith("| digits | fixed |")]
     assert [(r[2], r[3]) for r in fit_rows] == [("train", "40"), ("val", "20"), ("test", "20")]
     assert all(float(r[4]) > 10 for r in fit_rows) and "(4 chunks)" in fit_rows[0][-1]   # PSNR in dB; chunks timed
