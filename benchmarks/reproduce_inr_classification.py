@@ -446,14 +446,15 @@ def write_report(work: Path) -> Path:
                 paper = f"{100 * row['paper_acc']:.1f}" if row.get("paper_acc") else ""
                 lines.append(f"| {source} | {model} | {variant or ''} | {fit} | {100 * row['test_acc']:.1f} | {paper} "
                              f"| {row['best_epoch']} / {row['epochs']} | {row['train_s'] / 3600:.1f} h | "
-                             f"{row['train_s'] / row['epochs']:.0f} | {row.get('machine', row.get('device'))} | "
-                             f"{row.get('commit') or ''} |")
+                             f"{_mean_epoch_s(row['train_s'], row['epochs'])} | "
+                             f"{row.get('machine', row.get('device'))} | {row.get('commit') or ''} |")
             elif hist:
                 best = max(hist, key=lambda h: h.get("val_acc", 0.0))
                 lines.append(f"| {source} | {model} | {variant} | {fit} | (running: best val "
                              f"{100 * best.get('val_acc', 0):.1f} at epoch {int(best['epoch'])}) | | "
                              f"{int(best['epoch'])} / {st.get('epochs_done', len(hist))} done | "
-                             f"{st.get('train_s', 0) / 3600:.1f} h | {_mean_epoch_s(st)} | | |")
+                             f"{st.get('train_s', 0) / 3600:.1f} h | "
+                             f"{_mean_epoch_s(st.get('train_s', 0), st.get('epochs_done', 0))} | | |")
     fits = _fit_lines(work)
     if fits:
         lines += ["", "Fitted INR sets:", "", *fits]
@@ -464,9 +465,9 @@ def write_report(work: Path) -> Path:
     return work / "results.md"
 
 
-def _mean_epoch_s(st: dict) -> str:
-    """Mean seconds per finished epoch of a run in progress (its state ``st``), as the table prints it."""
-    return f"{st['train_s'] / st['epochs_done']:.0f}" if st.get("epochs_done") else ""
+def _mean_epoch_s(train_s: float, epochs: int) -> str:
+    """Mean seconds per epoch of a run (``train_s`` over its ``epochs`` finished so far), as the table prints it."""
+    return f"{train_s / epochs:.0f}" if epochs else ""
 
 
 def _key_from_state(name: str) -> str:
