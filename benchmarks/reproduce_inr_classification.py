@@ -7,6 +7,9 @@ any stop (a killed session, a reboot), and read the table it writes::
         --datasets mnist --models nggnn > ~/ng_runs/repro/nggnn.log 2>&1 &
     cat ~/ng_runs/repro/results.md          # table of finished runs and of runs in progress
 
+The invocations behind the paper-scale table are ``benchmarks/paper_scale.sh`` (two queues, one
+thread each).
+
 Two invocations may share one ``--work`` directory (e.g. one per model, one thread each):
 every run keeps its own state file, a dataset being fitted by one invocation is waited for by
 the other, and ``results.jsonl`` is appended under a lock.
@@ -26,7 +29,9 @@ What it does, in order, each step resumable:
    is bit-identical to an uninterrupted one. ``--epochs-profile cpu`` (default) trains for
    :data:`CPU_EPOCHS` (what fits a 2-core CPU in days), ``paper`` for the papers' epochs; the
    warm-up + cosine schedule always spans the epochs actually run.
-3. Appends one JSON line per finished run to ``<work>/results.jsonl`` (recorded once): test /
+3. Appends one JSON line per finished run to ``<work>/results.jsonl`` (recorded once; a run with
+   a row there is never trained again, so a new work directory seeded with the committed rows
+   trains only what they lack, and fits only the sets those runs need): test /
    val accuracy at the best validation epoch, epochs, wall time (``train_s``: every call's
    training and evaluation, summed over sessions), ``epoch_s`` (its mean per epoch), the
    commit of the code and the machine, and the fit's time: ``fit_s`` seconds over the
@@ -165,6 +170,17 @@ def _append_result(row: dict, path: Path) -> bool:
         return True
     finally:
         lock.__exit__(None, None, None)
+
+
+def _recorded_rows(path: Path) -> dict[str, dict]:
+    """The finished runs' rows of a ``results.jsonl``, by ``id`` (empty if there is no file)."""
+    rows = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[row["id"]] = row
+    return rows
 
 
 def _commit() -> str | None:
@@ -307,7 +323,13 @@ def run(args) -> list[dict]:
 
     fit = {**FITS[args.fit], **({"steps": args.fit_steps} if args.fit_steps else {})}
     suffix = f"_{args.variant}" if args.variant else ""
+    done = set(_recorded_rows(results_path))
     for source in args.datasets:
+        models = [m for m in args.models if f"{source}/{args.fit}/{m}{suffix}" not in done]
+        for model in (m for m in args.models if m not in models):
+            print(f"[{source}/{args.fit}/{model}{suffix}] recorded in {results_path}: not trained again")
+        if not models:
+            continue
         data = work / f"{source}_{args.fit}"
         clock = FitClock(work / "state" / f"{source}_{args.fit}_fit.json")
         try:
@@ -320,7 +342,7 @@ def run(args) -> list[dict]:
             fit_state["splits"] = _fit_summary(data)
             _write_json(fit_state, clock.path)
         n_train = fit_state["splits"]["train"]["n"]
-        for model in args.models:
+        for model in models:
             key = f"{source}/{args.fit}/{model}{suffix}"
             state_path = work / "state" / f"{key.replace('/', '_')}.json"
             st = _read_json(state_path) or {"epochs_done": 0, "epoch_s": None, "train_s": 0.0}
@@ -423,18 +445,15 @@ def write_report(work: Path) -> Path:
     """Rewrite ``results.md`` and the learning-curve pictures from ``results.jsonl`` and the run directories."""
     from neuralgraph.io import atomic_write_text
 
-    finished = {}
-    if (work / "results.jsonl").is_file():
-        for line in (work / "results.jsonl").read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                finished[row["id"]] = row
+    finished = _recorded_rows(work / "results.jsonl")
     lines = ["| dataset | model | variant | fit | test acc | paper | best epoch / epochs | train time | s / epoch | "
              "machine | commit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     curves: dict[str, dict[str, tuple[str, list[dict]]]] = {}     # source -> "<run> (<fit>)" -> (model, epochs)
-    for state_path in sorted((work / "state").glob("*.json")) if (work / "state").is_dir() else []:
-        if state_path.name.endswith("_fit.json"):
-            continue
+    states = [p for p in sorted((work / "state").glob("*.json")) if not p.name.endswith("_fit.json")] \
+        if (work / "state").is_dir() else []
+    # rows recorded without a state file (a work directory started afresh from committed rows) come first
+    stateless = [work / "state" / (k.replace("/", "_") + ".json") for k in finished]
+    for state_path in [p for p in stateless if p not in states] + states:
         st = _read_json(state_path)
         for key in [k for k in finished if k.replace("/", "_") + ".json" == state_path.name] or [None]:
             row = finished.get(key)

@@ -521,3 +521,12 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     assert [(r[2], r[3]) for r in fit_rows] == [("train", "40"), ("val", "20"), ("test", "20")]
     assert all(float(r[4]) > 10 for r in fit_rows) and "(4 chunks)" in fit_rows[0][-1]   # PSNR in dB; chunks timed
     assert (tmp_path / "learning_curves_digits.png").stat().st_size > 0
+    # a new work directory seeded with the recorded rows neither fits nor trains them again, and reports them
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "results.jsonl").write_text((tmp_path / "results.jsonl").read_text())
+    fresh_argv = [fresh if a == str(tmp_path) else a for a in argv]
+    assert repro.main([str(a) for a in fresh_argv]) == []
+    assert sorted(p.name for p in fresh.iterdir()) == ["results.jsonl"]
+    repro.write_report(fresh)
+    assert (fresh / "results.md").read_text().count("| digits | nggnn |") == 2
