@@ -34,7 +34,8 @@ What it does, in order, each step resumable:
    trains only what they lack, and fits only the sets those runs need): test /
    val accuracy at the best validation epoch, epochs, wall time (``train_s``: every call's
    training and evaluation, summed over sessions), ``epoch_s`` (its mean per epoch), the
-   commit of the code and the machine, and the fit's time: ``fit_s`` seconds over the
+   commit of the code and the machine, ``history`` (the run's ``metrics.csv``, one dict per
+   epoch, so its curve outlives the run directory), and the fit's time: ``fit_s`` seconds over the
    ``fit_chunks_timed`` chunks that this script timed (:class:`FitClock`; a fit written by
    other code has fewer, or none). ``<work>/results.md`` (the table, finished runs and
    runs in progress, then the fitted sets: PSNR per split and fit time) and
@@ -395,7 +396,7 @@ def _train_run(key: str, st: dict, state_path: Path, config, left, args, train) 
             return {"id": key, "test_acc": res.test_acc, "val_acc": res.best_val_acc, "best_epoch": res.best_epoch,
                     "epochs": res.epochs_done, "train_s": round(st["train_s"], 1),
                     "epoch_s": round(st["train_s"] / res.epochs_done, 1), "config": config.to_dict(),
-                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "history": _history(Path(config.out))}
         _write_json(st, state_path)
         write_report(Path(args.work))
     return None
@@ -459,7 +460,7 @@ def write_report(work: Path) -> Path:
             row = finished.get(key)
             source, fit, name = (key or _key_from_state(state_path.name)).split("/")
             model, _, variant = name.partition("_")
-            hist = _history(work / f"{source}_{fit}" / f"run_{name}")
+            hist = _history(work / f"{source}_{fit}" / f"run_{name}") or (row or {}).get("history", [])
             curves.setdefault(source, {})[f"{name} ({fit})"] = (model, hist)
             if row is not None:
                 paper = f"{100 * row['paper_acc']:.1f}" if row.get("paper_acc") else ""

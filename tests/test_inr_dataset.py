@@ -485,6 +485,8 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
         assert r["fit_settings"] == {"steps": 20, "lr": 1e-3} and r["device"] == "cpu"
         assert "1 thread" in r["machine"] and r["epoch_s"] > 0 and abs(r["epoch_s"] - r["train_s"] / 2) <= 0.1
         assert r["fit_chunks_timed"] == 4 and r["fit_s"] > 0     # 2 + 1 + 1 chunks, over both invocations
+        assert [h["epoch"] for h in r["history"]] == [1, 2] and all(0 <= h["val_acc"] <= 1 for h in r["history"])
+        assert max(h["val_acc"] for h in r["history"]) == r["val_acc"]     # the curve the row's numbers come from
     assert lines[0]["config"]["model_kwargs"] == {"hidden": 8, "num_layers": 1, "use_probes": False}
     assert lines[1]["config"]["model_kwargs"] == {"hidden": 8, "num_layers": 1, "use_probes": True, "n_probes": 2}
     assert lines[0]["config"]["clip_grad_norm"] == 10.0 and lines[0]["config"]["batch_size"] == 16
@@ -530,3 +532,4 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     assert sorted(p.name for p in fresh.iterdir()) == ["results.jsonl"]
     repro.write_report(fresh)
     assert (fresh / "results.md").read_text().count("| digits | nggnn |") == 2
+    assert (fresh / "learning_curves_digits.png").stat().st_size > 0       # drawn from the rows' history
