@@ -461,8 +461,9 @@ def test_early_stopping_is_part_of_the_fingerprint(tmp_path):
 @pytest.mark.slow
 def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     """benchmarks/reproduce_inr_classification.py end to end at tiny size: an invocation out of time stops
-    between chunks, the next continues (one epoch per train call), finished runs are recorded once, a variant
-    is its own row, and the report lists them with their commit and machine."""
+    between chunks, the next continues (one epoch per train call), finished runs are recorded once with their
+    per-epoch history, a variant is its own row, the report lists them with their commit and machine, and a new
+    work directory seeded with the recorded rows neither fits nor trains them again."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("repro", REPO / "benchmarks" / "reproduce_inr_classification.py")
@@ -527,8 +528,7 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     (fresh / "results.jsonl").write_text((tmp_path / "results.jsonl").read_text())
-    fresh_argv = [fresh if a == str(tmp_path) else a for a in argv]
-    assert repro.main([str(a) for a in fresh_argv]) == []
+    assert repro.main([str(fresh) if a == str(tmp_path) else a for a in argv]) == []
     assert sorted(p.name for p in fresh.iterdir()) == ["results.jsonl"]
     repro.write_report(fresh)
     assert (fresh / "results.md").read_text().count("| digits | nggnn |") == 2
