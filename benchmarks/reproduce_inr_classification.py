@@ -164,9 +164,9 @@ def _append_result(row: dict, path: Path) -> bool:
 
     lock = _locked(path.parent / ".results_lock", "results file")
     try:
-        text = path.read_text() if path.is_file() else ""
-        if any(json.loads(line).get("id") == row["id"] for line in text.splitlines() if line.strip()):
+        if row["id"] in _recorded_rows(path):
             return False
+        text = path.read_text() if path.is_file() else ""
         atomic_write_text(text + json.dumps(row, sort_keys=True) + "\n", path)
         return True
     finally:
@@ -182,6 +182,11 @@ def _recorded_rows(path: Path) -> dict[str, dict]:
                 row = json.loads(line)
                 rows[row["id"]] = row
     return rows
+
+
+def _state_name(key: str) -> str:
+    """The state file's name of a run ``<source>/<fit>/<run>`` (inverse: :func:`_key_from_state`)."""
+    return f"{key.replace('/', '_')}.json"
 
 
 def _commit() -> str | None:
@@ -345,7 +350,7 @@ def run(args) -> list[dict]:
         n_train = fit_state["splits"]["train"]["n"]
         for model in models:
             key = f"{source}/{args.fit}/{model}{suffix}"
-            state_path = work / "state" / f"{key.replace('/', '_')}.json"
+            state_path = work / "state" / _state_name(key)
             st = _read_json(state_path) or {"epochs_done": 0, "epoch_s": None, "train_s": 0.0}
             config = _train_config(model, data, data / f"run_{model}{suffix}", n_train, args)
             lock = _locked(work / "state" / f".{key.replace('/', '_')}", "run state")
@@ -450,31 +455,32 @@ def write_report(work: Path) -> Path:
     lines = ["| dataset | model | variant | fit | test acc | paper | best epoch / epochs | train time | s / epoch | "
              "machine | commit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     curves: dict[str, dict[str, tuple[str, list[dict]]]] = {}     # source -> "<run> (<fit>)" -> (model, epochs)
-    states = [p for p in sorted((work / "state").glob("*.json")) if not p.name.endswith("_fit.json")] \
-        if (work / "state").is_dir() else []
+    states = {p.name: p for p in sorted((work / "state").glob("*.json")) if not p.name.endswith("_fit.json")} \
+        if (work / "state").is_dir() else {}
+    recorded = {_state_name(k): k for k in finished}
     # rows recorded without a state file (a work directory started afresh from committed rows) come first
-    stateless = [work / "state" / (k.replace("/", "_") + ".json") for k in finished]
-    for state_path in [p for p in stateless if p not in states] + states:
-        st = _read_json(state_path)
-        for key in [k for k in finished if k.replace("/", "_") + ".json" == state_path.name] or [None]:
-            row = finished.get(key)
-            source, fit, name = (key or _key_from_state(state_path.name)).split("/")
-            model, _, variant = name.partition("_")
-            hist = _history(work / f"{source}_{fit}" / f"run_{name}") or (row or {}).get("history", [])
-            curves.setdefault(source, {})[f"{name} ({fit})"] = (model, hist)
-            if row is not None:
-                paper = f"{100 * row['paper_acc']:.1f}" if row.get("paper_acc") else ""
-                lines.append(f"| {source} | {model} | {variant or ''} | {fit} | {100 * row['test_acc']:.1f} | {paper} "
-                             f"| {row['best_epoch']} / {row['epochs']} | {row['train_s'] / 3600:.1f} h | "
-                             f"{_mean_epoch_s(row['train_s'], row['epochs'])} | "
-                             f"{row.get('machine', row.get('device'))} | {row.get('commit') or ''} |")
-            elif hist:
-                best = max(hist, key=lambda h: h.get("val_acc", 0.0))
-                lines.append(f"| {source} | {model} | {variant} | {fit} | (running: best val "
-                             f"{100 * best.get('val_acc', 0):.1f} at epoch {int(best['epoch'])}) | | "
-                             f"{int(best['epoch'])} / {st.get('epochs_done', len(hist))} done | "
-                             f"{st.get('train_s', 0) / 3600:.1f} h | "
-                             f"{_mean_epoch_s(st.get('train_s', 0), st.get('epochs_done', 0))} | | |")
+    entries = [(k, None) for name, k in recorded.items() if name not in states] + \
+        [(recorded.get(name), path) for name, path in states.items()]
+    for key, state_path in entries:
+        st = _read_json(state_path) if state_path else {}
+        row = finished.get(key)
+        source, fit, name = (key or _key_from_state(state_path.name)).split("/")
+        model, _, variant = name.partition("_")
+        hist = _history(work / f"{source}_{fit}" / f"run_{name}") or (row or {}).get("history", [])
+        curves.setdefault(source, {})[f"{name} ({fit})"] = (model, hist)
+        if row is not None:
+            paper = f"{100 * row['paper_acc']:.1f}" if row.get("paper_acc") else ""
+            lines.append(f"| {source} | {model} | {variant or ''} | {fit} | {100 * row['test_acc']:.1f} | {paper} "
+                         f"| {row['best_epoch']} / {row['epochs']} | {row['train_s'] / 3600:.1f} h | "
+                         f"{_mean_epoch_s(row['train_s'], row['epochs'])} | "
+                         f"{row.get('machine', row.get('device'))} | {row.get('commit') or ''} |")
+        elif hist:
+            best = max(hist, key=lambda h: h.get("val_acc", 0.0))
+            lines.append(f"| {source} | {model} | {variant} | {fit} | (running: best val "
+                         f"{100 * best.get('val_acc', 0):.1f} at epoch {int(best['epoch'])}) | | "
+                         f"{int(best['epoch'])} / {st.get('epochs_done', len(hist))} done | "
+                         f"{st.get('train_s', 0) / 3600:.1f} h | "
+                         f"{_mean_epoch_s(st.get('train_s', 0), st.get('epochs_done', 0))} | | |")
     fits = _fit_lines(work)
     if fits:
         lines += ["", "Fitted INR sets:", "", *fits]
