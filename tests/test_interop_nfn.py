@@ -31,8 +31,13 @@ def test_nfn_tensors_round_trip(name, make):
     reference = ng.batch_models([make().eval() for _ in range(3)])
     for i, (sd, model) in enumerate(zip(case["state_dicts"], ng.to_models(batch))):
         assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), sd.values()))
+        here = make().eval()
+        here.load_state_dict(sd)
         with torch.no_grad():
-            assert torch.equal(model(case["inputs"]), case["outputs"][i])
+            out = model(case["inputs"])
+            assert torch.equal(out, here(case["inputs"]))          # the same network, bit for bit, on this CPU
+            # the outputs recorded where the fixture was written: convolution kernels round differently per CPU
+            assert torch.allclose(out, case["outputs"][i], rtol=1e-5, atol=1e-6)
     assert batch.edge_attr.shape[1] == (9 if name == "cnn" else 1)
     assert reference.edge_attr.shape == batch.edge_attr.shape
     # a conv edge's taps are its kernel, row-major (kh, kw), as the torch layout stores it
