@@ -34,10 +34,12 @@ What it does, in order, each step resumable:
    trains only what they lack, and fits only the sets those runs need): test /
    val accuracy at the best validation epoch, epochs, wall time (``train_s``: every call's
    training and evaluation, summed over sessions), ``epoch_s`` (its mean per epoch), the
-   commit of the code and the machine, ``history`` (the run's ``metrics.csv``, one dict per
-   epoch, so its curve outlives the run directory), and the fit's time: ``fit_s`` seconds over the
-   ``fit_chunks_timed`` chunks that this script timed (:class:`FitClock`; a fit written by
-   other code has fewer, or none). ``<work>/results.md`` (the table, finished runs and
+   machine, ``commit`` (the code of the invocation that finished the run), ``commits`` (every
+   commit whose code trained some of its epochs, in order; ``null`` for epochs trained by a
+   version of this script that did not record it), ``history`` (the run's ``metrics.csv``, one
+   dict per epoch, so its curve outlives the run directory), and the fit's time: ``fit_s``
+   seconds over the ``fit_chunks_timed`` chunks that this script timed (:class:`FitClock`; a fit
+   written by other code has fewer, or none). ``<work>/results.md`` (the table, finished runs and
    runs in progress, then the fitted sets: PSNR per split and fit time) and
    ``<work>/learning_curves_<dataset>.png`` are rewritten after every epoch; ``--report``
    rewrites them without training.
@@ -322,6 +324,7 @@ def run(args) -> list[dict]:
     if dev.type == "cuda":
         device_name += f" ({torch.cuda.get_device_name(dev)})"
     recorded = []
+    code = _commit()       # the code this invocation imported, not whatever HEAD is when a run finishes
 
     def out_of_time(k: int, num_chunks: int) -> None:
         if left() < 0:
@@ -355,7 +358,7 @@ def run(args) -> list[dict]:
             config = _train_config(model, data, data / f"run_{model}{suffix}", n_train, args)
             lock = _locked(work / "state" / f".{key.replace('/', '_')}", "run state")
             try:
-                row = _train_run(key, st, state_path, config, left, args, train)
+                row = _train_run(key, st, state_path, config, left, args, train, code)
             finally:
                 lock.__exit__(None, None, None)
             if row is None:
@@ -366,7 +369,8 @@ def run(args) -> list[dict]:
                         "fit_settings": fit, "fit_s": round(fit_state.get("chunk_s", 0.0), 1),
                         "fit_chunks_timed": fit_state.get("chunks_timed", 0), "n_train": n_train,
                         "device": device_name, "machine": _machine(device_name, args.threads),
-                        "commit": _commit(), "paper_acc": PAPER_ACC.get((source, model))})
+                        "commit": code, "commits": st["commits"],
+                        "paper_acc": PAPER_ACC.get((source, model))})
             if _append_result(row, results_path):
                 recorded.append(row)
                 print(f"[{key}] test acc {row['test_acc']:.4f} (paper {row['paper_acc']}), {row['epochs']} epochs, "
@@ -376,8 +380,13 @@ def run(args) -> list[dict]:
     return recorded
 
 
-def _train_run(key: str, st: dict, state_path: Path, config, left, args, train) -> dict | None:
-    """Train one run epoch by epoch; its result row once finished (None if out of time, or already recorded)."""
+def _train_run(key: str, st: dict, state_path: Path, config, left, args, train, code: str | None) -> dict | None:
+    """Train one run epoch by epoch; its result row once finished (None if out of time, or already recorded).
+
+    ``st["commits"]`` collects, in order, every commit (``code``) that trained an epoch of the run
+    (``None`` first when epochs were trained before this was recorded).
+    """
+    st.setdefault("commits", [None] if st["epochs_done"] else [])
     while st.get("finished") is None:
         need = 1.2 * st["epoch_s"] if st["epoch_s"] else 0.0
         if left() <= need:
@@ -394,6 +403,8 @@ def _train_run(key: str, st: dict, state_path: Path, config, left, args, train) 
         done = res.epochs_done - st["epochs_done"]
         if done > 0:
             st["epoch_s"] = dt / done
+            if st["commits"][-1:] != [code]:
+                st["commits"].append(code)
         st["epochs_done"] = res.epochs_done
         if res.finished:
             st["finished"] = True

@@ -462,7 +462,7 @@ def test_early_stopping_is_part_of_the_fingerprint(tmp_path):
 def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     """benchmarks/reproduce_inr_classification.py end to end at tiny size: an invocation out of time stops
     between chunks, the next continues (one epoch per train call), finished runs are recorded once with their
-    per-epoch history, a variant is its own row, the report lists them with their commit and machine, and a new
+    per-epoch history and the commits that trained them, a variant is its own row, the report lists them with their commit and machine, and a new
     work directory seeded with the recorded rows neither fits nor trains them again."""
     import importlib.util
 
@@ -488,6 +488,7 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
         assert r["fit_chunks_timed"] == 4 and r["fit_s"] > 0     # 2 + 1 + 1 chunks, over both invocations
         assert [h["epoch"] for h in r["history"]] == [1, 2] and all(0 <= h["val_acc"] <= 1 for h in r["history"])
         assert max(h["val_acc"] for h in r["history"]) == r["val_acc"]     # the curve the row's numbers come from
+        assert r["commit"] == repro._commit() and r["commits"] == [r["commit"]]   # one invocation trained it all
     assert lines[0]["config"]["model_kwargs"] == {"hidden": 8, "num_layers": 1, "use_probes": False}
     assert lines[1]["config"]["model_kwargs"] == {"hidden": 8, "num_layers": 1, "use_probes": True, "n_probes": 2}
     assert lines[0]["config"]["clip_grad_norm"] == 10.0 and lines[0]["config"]["batch_size"] == 16
@@ -533,3 +534,17 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     repro.write_report(fresh)
     assert (fresh / "results.md").read_text().count("| digits | nggnn |") == 2
     assert (fresh / "learning_curves_digits.png").stat().st_size > 0       # drawn from the rows' history
+    # a run whose first epoch an older version of the script trained (its state has no commits): the row
+    # says that some epochs came from an unrecorded commit (None), then names the commit that trained the rest
+    from neuralgraph.train import train
+
+    legacy = argv + ["--variant", "legacy", "--model-arg", "use_probes=false"]
+    ns = repro.argparse.Namespace(hidden=8, num_layers=1, batch_size=16, epochs=2, device="cpu", seed=0,
+                                  epochs_profile="cpu", model_arg=[("use_probes", "false")], augment=[])
+    config = repro._train_config("nggnn", tmp_path / "digits_fixed", tmp_path / "digits_fixed" / "run_nggnn_legacy",
+                                 40, ns)
+    assert train(config, resume=True, progress=False, verbose=False, stop_after_epoch=1).epochs_done == 1
+    old_state = {"epochs_done": 1, "epoch_s": 1.0, "train_s": 1.0}       # what the script wrote before commits
+    (tmp_path / "state" / repro._state_name("digits/fixed/nggnn_legacy")).write_text(json.dumps(old_state))
+    [row] = repro.main(legacy)
+    assert row["epochs"] == 2 and row["commits"] == [None, row["commit"]]
