@@ -462,16 +462,17 @@ def test_early_stopping_is_part_of_the_fingerprint(tmp_path):
 def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     """benchmarks/reproduce_inr_classification.py end to end at tiny size: an invocation out of time stops
     between chunks, the next continues (one epoch per train call), finished runs are recorded once with their
-    per-epoch history and the commits that trained them, a variant is its own row, the report lists them with their commit and machine, and a new
-    work directory seeded with the recorded rows neither fits nor trains them again."""
+    per-epoch history and the commits that trained them, a variant is its own row, the report lists them with
+    their commit and machine, and a new work directory seeded with the recorded rows neither fits nor trains
+    them again."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("repro", REPO / "benchmarks" / "reproduce_inr_classification.py")
     repro = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(repro)
     argv = ["--work", str(tmp_path), "--datasets", "digits", "--models", "nggnn", "--fit", "fixed",
-            "--n-train", "40", "--n-val", "20", "--n-test", "20", "--chunk-size", "20", "--fit-steps", "20", "--epochs", "2",
-            "--hidden", "8", "--num-layers", "1", "--batch-size", "16", "--device", "cpu", "--quiet"]
+            "--n-train", "40", "--n-val", "20", "--n-test", "20", "--chunk-size", "20", "--fit-steps", "20",
+            "--epochs", "2", "--hidden", "8", "--num-layers", "1", "--batch-size", "16", "--device", "cpu", "--quiet"]
     assert repro.main(argv + ["--budget", "0.001"]) == []            # out of time after the first chunk
     chunks = list((tmp_path / "digits_fixed").glob("*.chunks/chunk_*.pt"))
     assert len(chunks) == 1 and not (tmp_path / "results.jsonl").exists()
