@@ -122,9 +122,12 @@ PAPER: dict[str, dict] = {
 PAPER_AUGMENT = {"translate": 0.25, "rotate": 45.0, "scale": 0.2, "dropout": 0.01}
 #: Epochs per model on a CPU (``--epochs-profile cpu``): what a 2-core machine trains in days.
 CPU_EPOCHS = {"nggnn": 30, "ngt": 30, "dwsnet": 60, "mlp": 60, "mlp-aug": 60}
-#: The papers' numbers, for the comparison column of the results.
+#: The papers' numbers, for the comparison column of the results (the flat MLPs': DWSNets' Table 1, as read
+#: from a summary of its arXiv text, see docs/results/inr-classification.md).
 PAPER_ACC = {("mnist", "dwsnet"): 0.857, ("mnist", "nggnn"): 0.914, ("mnist", "ngt"): 0.924,
-             ("fashion_mnist", "dwsnet"): 0.671, ("fashion_mnist", "nggnn"): 0.680}
+             ("fashion_mnist", "dwsnet"): 0.671, ("fashion_mnist", "nggnn"): 0.680,
+             ("mnist", "mlp"): 0.1755, ("mnist", "mlp-aug"): 0.2926,
+             ("fashion_mnist", "mlp"): 0.1991, ("fashion_mnist", "mlp-aug"): 0.2276}
 #: INR fit protocols (``--fit``); ``init`` is the starting point (:func:`neuralgraph.inr.siren_init`).
 FITS = {"authors": {"steps": 1000, "lr": 5e-4, "target_psnr": 40.0}, "fixed": {"steps": 200, "lr": 1e-3},
         "dwsinit200": {"steps": 200, "lr": 1e-3, "init": "dwsnets"},
@@ -480,7 +483,8 @@ def write_report(work: Path) -> Path:
         hist = _history(work / f"{source}_{fit}" / f"run_{name}") or (row or {}).get("history", [])
         curves.setdefault(source, {})[f"{name} ({fit})"] = (model, hist)
         if row is not None:
-            paper = f"{100 * row['paper_acc']:.1f}" if row.get("paper_acc") else ""
+            acc = row.get("paper_acc") or PAPER_ACC.get((source, model))      # rows older than the number
+            paper = f"{100 * acc:.2f}".removesuffix("0") if acc else ""
             lines.append(f"| {source} | {model} | {variant or ''} | {fit} | {100 * row['test_acc']:.1f} | {paper} "
                          f"| {row['best_epoch']} / {row['epochs']} | {row['train_s'] / 3600:.1f} h | "
                          f"{_mean_epoch_s(row['train_s'], row['epochs'])} | "
