@@ -357,10 +357,10 @@ def run(args) -> list[dict]:
         for model in models:
             key = f"{source}/{args.fit}/{model}{suffix}"
             state_path = work / "state" / _state_name(key)
-            st = _read_json(state_path) or {"epochs_done": 0, "epoch_s": None, "train_s": 0.0}
             config = _train_config(model, data, data / f"run_{model}{suffix}", n_train, args)
-            lock = _locked(work / "state" / f".{key.replace('/', '_')}", "run state")
-            try:
+            lock = _locked(state_path.with_name(f".{state_path.stem}"), "run state")
+            try:       # read under the lock: an invocation that held it may have trained on
+                st = _read_json(state_path) or {"epochs_done": 0, "epoch_s": None, "train_s": 0.0}
                 row = _train_run(key, st, state_path, config, left, args, train, code)
             finally:
                 lock.__exit__(None, None, None)

@@ -459,7 +459,7 @@ def test_early_stopping_is_part_of_the_fingerprint(tmp_path):
 
 
 @pytest.mark.slow
-def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
+def test_reproduction_script_runs_in_resumable_time_slices(tmp_path, monkeypatch):
     """benchmarks/reproduce_inr_classification.py end to end at tiny size: an invocation out of time stops
     between chunks, the next continues (one epoch per train call), finished runs are recorded once with their
     per-epoch history and the commits that trained them, a variant is its own row, the report lists them with
@@ -549,3 +549,30 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path):
     (tmp_path / "state" / repro._state_name("digits/fixed/nggnn_legacy")).write_text(json.dumps(old_state))
     [row] = repro.main(legacy)
     assert row["epochs"] == 2 and row["commits"] == [None, row["commit"]]
+    # an invocation that waited for a run's lock reads the run's state after the holder let go: here the
+    # holder (another process) trained the first epoch meanwhile, so the row adds its time and commit
+    import threading
+
+    waited = argv + ["--variant", "waited", "--model-arg", "use_probes=false"]
+    key = "digits/fixed/nggnn_waited"
+    state_path = tmp_path / "state" / repro._state_name(key)
+    asked, locked_by, results = threading.Event(), repro._locked, []
+
+    def locked(directory, what, poll=5.0):
+        if what == "run state":
+            asked.set()
+        return locked_by(directory, what, poll=0.05)
+
+    monkeypatch.setattr(repro, "_locked", locked)
+    with locked_by_another_process(state_path.with_name(f".{state_path.stem}")):
+        waiting = threading.Thread(target=lambda: results.append(repro.main(waited)))
+        waiting.start()
+        assert asked.wait(timeout=120)
+        config = repro._train_config("nggnn", tmp_path / "digits_fixed",
+                                     tmp_path / "digits_fixed" / "run_nggnn_waited", 40, ns)
+        assert train(config, resume=True, progress=False, verbose=False, stop_after_epoch=1).epochs_done == 1
+        state_path.write_text(json.dumps({"epochs_done": 1, "epoch_s": 500.0, "train_s": 500.0,
+                                          "commits": ["0" * 40]}))
+    waiting.join(timeout=300)
+    [[row]] = results
+    assert row["epochs"] == 2 and row["commits"] == ["0" * 40, row["commit"]] and row["train_s"] > 500
