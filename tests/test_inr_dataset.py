@@ -463,8 +463,8 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path, monkeypatch
     """benchmarks/reproduce_inr_classification.py end to end at tiny size: an invocation out of time stops
     between chunks, the next continues (one epoch per train call), finished runs are recorded once with their
     per-epoch history and the commits that trained them, a variant is its own row, the report lists them with
-    their commit and machine, and a new work directory seeded with the recorded rows neither fits nor trains
-    them again."""
+    their commit and machine, a new work directory seeded with the recorded rows neither fits nor trains
+    them again, and an invocation that waited for a run's lock goes on from the state its holder left."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("repro", REPO / "benchmarks" / "reproduce_inr_classification.py")
