@@ -194,6 +194,11 @@ def _state_name(key: str) -> str:
     return f"{key.replace('/', '_')}.json"
 
 
+def _run_lock(state_path: Path) -> Path:
+    """The lock (a directory beside the state file) that one invocation at a time holds to train a run."""
+    return state_path.with_name(f".{state_path.stem}")
+
+
 def _commit() -> str | None:
     """The commit of the code this script imports (None outside a git checkout)."""
     import subprocess
@@ -358,7 +363,7 @@ def run(args) -> list[dict]:
             key = f"{source}/{args.fit}/{model}{suffix}"
             state_path = work / "state" / _state_name(key)
             config = _train_config(model, data, data / f"run_{model}{suffix}", n_train, args)
-            lock = _locked(state_path.with_name(f".{state_path.stem}"), "run state")
+            lock = _locked(_run_lock(state_path), "run state")
             try:       # read under the lock: an invocation that held it may have trained on
                 st = _read_json(state_path) or {"epochs_done": 0, "epoch_s": None, "train_s": 0.0}
                 row = _train_run(key, st, state_path, config, left, args, train, code)

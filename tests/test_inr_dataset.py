@@ -564,7 +564,7 @@ def test_reproduction_script_runs_in_resumable_time_slices(tmp_path, monkeypatch
         return locked_by(directory, what, poll=0.05)
 
     monkeypatch.setattr(repro, "_locked", locked)
-    with locked_by_another_process(state_path.with_name(f".{state_path.stem}")):
+    with locked_by_another_process(repro._run_lock(state_path)):
         waiting = threading.Thread(target=lambda: results.append(repro.main(waited)))
         waiting.start()
         assert asked.wait(timeout=120)
